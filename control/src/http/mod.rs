@@ -1,0 +1,153 @@
+//! The REST management API: OWT's v1 paths and bodies, plus OpenAPI and metrics.
+//!
+//! [`app`] builds the whole router from an [`AppState`]; `main` only binds a listener and
+//! serves it, so tests can drive the router directly or start the real binary. Every
+//! handler reads the same way: the service is already authenticated (the [`auth`]
+//! middleware), the handler checks what it is asked (ownership, limits, validation) and
+//! hands off to the store or the conference.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod participants;
+pub mod rooms;
+pub mod services;
+pub mod streams;
+pub mod tokens;
+
+use crate::model::conference::Conference;
+use crate::store::Store;
+use crate::token::Tokens;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::routing::get;
+use axum::{middleware, Router};
+use error::ApiError;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchyard_auth::ReplayGuard;
+use switchyard_config::Config;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// How many signed requests the replay guard remembers at most (about 32 bytes each).
+pub const REPLAY_CACHE_ENTRIES: usize = 4_000_000;
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The configuration the process started with.
+    pub config: Arc<Config>,
+    /// Rooms, services, tokens.
+    pub store: Arc<dyn Store>,
+    /// Who is live in which room.
+    pub conference: Arc<Conference>,
+    /// Token issuing and redemption.
+    pub tokens: Tokens,
+    /// Refuses replayed signatures.
+    pub replay: Mutex<ReplayGuard>,
+    /// Prometheus metrics.
+    pub metrics: metrics::Metrics,
+}
+
+/// The state as handlers hold it.
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// Runs a store call on the blocking pool.
+    pub async fn db<R, E>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&*store))
+            .await
+            .map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?
+            .map_err(Into::into)
+    }
+}
+
+/// The whole HTTP API.
+pub fn app(state: Shared) -> Router {
+    let body_limit = state.config.management_api.max_body_bytes;
+    let signed = Router::new()
+        .route("/v1/rooms", get(rooms::list).post(rooms::create))
+        .route(
+            "/v1/rooms/{room}",
+            get(rooms::get)
+                .put(rooms::put)
+                .patch(rooms::patch)
+                .delete(rooms::delete),
+        )
+        .route("/v1/rooms/{room}/participants", get(participants::list))
+        .route(
+            "/v1/rooms/{room}/participants/{participant}",
+            get(participants::get)
+                .patch(participants::patch)
+                .delete(participants::delete),
+        )
+        .route("/v1/rooms/{room}/streams", get(streams::list))
+        .route(
+            "/v1/rooms/{room}/streams/{stream}",
+            get(streams::get)
+                .patch(streams::patch)
+                .delete(streams::delete),
+        )
+        .route(
+            "/v1/rooms/{room}/tokens",
+            axum::routing::post(tokens::create),
+        )
+        .route("/services", get(services::list).post(services::create))
+        .route(
+            "/services/{service}",
+            get(services::get).delete(services::delete),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    let public = Router::new()
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics::serve))
+        .route("/healthz", get(|| async { "ok" }));
+    signed
+        .merge(public)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                })
+                .on_response(
+                    |resp: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
+                        tracing::info!(status = resp.status().as_u16(), latency_us = latency.as_micros() as u64, "done");
+                    },
+                ),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound {
+        code: 1001,
+        message: "no such resource: see /v1/openapi.json for the API".into(),
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

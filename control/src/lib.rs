@@ -1,0 +1,24 @@
+//! The Switchyard control process: the REST management API, rooms, services, tokens and
+//! the embedded store. It replaces OWT's management-api (and later its portal,
+//! conference-agent and cluster-manager).
+//!
+//! The contract, in layers:
+//! - [`model`]: OWT's data model — rooms with OWT's defaults and validation that names the
+//!   field, services, and what is live in each room ([`model::conference`]).
+//! - [`store`]: one trait for what control keeps on disk; [`store::sqlite`] is the embedded
+//!   default. Every call is atomic; a `kill -9` leaves the last committed state.
+//! - [`token`]: single-use join tokens in OWT's format.
+//! - [`http`]: the API itself. [`http::app`] builds the router from an [`http::AppState`],
+//!   with no sockets, so tests can drive it; [`server`] binds, serves and shuts down.
+//!
+//! Requests are authenticated by `switchyard-auth` (OWT's MAuth or SY-HMAC-SHA256) before a
+//! handler runs; handlers then check what they are asked and hand off to the store or the
+//! conference. Errors are [`http::error::ApiError`], answered in OWT's JSON error shape.
+
+pub mod http;
+pub mod ids;
+pub mod model;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod token;

@@ -1,0 +1,168 @@
+//! `switchyard-control`: the REST management API on the embedded store.
+
+use anyhow::Context as _;
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use switchyard_config::{Config, LogFormat, DEFAULT_CONFIG_TOML};
+use switchyard_control::server;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The default config file, used when `--config` is not given and it exists.
+const SYSTEM_CONFIG: &str = "/etc/switchyard/switchyard.toml";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "switchyard-control",
+    version,
+    about = "Switchyard control: the REST management API, rooms, services and tokens"
+)]
+struct Args {
+    /// The configuration file (default: /etc/switchyard/switchyard.toml if it exists, else built-in defaults).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print the commented default configuration file and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    /// Check the configuration file and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Override log.format: auto, json or text.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+fn load_config(args: &Args) -> anyhow::Result<Config> {
+    let path = match &args.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.exists()),
+    };
+    let mut config = match &path {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(f) = &args.log_format {
+        config.log.format = match f.as_str() {
+            "auto" => LogFormat::Auto,
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => anyhow::bail!("--log-format {other:?}: use auto, json or text"),
+        };
+    }
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.print_default_config {
+        print!("{DEFAULT_CONFIG_TOML}");
+        return ExitCode::SUCCESS;
+    }
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchyard-control: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = switchyard_control::telemetry::init(config.log.format, &config.log.level) {
+        eprintln!("switchyard-control: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchyard-control: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "switchyard-control stopped");
+            eprintln!("switchyard-control: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    server::check_tls(&config)?;
+    let listener = server::bind(&config)?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    let url = server::local_url(&config, addr);
+    let prepared = tokio::task::spawn_blocking(move || server::prepare(config)).await??;
+    let state = prepared.state.clone();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        management_api = %format!("{url}/v1"),
+        openapi = %format!("{url}/v1/openapi.json"),
+        metrics = %format!("{url}/metrics"),
+        super_service = %prepared.super_service_id,
+        credentials_file = %prepared.credentials_file.display(),
+        created_super_service = prepared.created_super_service,
+        "switchyard-control listening"
+    );
+    server::spawn_housekeeping(state.clone());
+    notify_systemd();
+    server::serve(state, listener, shutdown_signal()).await?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("switchyard-control stopped");
+    Ok(())
+}
+
+/// Tells systemd (Type=notify) that the API is up, and pings its watchdog when one is set.
+fn notify_systemd() {
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("serving the management API"),
+        ],
+    );
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let every = Duration::from_micros(usec / 2);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}
