@@ -49,19 +49,34 @@ async fn kill_9_during_writes_keeps_every_acknowledged_room() {
             w.await.unwrap();
         }
         let acked: Vec<String> = acked.lock().unwrap().clone();
-        assert!(acked.len() > 20, "round {round}: only {} writes before the kill", acked.len());
+        assert!(
+            acked.len() > 20,
+            "round {round}: only {} writes before the kill",
+            acked.len()
+        );
         acknowledged.extend(acked);
 
         server = server.restart_after_kill().await;
         let rooms = server.client().get("/v1/rooms").await;
         assert_eq!(rooms.status, 200, "{}", rooms.text);
         let rooms = rooms.json();
-        let present: HashSet<String> = rooms.as_array().unwrap().iter().map(|r| r["_id"].as_str().unwrap().to_string()).collect();
+        let present: HashSet<String> = rooms
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["_id"].as_str().unwrap().to_string())
+            .collect();
         let missing: Vec<&String> = acknowledged.difference(&present).collect();
-        assert!(missing.is_empty(), "round {round}: acknowledged rooms lost: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "round {round}: acknowledged rooms lost: {missing:?}"
+        );
         // Whatever is there is whole: every room reads back with its full configuration.
         for r in rooms.as_array().unwrap() {
-            assert!(r["name"].is_string() && r["views"].is_array() && r["roles"].is_array(), "{r}");
+            assert!(
+                r["name"].is_string() && r["views"].is_array() && r["roles"].is_array(),
+                "{r}"
+            );
         }
     }
 }

@@ -44,8 +44,14 @@ async fn app_server_lifecycle_survives_restart() {
     assert_eq!(room["views"][0]["video"]["parameters"]["framerate"], 30);
     assert_eq!(room["views"][0]["video"]["format"]["profile"], "B");
     assert_eq!(room["views"][0]["video"]["maxInput"], 4);
-    assert_eq!(room["views"][0]["video"]["motionFactor"], 0.8, "OWT default filled in");
-    assert_eq!(room["views"][0]["audio"]["vad"], true, "OWT default filled in");
+    assert_eq!(
+        room["views"][0]["video"]["motionFactor"], 0.8,
+        "OWT default filled in"
+    );
+    assert_eq!(
+        room["views"][0]["audio"]["vad"], true,
+        "OWT default filled in"
+    );
     assert_eq!(room["views"][1]["video"], json!(false));
     assert_eq!(room["roles"].as_array().unwrap().len(), 6);
 
@@ -56,7 +62,13 @@ async fn app_server_lifecycle_survives_restart() {
     }
     let all = c.get("/v1/rooms").await;
     assert_eq!(all.status, 200);
-    let all_ids: Vec<String> = all.json().as_array().unwrap().iter().map(|r| r["_id"].as_str().unwrap().to_string()).collect();
+    let all_ids: Vec<String> = all
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(all_ids, ids);
     assert_eq!(all.headers["x-total-count"], "7");
     let mut paged = Vec::new();
@@ -66,7 +78,13 @@ async fn app_server_lifecycle_survives_restart() {
         let items = r.json();
         let n = items.as_array().unwrap().len();
         assert_eq!(n, if page < 3 { 3 } else { 1 });
-        paged.extend(items.as_array().unwrap().iter().map(|r| r["_id"].as_str().unwrap().to_string()));
+        paged.extend(
+            items
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["_id"].as_str().unwrap().to_string()),
+        );
     }
     assert_eq!(paged, ids);
     assert_eq!(c.get("/v1/rooms?page=4&per_page=3").await.json(), json!([]));
@@ -90,7 +108,12 @@ async fn app_server_lifecycle_survives_restart() {
     assert_eq!(put2.json()["inputLimit"], 3);
 
     // PATCH: a merge patch, then a JSON patch.
-    let p = c.patch(&format!("/v1/rooms/{id}"), json!({"selectActiveAudio": true, "notifying": {"streamChange": false}})).await;
+    let p = c
+        .patch(
+            &format!("/v1/rooms/{id}"),
+            json!({"selectActiveAudio": true, "notifying": {"streamChange": false}}),
+        )
+        .await;
     assert_eq!(p.status, 200, "{}", p.text);
     let r = p.json();
     assert_eq!(r["selectActiveAudio"], true);
@@ -107,9 +130,20 @@ async fn app_server_lifecycle_survives_restart() {
     assert_eq!(p.status, 200, "{}", p.text);
     assert_eq!(p.json()["views"][0]["video"]["parameters"]["framerate"], 15);
     // A patch that makes the room invalid is refused and changes nothing.
-    let bad = c.patch(&format!("/v1/rooms/{id}"), json!({"views": [{"video": {"maxInput": 0}}]})).await;
-    assert_eq!(bad.expect_error(400)["error"]["field"], "views[0].video.maxInput");
-    assert_eq!(c.get(&format!("/v1/rooms/{id}")).await.json()["views"][0]["label"], "only");
+    let bad = c
+        .patch(
+            &format!("/v1/rooms/{id}"),
+            json!({"views": [{"video": {"maxInput": 0}}]}),
+        )
+        .await;
+    assert_eq!(
+        bad.expect_error(400)["error"]["field"],
+        "views[0].video.maxInput"
+    );
+    assert_eq!(
+        c.get(&format!("/v1/rooms/{id}")).await.json()["views"][0]["label"],
+        "only"
+    );
 
     // A token for each role, OWT-shaped, naming the portal.
     let roles = c.get(&format!("/v1/rooms/{id}")).await.json()["roles"].clone();
@@ -118,22 +152,35 @@ async fn app_server_lifecycle_survives_restart() {
         let role = role["role"].as_str().unwrap();
         let t = c.post(&format!("/v1/rooms/{id}/tokens"), json!({"user": "alice", "role": role, "preference": {"isp": "isp", "region": "region"}})).await;
         assert_eq!(t.status, 200, "{role}: {}", t.text);
-        assert!(t.headers["content-type"].to_str().unwrap().starts_with("text/plain"));
-        let decoded = base64::engine::general_purpose::STANDARD.decode(t.text.trim()).unwrap();
+        assert!(t.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(t.text.trim())
+            .unwrap();
         let token: serde_json::Value = serde_json::from_slice(&decoded).unwrap();
         assert_eq!(token["host"], format!("localhost:{}", server.portal_port));
         assert_eq!(token["secure"], false);
         assert!(token["signature"].as_str().unwrap().len() > 40);
         assert!(seen_ids.insert(token["tokenId"].as_str().unwrap().to_string()));
     }
-    assert_eq!(seen_ids.len(), 7, "six default roles plus the patched-in one");
+    assert_eq!(
+        seen_ids.len(),
+        7,
+        "six default roles plus the patched-in one"
+    );
 
     // Delete one room: gone from GET and from the list.
     let victim = ids.pop().unwrap();
     let d = c.delete(&format!("/v1/rooms/{victim}")).await;
     assert_eq!(d.status, 200, "{}", d.text);
-    c.get(&format!("/v1/rooms/{victim}")).await.expect_error(404);
-    c.delete(&format!("/v1/rooms/{victim}")).await.expect_error(404);
+    c.get(&format!("/v1/rooms/{victim}"))
+        .await
+        .expect_error(404);
+    c.delete(&format!("/v1/rooms/{victim}"))
+        .await
+        .expect_error(404);
 
     // Restart the binary: the rooms and their configuration are still there, and the
     // super service's credentials still work.
@@ -141,14 +188,26 @@ async fn app_server_lifecycle_survives_restart() {
     let c = server.client();
     let after = c.get("/v1/rooms").await;
     assert_eq!(after.status, 200, "{}", after.text);
-    let after_ids: Vec<String> = after.json().as_array().unwrap().iter().map(|r| r["_id"].as_str().unwrap().to_string()).collect();
+    let after_ids: Vec<String> = after
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["_id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(after_ids, ids);
     let r = c.get(&format!("/v1/rooms/{id}")).await.json();
     assert_eq!(r["name"], "townhall-2");
     assert_eq!(r["selectActiveAudio"], true);
     assert_eq!(r["views"][0]["video"]["parameters"]["framerate"], 15);
-    assert_eq!(r["roles"].as_array().unwrap().last().unwrap()["role"], "moderator");
-    assert!(server.log().contains("\"created_super_service\":false"), "second start reuses the super service");
+    assert_eq!(
+        r["roles"].as_array().unwrap().last().unwrap()["role"],
+        "moderator"
+    );
+    assert!(
+        server.log().contains("\"created_super_service\":false"),
+        "second start reuses the super service"
+    );
 }
 
 #[tokio::test]
@@ -159,28 +218,53 @@ async fn rooms_are_private_to_their_service() {
     assert_eq!(svc.status, 200, "{}", svc.text);
     let svc = svc.json();
     let key = svc["key"].as_str().unwrap().to_string();
-    let tenant = admin.with_signer(switchyard_auth::Signer::new(svc["_id"].as_str().unwrap(), key, switchyard_auth::Scheme::OwtMauth));
+    let tenant = admin.with_signer(switchyard_auth::Signer::new(
+        svc["_id"].as_str().unwrap(),
+        key,
+        switchyard_auth::Scheme::OwtMauth,
+    ));
 
     let mine = tenant.create_room(json!({"name": "tenant room"})).await;
     let theirs = admin.create_room(json!({"name": "admin room"})).await;
     let list = tenant.get("/v1/rooms").await.json();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["_id"], mine.as_str());
-    tenant.get(&format!("/v1/rooms/{theirs}")).await.expect_error(404);
-    tenant.delete(&format!("/v1/rooms/{theirs}")).await.expect_error(404);
-    tenant.post(&format!("/v1/rooms/{theirs}/tokens"), json!({"user": "u", "role": "presenter"})).await.expect_error(404);
+    tenant
+        .get(&format!("/v1/rooms/{theirs}"))
+        .await
+        .expect_error(404);
+    tenant
+        .delete(&format!("/v1/rooms/{theirs}"))
+        .await
+        .expect_error(404);
+    tenant
+        .post(
+            &format!("/v1/rooms/{theirs}/tokens"),
+            json!({"user": "u", "role": "presenter"}),
+        )
+        .await
+        .expect_error(404);
 
     // Only the super service manages services.
-    assert_eq!(tenant.get("/services").await.expect_error(403)["error"]["code"], 1102);
+    assert_eq!(
+        tenant.get("/services").await.expect_error(403)["error"]["code"],
+        1102
+    );
     let listed = admin.get("/services").await.json();
     assert_eq!(listed.as_array().unwrap().len(), 2);
     assert!(listed[1].get("key").is_none(), "keys are not listed");
     assert_eq!(listed[1]["rooms"], json!([mine]));
-    admin.post("/services", json!({"name": "tenant-a"})).await.expect_error(409);
+    admin
+        .post("/services", json!({"name": "tenant-a"}))
+        .await
+        .expect_error(409);
     let sid = svc["_id"].as_str().unwrap();
     assert_eq!(admin.delete(&format!("/services/{sid}")).await.status, 200);
     // Its rooms went with it, and its key no longer signs anything.
     tenant.get("/v1/rooms").await.expect_error(401);
     let super_id = server.credentials().id;
-    admin.delete(&format!("/services/{super_id}")).await.expect_error(403);
+    admin
+        .delete(&format!("/services/{super_id}"))
+        .await
+        .expect_error(403);
 }

@@ -19,10 +19,29 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn prints_a_commented_default_config_that_it_accepts() {
     let (code, out, _) = run(&["--print-default-config"]);
     assert_eq!(code, 0);
-    for key in ["[management-api]", "port = 3000", "[portal]", "port = 8080", "hostname", "ip_address", "[webrtc]", "network_interfaces", "minport", "maxport", "data_dir", "[tls]"] {
+    for key in [
+        "[management-api]",
+        "port = 3000",
+        "[portal]",
+        "port = 8080",
+        "hostname",
+        "ip_address",
+        "[webrtc]",
+        "network_interfaces",
+        "minport",
+        "maxport",
+        "data_dir",
+        "[tls]",
+    ] {
         assert!(out.contains(key), "{key} missing from the default config");
     }
-    assert!(out.lines().filter(|l| l.trim_start().starts_with('#')).count() > 20, "commented");
+    assert!(
+        out.lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .count()
+            > 20,
+        "commented"
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, &out).unwrap();
@@ -34,14 +53,23 @@ fn prints_a_commented_default_config_that_it_accepts() {
 fn bad_config_stops_startup_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("[webrtc]\nminport = 50000\nmaxport = 40000\n", "webrtc.minport"),
+        (
+            "[webrtc]\nminport = 50000\nmaxport = 40000\n",
+            "webrtc.minport",
+        ),
         ("[management-api]\nport = 70000\n", "management-api.port"),
         ("[management-api]\nport = \"3000\"\n", "management-api.port"),
         ("[portal]\nhostnme = \"x\"\n", "portal.hostnme"),
-        ("[webrtc]\nnetwork_interfaces = [{name = \"eth0\", replaced_ip_address = \"nat\"}]\n", "webrtc.network_interfaces[0].replaced_ip_address"),
+        (
+            "[webrtc]\nnetwork_interfaces = [{name = \"eth0\", replaced_ip_address = \"nat\"}]\n",
+            "webrtc.network_interfaces[0].replaced_ip_address",
+        ),
         ("data_dir = 7\n", "data_dir"),
         ("[tls]\ncert = \"/nonexistent.pem\"\n", "tls.key"),
-        ("[storage]\nsynchronous = \"sometimes\"\n", "storage.synchronous"),
+        (
+            "[storage]\nsynchronous = \"sometimes\"\n",
+            "storage.synchronous",
+        ),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));
@@ -80,10 +108,20 @@ fn port_in_use_is_reported() {
     let port = held.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    std::fs::write(&path, format!("data_dir = {:?}\n[management-api]\nip_address = \"127.0.0.1\"\nport = {port}\n", dir.path().join("d"))).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = {:?}\n[management-api]\nip_address = \"127.0.0.1\"\nport = {port}\n",
+            dir.path().join("d")
+        ),
+    )
+    .unwrap();
     let (code, _, err) = run(&["--config", path.to_str().unwrap(), "--log-format", "text"]);
     assert_ne!(code, 0);
-    assert!(err.contains(&format!("127.0.0.1:{port}")) && err.contains("management-api.port"), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("management-api.port"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -95,12 +133,84 @@ fn credentials_file_is_private_and_written_once() {
         let path = server.data_dir().join("super-service.json");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let dir_mode = std::fs::metadata(server.data_dir()).unwrap().permissions().mode() & 0o777;
+        let dir_mode = std::fs::metadata(server.data_dir())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(dir_mode, 0o700);
         let first = std::fs::read_to_string(&path).unwrap();
-        assert!(server.log().contains(path.to_str().unwrap()), "the start-up log says where the credentials are");
+        assert!(
+            server.log().contains(path.to_str().unwrap()),
+            "the start-up log says where the credentials are"
+        );
         let server = server.restart().await;
         assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
         assert_eq!(server.client().get("/v1/rooms").await.status, 200);
     });
+}
+
+#[test]
+fn serves_https_when_tls_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let port = common::free_port();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!("data_dir = {:?}\n[management-api]\nip_address = \"127.0.0.1\"\nport = {port}\n[portal]\nhostname = \"conf.example.com\"\nport = 8443\n[tls]\ncert = {cert:?}\nkey = {key:?}\n", dir.path().join("d")),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut answer = String::new();
+    for _ in 0..100 {
+        let out = Command::new("curl")
+            .args(["-sk", &format!("https://127.0.0.1:{port}/healthz")])
+            .output()
+            .unwrap();
+        answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        if answer == "ok" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Plain HTTP on the TLS port is refused.
+    let plain = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/healthz")])
+        .output()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(answer, "ok");
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "ok");
 }

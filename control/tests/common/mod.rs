@@ -13,11 +13,18 @@ use switchyard_auth::{RequestParts, Scheme, Signer};
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard-control");
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The super service's credentials file.
@@ -68,7 +75,11 @@ impl Server {
         // `extra` may repeat a table; merge by parsing both and overlaying.
         let config = merge_toml(&config, extra);
         std::fs::write(dir.path().join("switchyard.toml"), config).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(Self::log_path(dir.path())).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Self::log_path(dir.path()))
+            .unwrap();
         let child = Command::new(BIN)
             .arg("--config")
             .arg(dir.path().join("switchyard.toml"))
@@ -98,9 +109,16 @@ impl Server {
                 }
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("switchyard-control exited ({status}) during start-up:\n{}", self.log());
+                panic!(
+                    "switchyard-control exited ({status}) during start-up:\n{}",
+                    self.log()
+                );
             }
-            assert!(Instant::now() < deadline, "switchyard-control did not become ready:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "switchyard-control did not become ready:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -125,7 +143,10 @@ impl Server {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().map(|c| c.try_wait().unwrap().is_none()).unwrap_or(false)
+        self.child
+            .as_mut()
+            .map(|c| c.try_wait().unwrap().is_none())
+            .unwrap_or(false)
     }
 
     /// SIGTERM and wait.
@@ -170,7 +191,10 @@ impl Drop for Server {
 }
 
 fn send_signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Overlays the tables of `extra` onto `base`.
@@ -202,7 +226,8 @@ pub struct Resp {
 
 impl Resp {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
     }
 
     /// Asserts an error answer in OWT's shape with this status; returns its body.
@@ -210,7 +235,10 @@ impl Resp {
         assert_eq!(self.status, status, "body: {}", self.text);
         let v = self.json();
         assert!(v["error"]["code"].is_u64(), "no error.code: {v}");
-        assert!(!v["error"]["message"].as_str().unwrap_or("").is_empty(), "no error.message: {v}");
+        assert!(
+            !v["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "no error.message: {v}"
+        );
         v
     }
 }
@@ -225,15 +253,29 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, signer: Signer) -> Self {
-        Client { http: reqwest::Client::new(), base: base.to_string(), signer }
+        Client {
+            http: reqwest::Client::new(),
+            base: base.to_string(),
+            signer,
+        }
     }
 
     pub fn with_signer(&self, signer: Signer) -> Self {
-        Client { signer, ..self.clone() }
+        Client {
+            signer,
+            ..self.clone()
+        }
     }
 
     pub fn sign(&self, method: &str, path: &str, body: &[u8]) -> String {
-        self.signer.authorization(now_ms(), RequestParts { method, path_and_query: path, body })
+        self.signer.authorization(
+            now_ms(),
+            RequestParts {
+                method,
+                path_and_query: path,
+                body,
+            },
+        )
     }
 
     /// Sends with a header the caller chose (None: unsigned).
@@ -242,10 +284,19 @@ impl Client {
     }
 
     /// As `raw`, but a connection failure is returned, not a panic.
-    pub async fn try_raw(&self, method: &str, path: &str, body: Vec<u8>, auth: Option<String>) -> Result<Resp, reqwest::Error> {
+    pub async fn try_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        auth: Option<String>,
+    ) -> Result<Resp, reqwest::Error> {
         let mut rb = self
             .http
-            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{}", self.base, path))
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{}", self.base, path),
+            )
             .header("content-type", "application/json")
             .body(body);
         if let Some(a) = auth {
@@ -255,11 +306,17 @@ impl Client {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await?;
-        Ok(Resp { status, text, headers })
+        Ok(Resp {
+            status,
+            text,
+            headers,
+        })
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
-        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).unwrap())
+            .unwrap_or_default();
         let auth = self.sign(method, path, &bytes);
         self.raw(method, path, bytes, Some(auth)).await
     }
