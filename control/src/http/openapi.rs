@@ -6,7 +6,9 @@ use super::{metrics, participants, rooms, services, streams, tokens};
 use crate::model::conference::{Participant, Permission, StreamInfo};
 use crate::model::room::{Room, RoomConfig, View, ViewVideo};
 use crate::model::service::{ServiceConfig, ServiceView};
-use axum::Json;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -63,9 +65,15 @@ impl Modify for Security {
     }
 }
 
-/// This document.
+/// This document (built once, on first request).
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
     responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
-pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn serve() -> impl IntoResponse {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let json = DOC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_json()
+            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    });
+    ([(CONTENT_TYPE, "application/json")], json.as_str())
 }
