@@ -1,5 +1,6 @@
 //! Bad input gets a clear status and an OWT-shaped JSON error, and the server keeps
 //! serving everyone else.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 mod common;
 

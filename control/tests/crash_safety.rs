@@ -1,6 +1,7 @@
 //! `kill -9` in the middle of writes leaves the last committed state: every room whose
 //! creation was acknowledged is there after a restart, the store opens cleanly (it is
 //! integrity-checked on open), and nothing half-written appears.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The OpenAPI document covers the whole API, `/metrics` counts requests and what is
 //! live, and every request gets a request id that appears in the JSON logs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! An OWT app server's life with the real binary: create a room with custom views, list
 //! with pagination, update with PUT and PATCH, create a token for each role, delete; then
 //! restart and find the rooms again.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The binary's command line and start-up: the default config, and config errors that
 //! stop start-up with one line naming the key.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 mod common;
 

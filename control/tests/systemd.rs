@@ -1,5 +1,6 @@
 //! The systemd units verify cleanly, carry the hardening they promise, and the binary
 //! speaks the notify protocol (READY=1, then watchdog pings) that `Type=notify` needs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 mod common;
 

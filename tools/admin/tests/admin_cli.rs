@@ -1,4 +1,5 @@
 //! The admin CLI against a real control server (in process, real HTTP, real store).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 use switchyard_admin::{execute, Args, Cmd, RoomCmd, ServiceCmd};
 use switchyard_config::{Config, Port};
