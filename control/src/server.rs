@@ -183,6 +183,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         tokens,
         replay: Mutex::new(ReplayGuard::new(window_ms, REPLAY_CACHE_ENTRIES)),
         metrics: Metrics::new(),
+        services: Default::default(),
     });
     Ok(Prepared {
         state,

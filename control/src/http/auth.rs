@@ -71,8 +71,7 @@ async fn check(st: &Shared, req: Request) -> Result<Request, ApiError> {
     } else {
         (req, Default::default())
     };
-    let id = creds.service_id.clone();
-    let service = st.db(move |s| s.service(&id)).await?;
+    let service = st.service(&creds.service_id).await?;
     let path_and_query = req
         .uri()
         .path_and_query()

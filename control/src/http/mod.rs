@@ -18,6 +18,7 @@ pub mod streams;
 pub mod tokens;
 
 use crate::model::conference::Conference;
+use crate::model::service::Service;
 use crate::store::Store;
 use crate::token::Tokens;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -48,12 +49,59 @@ pub struct AppState {
     pub replay: Mutex<ReplayGuard>,
     /// Prometheus metrics.
     pub metrics: metrics::Metrics,
+    /// Recently used services, so that signature checks need no store call.
+    pub services: ServiceCache,
+}
+
+/// How long a cached service is trusted before the store is asked again. A service
+/// deleted through another control instance (a cluster store) keeps working here for at
+/// most this long.
+pub const SERVICE_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Services by id, each trusted for [`SERVICE_CACHE_TTL`]. Unknown ids are not cached, so
+/// strangers cannot fill it.
+#[derive(Default)]
+pub struct ServiceCache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, Service)>>,
+}
+
+impl ServiceCache {
+    fn get(&self, id: &str) -> Option<Service> {
+        let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        map.get(id)
+            .filter(|(at, _)| at.elapsed() < SERVICE_CACHE_TTL)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn put(&self, s: &Service) {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(s.id.clone(), (std::time::Instant::now(), s.clone()));
+    }
+
+    /// Drops a service (after it is deleted here).
+    pub fn forget(&self, id: &str) {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+    }
 }
 
 /// The state as handlers hold it.
 pub type Shared = Arc<AppState>;
 
 impl AppState {
+    /// A service by id, from the cache or the store.
+    pub async fn service(&self, id: &str) -> Result<Option<Service>, ApiError> {
+        if let Some(s) = self.services.get(id) {
+            return Ok(Some(s));
+        }
+        let id = id.to_string();
+        let found = self.db(move |s| s.service(&id)).await?;
+        if let Some(s) = &found {
+            self.services.put(s);
+        }
+        Ok(found)
+    }
+
     /// Runs a store call on the blocking pool.
     pub async fn db<R, E>(
         &self,

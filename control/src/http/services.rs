@@ -122,6 +122,7 @@ pub async fn delete(
         .db(move |s| s.delete_service(&id2))
         .await?
         .ok_or_else(ApiError::service_not_found)?;
+    st.services.forget(&id);
     for room in &rooms {
         st.conference.delete_room(room);
     }

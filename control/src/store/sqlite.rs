@@ -50,9 +50,52 @@ CREATE TABLE IF NOT EXISTS secrets (
 );
 "#;
 
-/// SQLite behind a mutex: one connection, short transactions.
+/// SQLite behind a mutex: one connection, short transactions. A background thread with a
+/// connection of its own moves the write-ahead log into the database file (checkpoints),
+/// so that the flush to disk a checkpoint needs never stalls a request.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Held for its `Drop`, which stops the thread.
+    _checkpointer: Option<Checkpointer>,
+}
+
+/// How often the background thread checkpoints the write-ahead log.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(db)?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    // PASSIVE never blocks writers; what it cannot copy now it copies later.
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "checkpoint of the store's write-ahead log failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Database(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
@@ -73,7 +116,7 @@ impl SqliteStore {
             Synchronous::Full => "FULL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;"
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 0;"
         ))
         .map_err(|e| open_err(e.to_string()))?;
         let check: String = conn
@@ -94,8 +137,10 @@ impl SqliteStore {
             .map_err(|e| open_err(e.to_string()))?;
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
             .map_err(|e| open_err(e.to_string()))?;
+        let checkpointer = Checkpointer::start(path)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            _checkpointer: Some(checkpointer),
         })
     }
 
@@ -107,6 +152,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA).map_err(db)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            _checkpointer: None,
         })
     }
 

@@ -1,0 +1,329 @@
+//! `rest-bench`: signed room creation, token creation and room reads per second against
+//! the real `switchyard-control` binary, as an OWT app server drives it.
+//!
+//! It starts the binary on a fresh data directory, runs each phase for a fixed time with
+//! a number of concurrent clients (each request signed afresh with OWT's MAuth), and
+//! prints per phase: requests per second, latency percentiles, and requests per
+//! CPU-second of the server (the figure least disturbed by a busy machine, compared with
+//! the baseline). The client's own CPU time is printed too, to show which side was busy.
+//! With `--baseline`, it exits non-zero when a phase falls below the baseline by more than
+//! the baseline's noise margin.
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchyard_auth::{RequestParts, Scheme, Signer};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(name = "rest-bench", about = "Benchmark signed REST calls against switchyard-control")]
+struct Args {
+    /// The switchyard-control binary (a release build).
+    #[arg(long, default_value = "target/release/switchyard-control")]
+    control: PathBuf,
+    /// Short phases (a few seconds each), for the test suite.
+    #[arg(long)]
+    quick: bool,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds per phase (default 3 with --quick, 15 otherwise).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Compare with this baseline and fail on a regression.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PhaseResult {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    requests_per_s: f64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    server_cpu_s: f64,
+    client_cpu_s: f64,
+    requests_per_server_cpu_s: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Report {
+    machine: String,
+    concurrency: usize,
+    server_rss_kib: u64,
+    phases: BTreeMap<String, PhaseResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Baseline {
+    /// Allowed fall below the baseline, as a fraction (e.g. 0.4 = 40 %).
+    noise_margin: f64,
+    /// Phase name → requests per server CPU-second.
+    requests_per_server_cpu_s: BTreeMap<String, f64>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: &str, ticks: f64) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("odd /proc stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ut: f64 = f.get(11).context("no utime")?.parse()?;
+    let st: f64 = f.get(12).context("no stime")?.parse()?;
+    Ok((ut + st) / ticks)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+struct Control {
+    child: Child,
+    base: String,
+    signer: Signer,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_control(bin: &Path) -> anyhow::Result<Control> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let portal = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[log]\nlevel = \"warn\"\nformat = \"json\"\n[management-api]\nip_address = \"127.0.0.1\"\nport = {port}\n[portal]\nport = {portal}\n",
+            dir.path().join("data")
+        ),
+    )?;
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {} (build it with: cargo build --release -p switchyard-control)", bin.display()))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("switchyard-control did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    #[derive(Deserialize)]
+    struct Creds {
+        id: String,
+        key: String,
+    }
+    let creds: Creds = serde_json::from_str(&std::fs::read_to_string(dir.path().join("data/super-service.json"))?)?;
+    Ok(Control { child, base, signer: Signer::new(creds.id, creds.key, Scheme::OwtMauth), _dir: dir })
+}
+
+/// One request: method, path, body.
+type MakeRequest = Arc<dyn Fn(u64) -> (&'static str, String, Vec<u8>) + Send + Sync>;
+
+async fn phase(ctl: &Control, seconds: u64, concurrency: usize, make: MakeRequest) -> anyhow::Result<PhaseResult> {
+    let ticks = clock_ticks();
+    let pid = ctl.child.id().to_string();
+    let cpu0 = cpu_seconds(&pid, ticks)?;
+    let me0 = cpu_seconds("self", ticks)?;
+    let start = Instant::now();
+    let end = start + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let http = reqwest::Client::new();
+        let base = ctl.base.clone();
+        let signer = ctl.signer.clone();
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+            let (mut n, mut errors) = (0u64, 0u64);
+            let mut i = w as u64;
+            while Instant::now() < end {
+                let (method, path, body) = make(i);
+                i += concurrency as u64;
+                let auth = signer.authorization(now_ms(), RequestParts { method, path_and_query: &path, body: &body });
+                let t = Instant::now();
+                let r = http
+                    .request(reqwest::Method::from_bytes(method.as_bytes()).expect("static method"), format!("{base}{path}"))
+                    .header("authorization", auth)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let ok = match r {
+                    Ok(resp) => {
+                        let good = resp.status().is_success();
+                        let _ = resp.bytes().await;
+                        good
+                    }
+                    Err(_) => false,
+                };
+                let _ = hist.record(t.elapsed().as_micros().max(1) as u64);
+                n += 1;
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (hist, n, errors)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut n, mut errors) = (0, 0);
+    for t in tasks {
+        let (h, k, e) = t.await?;
+        hist.add(h)?;
+        n += k;
+        errors += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(&pid, ticks)? - cpu0;
+    let client_cpu = cpu_seconds("self", ticks)? - me0;
+    Ok(PhaseResult {
+        requests: n,
+        errors,
+        seconds: secs,
+        requests_per_s: n as f64 / secs,
+        p50_us: hist.value_at_quantile(0.5),
+        p99_us: hist.value_at_quantile(0.99),
+        p999_us: hist.value_at_quantile(0.999),
+        server_cpu_s: server_cpu,
+        client_cpu_s: client_cpu,
+        requests_per_server_cpu_s: if server_cpu > 0.0 { n as f64 / server_cpu } else { 0.0 },
+    })
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let seconds = args.seconds.unwrap_or(if args.quick { 3 } else { 15 });
+    let ctl = start_control(&args.control).await?;
+    let c = args.concurrency;
+
+    let mut phases = BTreeMap::new();
+    let create: MakeRequest = Arc::new(|i| {
+        let body = serde_json::to_vec(&json!({"name": format!("bench-{i}"), "options": {"views": [{"label": "common", "video": {"maxInput": 4}}]}})).unwrap_or_default();
+        ("POST", "/v1/rooms".to_string(), body)
+    });
+    // Warm up connections and caches, unmeasured.
+    phase(&ctl, 1, c, create.clone()).await?;
+    phases.insert("rooms_create".to_string(), phase(&ctl, seconds, c, create).await?);
+
+    // Tokens on 16 rooms, round robin.
+    let mut rooms = Vec::new();
+    let http = reqwest::Client::new();
+    let list = ctl.signer.authorization(now_ms(), RequestParts { method: "GET", path_and_query: "/v1/rooms?page=1&per_page=16", body: b"" });
+    let got: serde_json::Value = http.get(format!("{}/v1/rooms?page=1&per_page=16", ctl.base)).header("authorization", list).send().await?.json().await?;
+    for r in got.as_array().context("room list")? {
+        rooms.push(r["_id"].as_str().context("room id")?.to_string());
+    }
+    let rooms = Arc::new(rooms);
+    let r2 = rooms.clone();
+    let token: MakeRequest = Arc::new(move |i| {
+        let room = &r2[(i as usize) % r2.len()];
+        let body = serde_json::to_vec(&json!({"user": format!("user-{i}"), "role": "presenter", "preference": {"isp": "isp", "region": "region"}})).unwrap_or_default();
+        ("POST", format!("/v1/rooms/{room}/tokens"), body)
+    });
+    phases.insert("tokens_create".to_string(), phase(&ctl, seconds, c, token).await?);
+    let r3 = rooms.clone();
+    let read: MakeRequest = Arc::new(move |i| ("GET", format!("/v1/rooms/{}", r3[(i as usize) % r3.len()]), Vec::new()));
+    phases.insert("rooms_get".to_string(), phase(&ctl, seconds, c, read).await?);
+
+    let report = Report { machine: machine(), concurrency: c, server_rss_kib: rss_kib(ctl.child.id()), phases };
+    println!("rest-bench: {} concurrent clients, {seconds} s per phase, {}", c, report.machine);
+    println!("{:<14} {:>9} {:>7} {:>10} {:>8} {:>8} {:>9} {:>10} {:>10} {:>14}", "phase", "requests", "errors", "req/s", "p50 µs", "p99 µs", "p99.9 µs", "server cpu", "client cpu", "req/server-cpu-s");
+    for (name, p) in &report.phases {
+        println!(
+            "{:<14} {:>9} {:>7} {:>10.0} {:>8} {:>8} {:>9} {:>9.2}s {:>9.2}s {:>14.0}",
+            name, p.requests, p.errors, p.requests_per_s, p.p50_us, p.p99_us, p.p999_us, p.server_cpu_s, p.client_cpu_s, p.requests_per_server_cpu_s
+        );
+    }
+    println!("server RSS after the run: {} MiB", report.server_rss_kib / 1024);
+    if let Some(out) = &args.out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
+        println!("results written to {}", out.display());
+    }
+    let mut failed = false;
+    for (name, p) in &report.phases {
+        if p.errors > 0 {
+            println!("FAIL {name}: {} of {} requests failed", p.errors, p.requests);
+            failed = true;
+        }
+    }
+    if let Some(path) = &args.baseline {
+        let b: Baseline = serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)?;
+        println!("against the baseline {} (noise margin {:.0} %):", path.display(), b.noise_margin * 100.0);
+        for (name, base) in &b.requests_per_server_cpu_s {
+            let Some(p) = report.phases.get(name) else {
+                println!("FAIL {name}: in the baseline but not measured");
+                failed = true;
+                continue;
+            };
+            let ratio = p.requests_per_server_cpu_s / base;
+            let verdict = if ratio < 1.0 - b.noise_margin { failed = true; "REGRESSION" } else { "ok" };
+            println!("  {name:<14} {:>10.0} req/server-cpu-s vs baseline {:>10.0}: {:>5.2}x  {verdict}", p.requests_per_server_cpu_s, base, ratio);
+        }
+    }
+    if failed {
+        bail!("performance check failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Sets up, builds and starts the whole Switchyard service on this machine, on the
+# embedded store (no database or broker to install). Ctrl-C stops it.
+#
+# The config is run/switchyard.toml (written on first start from the defaults, with the
+# data directory under run/); edit it and start again to change ports or addresses.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+[ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "building (release)…"
+cargo build --release --quiet -p switchyard-control -p switchyard-admin
+
+mkdir -p run
+config="$PWD/run/switchyard.toml"
+if [ ! -f "$config" ]; then
+  target/release/switchyard-control --print-default-config |
+    sed "s|^data_dir = .*|data_dir = \"$PWD/run/data\"|" > "$config"
+  echo "wrote $config"
+fi
+
+target/release/switchyard-control --config "$config" --check-config >/dev/null
+target/release/switchyard-control --config "$config" &
+control=$!
+trap 'kill -TERM $control 2>/dev/null; wait $control 2>/dev/null' INT TERM EXIT
+
+port=$(sed -n '/^\[management-api\]/,/^\[/s/^port *= *\([0-9]*\).*/\1/p' "$config" | head -1)
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:${port}/healthz" >/dev/null 2>&1 && break
+  kill -0 $control 2>/dev/null || { echo "switchyard-control did not start (see above)"; exit 1; }
+  sleep 0.1
+done
+data_dir=$(sed -n 's/^data_dir *= *"\(.*\)"/\1/p' "$config")
+
+cat <<BANNER
+
+Switchyard is running.
+  management API      http://localhost:${port}/v1
+  OpenAPI document    http://localhost:${port}/v1/openapi.json
+  Prometheus metrics  http://localhost:${port}/metrics
+  super service       ${data_dir}/super-service.json  (id and key; mode 0600)
+  config              ${config}
+
+Try it:
+  target/release/switchyard-admin --url http://localhost:${port} --credentials ${data_dir}/super-service.json rooms create demo
+  target/release/switchyard-admin --url http://localhost:${port} --credentials ${data_dir}/super-service.json rooms list
+
+Ctrl-C stops it.
+BANNER
+wait $control
