@@ -25,7 +25,10 @@ use switchyard_auth::{RequestParts, Scheme, Signer};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
-#[command(name = "rest-bench", about = "Benchmark signed REST calls against switchyard-control")]
+#[command(
+    name = "rest-bench",
+    about = "Benchmark signed REST calls against switchyard-control"
+)]
 struct Args {
     /// The switchyard-control binary (a release build).
     #[arg(long, default_value = "target/release/switchyard-control")]
@@ -78,7 +81,10 @@ struct Baseline {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn clock_ticks() -> f64 {
@@ -95,7 +101,10 @@ fn clock_ticks() -> f64 {
 fn cpu_seconds(pid: &str, ticks: f64) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).context("odd /proc stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("odd /proc stat")?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ut: f64 = f.get(11).context("no utime")?.parse()?;
     let st: f64 = f.get(12).context("no stime")?.parse()?;
@@ -105,7 +114,12 @@ fn cpu_seconds(pid: &str, ticks: f64) -> anyhow::Result<f64> {
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -125,8 +139,12 @@ impl Drop for Control {
 
 async fn start_control(bin: &Path) -> anyhow::Result<Control> {
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let portal = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let portal = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
@@ -141,7 +159,12 @@ async fn start_control(bin: &Path) -> anyhow::Result<Control> {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("starting {} (build it with: cargo build --release -p switchyard-control)", bin.display()))?;
+        .with_context(|| {
+            format!(
+                "starting {} (build it with: cargo build --release -p switchyard-control)",
+                bin.display()
+            )
+        })?;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -161,14 +184,26 @@ async fn start_control(bin: &Path) -> anyhow::Result<Control> {
         id: String,
         key: String,
     }
-    let creds: Creds = serde_json::from_str(&std::fs::read_to_string(dir.path().join("data/super-service.json"))?)?;
-    Ok(Control { child, base, signer: Signer::new(creds.id, creds.key, Scheme::OwtMauth), _dir: dir })
+    let creds: Creds = serde_json::from_str(&std::fs::read_to_string(
+        dir.path().join("data/super-service.json"),
+    )?)?;
+    Ok(Control {
+        child,
+        base,
+        signer: Signer::new(creds.id, creds.key, Scheme::OwtMauth),
+        _dir: dir,
+    })
 }
 
 /// One request: method, path, body.
 type MakeRequest = Arc<dyn Fn(u64) -> (&'static str, String, Vec<u8>) + Send + Sync>;
 
-async fn phase(ctl: &Control, seconds: u64, concurrency: usize, make: MakeRequest) -> anyhow::Result<PhaseResult> {
+async fn phase(
+    ctl: &Control,
+    seconds: u64,
+    concurrency: usize,
+    make: MakeRequest,
+) -> anyhow::Result<PhaseResult> {
     let ticks = clock_ticks();
     let pid = ctl.child.id().to_string();
     let cpu0 = cpu_seconds(&pid, ticks)?;
@@ -182,16 +217,27 @@ async fn phase(ctl: &Control, seconds: u64, concurrency: usize, make: MakeReques
         let signer = ctl.signer.clone();
         let make = make.clone();
         tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid histogram bounds");
             let (mut n, mut errors) = (0u64, 0u64);
             let mut i = w as u64;
             while Instant::now() < end {
                 let (method, path, body) = make(i);
                 i += concurrency as u64;
-                let auth = signer.authorization(now_ms(), RequestParts { method, path_and_query: &path, body: &body });
+                let auth = signer.authorization(
+                    now_ms(),
+                    RequestParts {
+                        method,
+                        path_and_query: &path,
+                        body: &body,
+                    },
+                );
                 let t = Instant::now();
                 let r = http
-                    .request(reqwest::Method::from_bytes(method.as_bytes()).expect("static method"), format!("{base}{path}"))
+                    .request(
+                        reqwest::Method::from_bytes(method.as_bytes()).expect("static method"),
+                        format!("{base}{path}"),
+                    )
                     .header("authorization", auth)
                     .header("content-type", "application/json")
                     .body(body)
@@ -235,16 +281,26 @@ async fn phase(ctl: &Control, seconds: u64, concurrency: usize, make: MakeReques
         p999_us: hist.value_at_quantile(0.999),
         server_cpu_s: server_cpu,
         client_cpu_s: client_cpu,
-        requests_per_server_cpu_s: if server_cpu > 0.0 { n as f64 / server_cpu } else { 0.0 },
+        requests_per_server_cpu_s: if server_cpu > 0.0 {
+            n as f64 / server_cpu
+        } else {
+            0.0
+        },
     })
 }
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     format!("{cores} cores, {cpu}")
 }
 
@@ -262,13 +318,29 @@ async fn main() -> anyhow::Result<()> {
     });
     // Warm up connections and caches, unmeasured.
     phase(&ctl, 1, c, create.clone()).await?;
-    phases.insert("rooms_create".to_string(), phase(&ctl, seconds, c, create).await?);
+    phases.insert(
+        "rooms_create".to_string(),
+        phase(&ctl, seconds, c, create).await?,
+    );
 
     // Tokens on 16 rooms, round robin.
     let mut rooms = Vec::new();
     let http = reqwest::Client::new();
-    let list = ctl.signer.authorization(now_ms(), RequestParts { method: "GET", path_and_query: "/v1/rooms?page=1&per_page=16", body: b"" });
-    let got: serde_json::Value = http.get(format!("{}/v1/rooms?page=1&per_page=16", ctl.base)).header("authorization", list).send().await?.json().await?;
+    let list = ctl.signer.authorization(
+        now_ms(),
+        RequestParts {
+            method: "GET",
+            path_and_query: "/v1/rooms?page=1&per_page=16",
+            body: b"",
+        },
+    );
+    let got: serde_json::Value = http
+        .get(format!("{}/v1/rooms?page=1&per_page=16", ctl.base))
+        .header("authorization", list)
+        .send()
+        .await?
+        .json()
+        .await?;
     for r in got.as_array().context("room list")? {
         rooms.push(r["_id"].as_str().context("room id")?.to_string());
     }
@@ -279,21 +351,65 @@ async fn main() -> anyhow::Result<()> {
         let body = serde_json::to_vec(&json!({"user": format!("user-{i}"), "role": "presenter", "preference": {"isp": "isp", "region": "region"}})).unwrap_or_default();
         ("POST", format!("/v1/rooms/{room}/tokens"), body)
     });
-    phases.insert("tokens_create".to_string(), phase(&ctl, seconds, c, token).await?);
+    phases.insert(
+        "tokens_create".to_string(),
+        phase(&ctl, seconds, c, token).await?,
+    );
     let r3 = rooms.clone();
-    let read: MakeRequest = Arc::new(move |i| ("GET", format!("/v1/rooms/{}", r3[(i as usize) % r3.len()]), Vec::new()));
-    phases.insert("rooms_get".to_string(), phase(&ctl, seconds, c, read).await?);
+    let read: MakeRequest = Arc::new(move |i| {
+        (
+            "GET",
+            format!("/v1/rooms/{}", r3[(i as usize) % r3.len()]),
+            Vec::new(),
+        )
+    });
+    phases.insert(
+        "rooms_get".to_string(),
+        phase(&ctl, seconds, c, read).await?,
+    );
 
-    let report = Report { machine: machine(), concurrency: c, server_rss_kib: rss_kib(ctl.child.id()), phases };
-    println!("rest-bench: {} concurrent clients, {seconds} s per phase, {}", c, report.machine);
-    println!("{:<14} {:>9} {:>7} {:>10} {:>8} {:>8} {:>9} {:>10} {:>10} {:>14}", "phase", "requests", "errors", "req/s", "p50 µs", "p99 µs", "p99.9 µs", "server cpu", "client cpu", "req/server-cpu-s");
+    let report = Report {
+        machine: machine(),
+        concurrency: c,
+        server_rss_kib: rss_kib(ctl.child.id()),
+        phases,
+    };
+    println!(
+        "rest-bench: {} concurrent clients, {seconds} s per phase, {}",
+        c, report.machine
+    );
+    println!(
+        "{:<14} {:>9} {:>7} {:>10} {:>8} {:>8} {:>9} {:>10} {:>10} {:>14}",
+        "phase",
+        "requests",
+        "errors",
+        "req/s",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "server cpu",
+        "client cpu",
+        "req/server-cpu-s"
+    );
     for (name, p) in &report.phases {
         println!(
             "{:<14} {:>9} {:>7} {:>10.0} {:>8} {:>8} {:>9} {:>9.2}s {:>9.2}s {:>14.0}",
-            name, p.requests, p.errors, p.requests_per_s, p.p50_us, p.p99_us, p.p999_us, p.server_cpu_s, p.client_cpu_s, p.requests_per_server_cpu_s
+            name,
+            p.requests,
+            p.errors,
+            p.requests_per_s,
+            p.p50_us,
+            p.p99_us,
+            p.p999_us,
+            p.server_cpu_s,
+            p.client_cpu_s,
+            p.requests_per_server_cpu_s
         );
     }
-    println!("server RSS after the run: {} MiB", report.server_rss_kib / 1024);
+    println!(
+        "server RSS after the run: {} MiB",
+        report.server_rss_kib / 1024
+    );
     if let Some(out) = &args.out {
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir)?;
@@ -304,13 +420,23 @@ async fn main() -> anyhow::Result<()> {
     let mut failed = false;
     for (name, p) in &report.phases {
         if p.errors > 0 {
-            println!("FAIL {name}: {} of {} requests failed", p.errors, p.requests);
+            println!(
+                "FAIL {name}: {} of {} requests failed",
+                p.errors, p.requests
+            );
             failed = true;
         }
     }
     if let Some(path) = &args.baseline {
-        let b: Baseline = serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)?;
-        println!("against the baseline {} (noise margin {:.0} %):", path.display(), b.noise_margin * 100.0);
+        let b: Baseline = serde_json::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?;
+        println!(
+            "against the baseline {} (noise margin {:.0} %):",
+            path.display(),
+            b.noise_margin * 100.0
+        );
         for (name, base) in &b.requests_per_server_cpu_s {
             let Some(p) = report.phases.get(name) else {
                 println!("FAIL {name}: in the baseline but not measured");
@@ -318,8 +444,16 @@ async fn main() -> anyhow::Result<()> {
                 continue;
             };
             let ratio = p.requests_per_server_cpu_s / base;
-            let verdict = if ratio < 1.0 - b.noise_margin { failed = true; "REGRESSION" } else { "ok" };
-            println!("  {name:<14} {:>10.0} req/server-cpu-s vs baseline {:>10.0}: {:>5.2}x  {verdict}", p.requests_per_server_cpu_s, base, ratio);
+            let verdict = if ratio < 1.0 - b.noise_margin {
+                failed = true;
+                "REGRESSION"
+            } else {
+                "ok"
+            };
+            println!(
+                "  {name:<14} {:>10.0} req/server-cpu-s vs baseline {:>10.0}: {:>5.2}x  {verdict}",
+                p.requests_per_server_cpu_s, base, ratio
+            );
         }
     }
     if failed {

@@ -70,7 +70,8 @@ struct Checkpointer {
 impl Checkpointer {
     fn start(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(db)?;
-        conn.execute_batch("PRAGMA busy_timeout = 5000;").map_err(db)?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(db)?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -85,7 +86,10 @@ impl Checkpointer {
                 }
             })
             .map_err(|e| StoreError::Database(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Checkpointer { stop, thread: Some(thread) })
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

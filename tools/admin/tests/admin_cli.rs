@@ -7,7 +7,10 @@ use switchyard_control::server;
 
 async fn start() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config { data_dir: dir.path().join("data"), ..Config::default() };
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
     config.management_api.ip_address = "127.0.0.1".into();
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     config.management_api.port = Port(probe.local_addr().unwrap().port());
