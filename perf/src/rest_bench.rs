@@ -217,8 +217,7 @@ async fn phase(
         let signer = ctl.signer.clone();
         let make = make.clone();
         tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-                .expect("valid histogram bounds");
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
             let (mut n, mut errors) = (0u64, 0u64);
             let mut i = w as u64;
             while Instant::now() < end {
@@ -235,7 +234,7 @@ async fn phase(
                 let t = Instant::now();
                 let r = http
                     .request(
-                        reqwest::Method::from_bytes(method.as_bytes()).expect("static method"),
+                        reqwest::Method::from_bytes(method.as_bytes())?,
                         format!("{base}{path}"),
                     )
                     .header("authorization", auth)
@@ -257,13 +256,13 @@ async fn phase(
                     errors += 1;
                 }
             }
-            (hist, n, errors)
+            Ok::<_, anyhow::Error>((hist, n, errors))
         }));
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let (mut n, mut errors) = (0, 0);
     for t in tasks {
-        let (h, k, e) = t.await?;
+        let (h, k, e) = t.await??;
         hist.add(h)?;
         n += k;
         errors += e;
