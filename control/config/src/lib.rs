@@ -277,6 +277,101 @@ impl Default for WebrtcConfig {
     }
 }
 
+/// Which CPU cores the dataplane runs on: `"all"`, a count (the first N CPUs the process
+/// may use), or a list of CPU ids.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Cores {
+    /// Every CPU the process may use.
+    #[default]
+    All,
+    /// The first N of them.
+    Count(usize),
+    /// These CPU ids.
+    List(Vec<usize>),
+}
+
+impl Serialize for Cores {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Cores::All => s.serialize_str("all"),
+            Cores::Count(n) => s.serialize_u64(*n as u64),
+            Cores::List(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Cores {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Cores;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"all\", a number of cores, or a list of CPU ids")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Cores, E> {
+                if v == "all" {
+                    Ok(Cores::All)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Cores, E> {
+                if n >= 1 {
+                    Ok(Cores::Count(n as usize))
+                } else {
+                    Err(E::custom(format!("{n} cores: use at least 1, or \"all\"")))
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Cores, E> {
+                self.visit_i64(i64::try_from(n).unwrap_or(i64::MAX))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Cores, A::Error> {
+                let mut v = Vec::new();
+                while let Some(id) = seq.next_element::<usize>()? {
+                    v.push(id);
+                }
+                Ok(Cores::List(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[dataplane]`: the media process (OWT's webrtc-agent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataplaneConfig {
+    /// The cores it runs on, one pinned executor each.
+    pub cores: Cores,
+    /// Where the dataplane listens for control's RPC (`host:port`).
+    pub rpc_address: String,
+    /// Where the dataplane serves Prometheus metrics (`host:port`); empty to disable.
+    pub metrics_address: String,
+    /// SO_RCVBUF and SO_SNDBUF of each media socket, in bytes.
+    pub socket_buffer_bytes: usize,
+    /// The most peers one core takes.
+    pub max_peers_per_core: usize,
+    /// For tests only: drop this percentage of incoming media packets, as a lossy
+    /// network would (0 in production).
+    pub test_ingress_loss_percent: f64,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            cores: Cores::All,
+            rpc_address: "127.0.0.1:7100".into(),
+            metrics_address: "127.0.0.1:7101".into(),
+            socket_buffer_bytes: 4 * 1024 * 1024,
+            max_peers_per_core: 5000,
+            test_ingress_loss_percent: 0.0,
+        }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -296,6 +391,8 @@ pub struct Config {
     pub portal: PortalConfig,
     /// `[webrtc]`
     pub webrtc: WebrtcConfig,
+    /// `[dataplane]`
+    pub dataplane: DataplaneConfig,
 }
 
 impl Default for Config {
@@ -308,6 +405,7 @@ impl Default for Config {
             management_api: ManagementApiConfig::default(),
             portal: PortalConfig::default(),
             webrtc: WebrtcConfig::default(),
+            dataplane: DataplaneConfig::default(),
         }
     }
 }
@@ -460,7 +558,75 @@ impl Config {
                 )?;
             }
         }
+        let dp = &self.dataplane;
+        match &dp.cores {
+            Cores::List(v) if v.is_empty() => {
+                return Err(ConfigError::invalid(
+                    "dataplane.cores",
+                    "the list is empty: give CPU ids, a count, or \"all\"",
+                ));
+            }
+            Cores::List(v) => {
+                let mut seen = std::collections::HashSet::new();
+                if let Some(dup) = v.iter().find(|c| !seen.insert(**c)) {
+                    return Err(ConfigError::invalid(
+                        "dataplane.cores",
+                        format!("CPU {dup} is listed twice"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if dp.rpc_address.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                "dataplane.rpc_address",
+                format!(
+                    "{:?} is not host:port (e.g. \"127.0.0.1:7100\")",
+                    dp.rpc_address
+                ),
+            ));
+        }
+        if !dp.metrics_address.is_empty()
+            && dp.metrics_address.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::invalid(
+                "dataplane.metrics_address",
+                format!(
+                    "{:?} is not host:port (or \"\" to disable)",
+                    dp.metrics_address
+                ),
+            ));
+        }
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&dp.socket_buffer_bytes) {
+            return Err(ConfigError::invalid(
+                "dataplane.socket_buffer_bytes",
+                format!(
+                    "{} is out of range: use 65536 to 268435456",
+                    dp.socket_buffer_bytes
+                ),
+            ));
+        }
+        if dp.max_peers_per_core == 0 {
+            return Err(ConfigError::invalid(
+                "dataplane.max_peers_per_core",
+                "must be at least 1",
+            ));
+        }
+        if !(0.0..=50.0).contains(&dp.test_ingress_loss_percent) {
+            return Err(ConfigError::invalid(
+                "dataplane.test_ingress_loss_percent",
+                format!(
+                    "{} is out of range: use 0 to 50",
+                    dp.test_ingress_loss_percent
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The number of media ports the range holds.
+    pub fn media_port_count(&self) -> usize {
+        usize::from(self.webrtc.maxport.0 - self.webrtc.minport.0) + 1
     }
 
     /// The default file with `data_dir` replaced, for tools that write a local config.
@@ -634,6 +800,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = Config::load(&dir.path().join("nope.toml")).unwrap_err();
         assert!(e.to_string().contains("nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn dataplane_cores_forms() {
+        assert_eq!(
+            Config::from_toml_str("").unwrap().dataplane.cores,
+            Cores::All
+        );
+        let c = Config::from_toml_str("[dataplane]\ncores = 3\n").unwrap();
+        assert_eq!(c.dataplane.cores, Cores::Count(3));
+        let c = Config::from_toml_str("[dataplane]\ncores = [2, 5]\n").unwrap();
+        assert_eq!(c.dataplane.cores, Cores::List(vec![2, 5]));
+        for bad in [
+            "cores = 0",
+            "cores = \"some\"",
+            "cores = []",
+            "cores = [1, 1]",
+            "rpc_address = \"here\"",
+            "test_ingress_loss_percent = 90.0",
+        ] {
+            let e = err(&format!("[dataplane]\n{bad}\n"));
+            assert!(
+                e.key().is_some_and(|k| k.starts_with("dataplane.")),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

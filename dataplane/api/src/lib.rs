@@ -1,0 +1,383 @@
+//! The RPC between `switchyard-control` and `switchyard-dataplane`, owned by the
+//! dataplane side (as mediasoup's worker owns its channel messages).
+//!
+//! **Transport.** One TCP connection from control to the dataplane's
+//! `dataplane.rpc_address`. Each message is a [`Frame`]: a 4-byte big-endian length, then
+//! that many bytes of JSON. JSON because the messages are few and small (session set-up,
+//! not media), carry SDP text anyway, and stay readable in a packet capture; the length
+//! prefix makes framing exact and bounded ([`MAX_FRAME`]). [`Decoder`] is sans-IO: feed it
+//! bytes as they arrive, take frames out.
+//!
+//! **Messages.** Control sends [`Request`]s, each with an id; the dataplane answers each
+//! with exactly one [`Response`] carrying the same id, in any order. The dataplane also
+//! sends [`Event`]s on its own (a peer connected, a peer went away). Requests are named
+//! after their entity and verb (`PEER_CREATE`, `PEER_CLOSE`, `DATAPLANE_INFO`).
+//!
+//! **Liveness.** Control sends `PING` every second and declares the dataplane gone when
+//! nothing arrives for three. The dataplane closes every peer when control's connection
+//! drops: sessions belong to control, and a restarted control knows none of them.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// The largest frame either side accepts (an SDP is a few KiB).
+pub const MAX_FRAME: usize = 4 * 1024 * 1024;
+
+/// The protocol version; control refuses a dataplane that speaks another.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request from control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Request {
+    /// Describe the dataplane: version, cores, their ports and loads.
+    DataplaneInfo,
+    /// Create a WebRTC peer from a client's SDP offer and answer it.
+    PeerCreate(PeerCreate),
+    /// Close a peer (and, for a publisher, every subscription to its publication).
+    PeerClose {
+        /// The peer.
+        peer: String,
+    },
+    /// Liveness check.
+    Ping,
+}
+
+/// What a new peer does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PeerRole {
+    /// Publishes a stream into the room.
+    Publisher {
+        /// The publication's stream id.
+        publication: String,
+        /// Whether audio may be published.
+        audio: bool,
+        /// Whether video may be published.
+        video: bool,
+    },
+    /// Plays one publication.
+    Subscriber {
+        /// The publication's stream id.
+        publication: String,
+        /// Whether audio is wanted (and permitted).
+        audio: bool,
+        /// Whether video is wanted (and permitted).
+        video: bool,
+    },
+}
+
+/// `PEER_CREATE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerCreate {
+    /// The id control gives the peer.
+    pub peer: String,
+    /// The core to place it on (control picks the least loaded).
+    pub core: u16,
+    /// Publisher or subscriber.
+    pub role: PeerRole,
+    /// The client's SDP offer.
+    pub offer_sdp: String,
+}
+
+/// One negotiated media track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Track {
+    /// `audio` or `video`.
+    pub kind: MediaKind,
+    /// The SDP mid.
+    pub mid: String,
+    /// The codec's name in OWT's spelling (`opus`, `vp8`, `h264`, …).
+    pub codec: String,
+    /// Clock rate in Hz.
+    pub clock_rate: u32,
+    /// Audio channels, where it applies.
+    pub channels: Option<u8>,
+}
+
+/// `audio` or `video`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    /// Audio.
+    Audio,
+    /// Video.
+    Video,
+}
+
+/// One core of the dataplane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoreInfo {
+    /// Index of the core within the dataplane (0-based).
+    pub core: u16,
+    /// The CPU it is pinned to.
+    pub cpu: usize,
+    /// The addresses its media socket(s) listen on.
+    pub ports: Vec<SocketAddr>,
+    /// Peers placed on it now.
+    pub peers: u32,
+}
+
+/// `DATAPLANE_INFO`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataplaneInfo {
+    /// [`PROTOCOL_VERSION`] of the dataplane.
+    pub protocol: u32,
+    /// The dataplane's version.
+    pub version: String,
+    /// Process id, to tell a restarted dataplane from the same one.
+    pub pid: u32,
+    /// The cores.
+    pub cores: Vec<CoreInfo>,
+    /// The most peers one core takes.
+    pub max_peers_per_core: u32,
+}
+
+/// `PEER_CREATE`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerCreated {
+    /// The peer.
+    pub peer: String,
+    /// The core it is on.
+    pub core: u16,
+    /// The SDP answer for the client.
+    pub answer_sdp: String,
+    /// The tracks negotiated.
+    pub tracks: Vec<Track>,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The SDP offer could not be parsed or accepted.
+    BadSdp,
+    /// The offer has nothing the role may send or receive.
+    NoUsableMedia,
+    /// The publication does not exist (or has no track of a kind asked for).
+    UnknownPublication,
+    /// The peer id is taken.
+    PeerExists,
+    /// The peer does not exist.
+    UnknownPeer,
+    /// The core is out of range or full.
+    CoreUnavailable,
+    /// The request is malformed.
+    BadRequest,
+    /// A bug or resource failure in the dataplane.
+    Internal,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct RpcError {
+    /// The kind of failure.
+    pub code: ErrorCode,
+    /// What went wrong, fit for the client when `code` is `BadSdp` or `NoUsableMedia`.
+    pub message: String,
+}
+
+impl RpcError {
+    /// An error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// An answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Response {
+    /// To `DATAPLANE_INFO`.
+    DataplaneInfo(DataplaneInfo),
+    /// To `PEER_CREATE`.
+    PeerCreated(PeerCreated),
+    /// To `PEER_CLOSE`.
+    PeerClosed,
+    /// To `PING`.
+    Pong,
+    /// Any request can fail.
+    Error(RpcError),
+}
+
+/// Something the dataplane tells control on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Event {
+    /// ICE and DTLS are up: media can flow.
+    PeerConnected {
+        /// The peer.
+        peer: String,
+    },
+    /// The peer is gone (ICE timed out, DTLS closed, its publication ended, or it failed).
+    PeerClosed {
+        /// The peer.
+        peer: String,
+        /// Why, for logs and clients.
+        reason: String,
+    },
+}
+
+/// What travels on the connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Frame {
+    /// Control → dataplane.
+    Request {
+        /// Matches the response.
+        id: u64,
+        /// The request.
+        body: Request,
+    },
+    /// Dataplane → control.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        body: Response,
+    },
+    /// Dataplane → control, unsolicited.
+    Event {
+        /// The event.
+        body: Event,
+    },
+}
+
+/// A framing or decoding failure; the connection cannot continue after one.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// A frame announced more than [`MAX_FRAME`] bytes.
+    #[error("frame of {0} bytes is larger than the {MAX_FRAME} allowed")]
+    TooLarge(usize),
+    /// A frame's JSON did not decode.
+    #[error("undecodable frame: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Encodes a frame: length prefix and JSON.
+pub fn encode(frame: &Frame) -> Result<Vec<u8>, FrameError> {
+    let json = serde_json::to_vec(frame)?;
+    if json.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(json.len()));
+    }
+    let mut out = Vec::with_capacity(4 + json.len());
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&json);
+    Ok(out)
+}
+
+/// Splits a byte stream into frames (sans-IO).
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buf: Vec<u8>,
+}
+
+impl Decoder {
+    /// A decoder with nothing buffered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds bytes as they arrive.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame, if one has arrived.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        if self.buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(FrameError::TooLarge(len));
+        }
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        let frame = serde_json::from_slice(&self.buf[4..4 + len]);
+        self.buf.drain(..4 + len);
+        Ok(Some(frame?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_named_entity_verb() {
+        let f = Frame::Request {
+            id: 1,
+            body: Request::PeerClose { peer: "p".into() },
+        };
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["request"]["body"]["type"], "PEER_CLOSE");
+        let json = serde_json::to_value(Request::DataplaneInfo).unwrap();
+        assert_eq!(json["type"], "DATAPLANE_INFO");
+        let create = Request::PeerCreate(PeerCreate {
+            peer: "p".into(),
+            core: 0,
+            role: PeerRole::Subscriber {
+                publication: "s".into(),
+                audio: true,
+                video: false,
+            },
+            offer_sdp: "v=0".into(),
+        });
+        let json = serde_json::to_value(&create).unwrap();
+        assert_eq!(json["type"], "PEER_CREATE");
+        assert_eq!(json["role"]["kind"], "subscriber");
+    }
+
+    #[test]
+    fn frames_survive_arbitrary_splits() {
+        let frames = vec![
+            Frame::Request {
+                id: 7,
+                body: Request::Ping,
+            },
+            Frame::Response {
+                id: 7,
+                body: Response::Pong,
+            },
+            Frame::Event {
+                body: Event::PeerClosed {
+                    peer: "x".into(),
+                    reason: "ice timeout".into(),
+                },
+            },
+            Frame::Response {
+                id: 8,
+                body: Response::Error(RpcError::new(ErrorCode::BadSdp, "no m-lines")),
+            },
+        ];
+        let bytes: Vec<u8> = frames.iter().flat_map(|f| encode(f).unwrap()).collect();
+        for chunk in [1, 3, 7, 64, bytes.len()] {
+            let mut d = Decoder::new();
+            let mut out = Vec::new();
+            for c in bytes.chunks(chunk) {
+                d.push(c);
+                while let Some(f) = d.next_frame().unwrap() {
+                    out.push(f);
+                }
+            }
+            assert_eq!(out, frames, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn refuses_oversized_and_garbage_frames() {
+        let mut d = Decoder::new();
+        d.push(&(MAX_FRAME as u32 + 1).to_be_bytes());
+        assert!(matches!(d.next_frame(), Err(FrameError::TooLarge(_))));
+        let mut d = Decoder::new();
+        d.push(&3u32.to_be_bytes());
+        d.push(b"{x}");
+        assert!(matches!(d.next_frame(), Err(FrameError::Json(_))));
+    }
+}

@@ -1,0 +1,25 @@
+//! The Switchyard dataplane: WebRTC media forwarding, one pinned executor per core.
+//!
+//! Layers, from the inside out:
+//! - sans-IO pieces, each tested with a virtual clock: [`demux`] (whose datagram is it),
+//!   [`rewrite`] (per-subscription sequence numbers and timestamps), [`keyframe`] (merging
+//!   keyframe requests), [`sdp`] (rejecting media a role may not use), [`peer`] (a str0m
+//!   `Rtc` in ICE-lite, RTP mode, answering an offer);
+//! - [`core::Core`], one core's state machine: peers, routes, forwarding, all driven by
+//!   `handle_*` calls that take `now` and fill an outbox;
+//! - [`driver`], the thin glommio loop per core: its sockets, timer and channels;
+//! - [`mgmt`], the management executor: control's RPC (`switchyard-dataplane-api`), the
+//!   publication registry, metrics over HTTP.
+//!
+//! Cores share nothing on the packet path: core *i* owns UDP port `webrtc.minport + i` on
+//! each media address and every peer placed on it; a packet for subscribers on another
+//! core is handed over once per core through a bounded channel, dropped and counted when
+//! the channel is full.
+
+pub mod core;
+pub mod demux;
+pub mod keyframe;
+pub mod metrics;
+pub mod peer;
+pub mod rewrite;
+pub mod sdp;

@@ -1,0 +1,2 @@
+//! `switchyard-dataplane` (work in progress).
+fn main() {}

@@ -1,0 +1,225 @@
+//! Per-core counters, written by their core only (relaxed atomics, no sharing on the
+//! packet path) and read by the metrics endpoint.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// Why a datagram or packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Not STUN, DTLS, RTP or RTCP, or rejected by the peer as malformed.
+    Malformed,
+    /// From an address no peer knows, and not a STUN request naming one.
+    UnknownSource,
+    /// The peer's ICE agent refused it (wrong credentials, wrong state).
+    NotAccepted,
+    /// Dropped on purpose by `test_ingress_loss_percent`.
+    TestLoss,
+    /// The subscriber has no codec for the packet's payload.
+    CodecMismatch,
+    /// The hand-off queue to another core was full.
+    CrossCoreFull,
+    /// The socket refused the datagram (its buffer was full).
+    SendFailed,
+    /// Older than the subscription, or for a track the subscriber does not have.
+    NotRoutable,
+}
+
+impl DropReason {
+    /// Every reason, for iteration.
+    pub const ALL: [DropReason; 8] = [
+        DropReason::Malformed,
+        DropReason::UnknownSource,
+        DropReason::NotAccepted,
+        DropReason::TestLoss,
+        DropReason::CodecMismatch,
+        DropReason::CrossCoreFull,
+        DropReason::SendFailed,
+        DropReason::NotRoutable,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownSource => "unknown_source",
+            DropReason::NotAccepted => "not_accepted",
+            DropReason::TestLoss => "test_loss",
+            DropReason::CodecMismatch => "codec_mismatch",
+            DropReason::CrossCoreFull => "cross_core_full",
+            DropReason::SendFailed => "send_failed",
+            DropReason::NotRoutable => "not_routable",
+        }
+    }
+}
+
+/// One core's counters.
+#[derive(Debug, Default)]
+pub struct CoreMetrics {
+    /// Datagrams received.
+    pub packets_in: AtomicU64,
+    /// Bytes received.
+    pub bytes_in: AtomicU64,
+    /// Datagrams sent.
+    pub packets_out: AtomicU64,
+    /// Bytes sent.
+    pub bytes_out: AtomicU64,
+    /// RTP packets forwarded to subscriptions (one per subscription).
+    pub rtp_forwarded: AtomicU64,
+    /// Packets handed to other cores.
+    pub handed_off: AtomicU64,
+    /// Drops, indexed like [`DropReason::ALL`].
+    pub drops: [AtomicU64; 8],
+    /// Peers on the core now.
+    pub peers: AtomicU64,
+    /// Publishers on the core now.
+    pub publishers: AtomicU64,
+    /// NACKs received from subscribers (answered from the send cache with RTX).
+    pub nacks_received: AtomicU64,
+    /// NACKs sent to publishers for packets lost on their way in.
+    pub nacks_sent: AtomicU64,
+    /// PLIs and FIRs received from subscribers.
+    pub keyframe_requests_received: AtomicU64,
+    /// Keyframe requests sent to publishers (after rate limiting).
+    pub keyframe_requests_sent: AtomicU64,
+}
+
+impl CoreMetrics {
+    /// Counts a drop.
+    pub fn dropped(&self, why: DropReason) {
+        let i = DropReason::ALL.iter().position(|d| *d == why).unwrap_or(0);
+        self.drops[i].fetch_add(1, Relaxed);
+    }
+
+    /// The drops so far for one reason.
+    pub fn drops_for(&self, why: DropReason) -> u64 {
+        let i = DropReason::ALL.iter().position(|d| *d == why).unwrap_or(0);
+        self.drops[i].load(Relaxed)
+    }
+
+    /// Adds to a counter.
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+}
+
+/// Reads one counter of a core.
+type Field = fn(&CoreMetrics) -> &AtomicU64;
+
+/// Prometheus text for every core.
+pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
+    let mut out = String::new();
+    let counters: [(&str, &str, Field); 10] = [
+        (
+            "switchyard_dataplane_packets_in_total",
+            "Datagrams received",
+            |m| &m.packets_in,
+        ),
+        (
+            "switchyard_dataplane_bytes_in_total",
+            "Bytes received",
+            |m| &m.bytes_in,
+        ),
+        (
+            "switchyard_dataplane_packets_out_total",
+            "Datagrams sent",
+            |m| &m.packets_out,
+        ),
+        ("switchyard_dataplane_bytes_out_total", "Bytes sent", |m| {
+            &m.bytes_out
+        }),
+        (
+            "switchyard_dataplane_rtp_forwarded_total",
+            "RTP packets forwarded to subscriptions",
+            |m| &m.rtp_forwarded,
+        ),
+        (
+            "switchyard_dataplane_handed_off_total",
+            "Packets handed to other cores",
+            |m| &m.handed_off,
+        ),
+        (
+            "switchyard_dataplane_nacks_received_total",
+            "NACKs received from subscribers",
+            |m| &m.nacks_received,
+        ),
+        (
+            "switchyard_dataplane_nacks_sent_total",
+            "NACKs sent to publishers",
+            |m| &m.nacks_sent,
+        ),
+        (
+            "switchyard_dataplane_plis_received_total",
+            "Keyframe requests (PLI/FIR) received from subscribers",
+            |m| &m.keyframe_requests_received,
+        ),
+        (
+            "switchyard_dataplane_keyframe_requests_sent_total",
+            "Keyframe requests sent to publishers",
+            |m| &m.keyframe_requests_sent,
+        ),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} counter");
+        for (i, m) in cores.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{core=\"{i}\"}} {}", get(m).load(Relaxed));
+        }
+    }
+    let _ = writeln!(out, "# HELP switchyard_dataplane_drops_total Dropped datagrams and packets by reason.\n# TYPE switchyard_dataplane_drops_total counter");
+    for (i, m) in cores.iter().enumerate() {
+        for d in DropReason::ALL {
+            let _ = writeln!(
+                out,
+                "switchyard_dataplane_drops_total{{core=\"{i}\",reason=\"{}\"}} {}",
+                d.label(),
+                m.drops_for(d)
+            );
+        }
+    }
+    for (name, help, get) in [
+        (
+            "switchyard_dataplane_peers",
+            "Peers on the core",
+            (|m| &m.peers) as Field,
+        ),
+        (
+            "switchyard_dataplane_publishers",
+            "Publishers on the core",
+            |m| &m.publishers,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} gauge");
+        for (i, m) in cores.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{core=\"{i}\"}} {}", get(m).load(Relaxed));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_core_and_reason() {
+        let a = Arc::new(CoreMetrics::default());
+        let b = Arc::new(CoreMetrics::default());
+        a.dropped(DropReason::Malformed);
+        a.dropped(DropReason::Malformed);
+        CoreMetrics::add(&b.packets_in, 5);
+        let text = render(&[a, b]);
+        assert!(
+            text.contains("switchyard_dataplane_drops_total{core=\"0\",reason=\"malformed\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_dataplane_packets_in_total{core=\"1\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchyard_dataplane_peers{core=\"1\"} 0"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! Per-subscription rewriting of RTP sequence numbers and timestamps (sans-IO).
+//!
+//! A subscription sends one continuous stream to its subscriber whatever happens
+//! upstream: it starts at a random sequence number, and when the source changes (the
+//! publisher restarts its encoder, a new SSRC, later a simulcast layer switch) the
+//! outgoing numbering carries on from where it was instead of jumping, so the
+//! subscriber's jitter buffer and decoder see no discontinuity.
+//!
+//! Within one source the offset is constant, so upstream loss stays visible as the same
+//! gap downstream (the subscriber NACKs it, and the repaired packet, forwarded late,
+//! lands in its slot). Packets older than the subscription's first packet are dropped:
+//! the subscriber never had their neighbours.
+
+use std::time::Instant;
+
+/// What a rewritten packet carries downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Extended (64-bit, rollover-free) outgoing sequence number.
+    pub seq: u64,
+    /// Outgoing RTP timestamp.
+    pub ts: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    ssrc: u32,
+    first_in_seq: u64,
+    seq_offset: u64,
+    ts_offset: u32,
+}
+
+/// The rewriting state of one outgoing stream.
+#[derive(Debug, Clone)]
+pub struct Rewriter {
+    clock_rate: u32,
+    initial_seq: u64,
+    source: Option<Source>,
+    /// Highest outgoing sequence number sent, its timestamp and when.
+    last: Option<(u64, u32, Instant)>,
+}
+
+impl Rewriter {
+    /// A rewriter for a stream with `clock_rate` Hz that starts at `initial_seq`
+    /// (callers pick it at random, below 2^15 so that the first rollover is far off).
+    pub fn new(clock_rate: u32, initial_seq: u16) -> Self {
+        Rewriter {
+            clock_rate,
+            initial_seq: u64::from(initial_seq),
+            source: None,
+            last: None,
+        }
+    }
+
+    /// Rewrites one packet from `ssrc` with extended sequence number `seq` and timestamp
+    /// `ts`, arriving at `now`. `None` means drop it (older than the subscription).
+    pub fn rewrite(&mut self, ssrc: u32, seq: u64, ts: u32, now: Instant) -> Option<Rewritten> {
+        let src = match self.source {
+            Some(s) if s.ssrc == ssrc => s,
+            _ => self.switch_to(ssrc, seq, ts, now),
+        };
+        if seq < src.first_in_seq {
+            return None;
+        }
+        let out = Rewritten {
+            seq: seq.wrapping_add(src.seq_offset),
+            ts: ts.wrapping_add(src.ts_offset),
+        };
+        match self.last {
+            Some((s, _, _)) if s >= out.seq => {}
+            _ => self.last = Some((out.seq, out.ts, now)),
+        }
+        Some(out)
+    }
+
+    /// Starts a new source so that its first packet continues the outgoing stream.
+    fn switch_to(&mut self, ssrc: u32, seq: u64, ts: u32, now: Instant) -> Source {
+        let (next_seq, next_ts) = match self.last {
+            None => (self.initial_seq, ts),
+            Some((s, t, at)) => {
+                // Advance the timestamp by the wall time since the last packet sent, at
+                // least one tick, so that the new source's frames play after the old one's.
+                let elapsed = now.saturating_duration_since(at);
+                let ticks = (elapsed.as_secs_f64() * f64::from(self.clock_rate)).round() as u64;
+                (s + 1, t.wrapping_add(ticks.max(1) as u32))
+            }
+        };
+        let src = Source {
+            ssrc,
+            first_in_seq: seq,
+            seq_offset: next_seq.wrapping_sub(seq),
+            ts_offset: next_ts.wrapping_sub(ts),
+        };
+        self.source = Some(src);
+        src
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_single_source_keeps_gaps_and_order() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000, 1000);
+        let a = r.rewrite(1, 50_000, 3_000_000, t0).unwrap();
+        assert_eq!(
+            a,
+            Rewritten {
+                seq: 1000,
+                ts: 3_000_000
+            }
+        );
+        // Loss upstream: 50_001 never arrives; the gap stays a gap.
+        let c = r.rewrite(1, 50_002, 3_003_000, t0).unwrap();
+        assert_eq!(c.seq, 1002);
+        // The repair arrives late and fills its slot.
+        let b = r.rewrite(1, 50_001, 3_000_000, t0).unwrap();
+        assert_eq!(b.seq, 1001);
+        // Older than the subscription: dropped.
+        assert_eq!(r.rewrite(1, 49_999, 2_997_000, t0), None);
+    }
+
+    #[test]
+    fn source_switch_is_seamless() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000, 7);
+        for i in 0..10u64 {
+            r.rewrite(
+                0xaaaa,
+                100 + i,
+                90_000 + 3000 * i as u32,
+                t0 + Duration::from_millis(33 * i),
+            )
+            .unwrap();
+        }
+        // The publisher restarts: new SSRC, unrelated numbering, 100 ms later.
+        let switch_at = t0 + Duration::from_millis(33 * 9 + 100);
+        let first = r.rewrite(0xbbbb, 60_000, 4_000_000_000, switch_at).unwrap();
+        assert_eq!(first.seq, 7 + 10, "continues right after the last packet");
+        assert_eq!(
+            first.ts,
+            90_000 + 27_000 + 9_000,
+            "advanced by the 100 ms gap"
+        );
+        let next = r.rewrite(0xbbbb, 60_001, 4_000_003_000, switch_at).unwrap();
+        assert_eq!(next.seq, first.seq + 1);
+        assert_eq!(next.ts, first.ts.wrapping_add(3000));
+    }
+
+    #[test]
+    fn timestamps_wrap_and_sequence_numbers_are_extended() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(48_000, 65_530);
+        let a = r.rewrite(9, 10, u32::MAX - 100, t0).unwrap();
+        let b = r.rewrite(9, 20, 859, t0).unwrap(); // the input timestamp wrapped
+        assert_eq!(b.seq - a.seq, 10);
+        assert_eq!(b.ts.wrapping_sub(a.ts), 960);
+        assert!(b.seq > 65_535, "extended past 16 bits: {}", b.seq);
+    }
+}

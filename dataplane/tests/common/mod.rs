@@ -1,0 +1,300 @@
+//! An in-memory network for driving [`Core`]s with str0m clients and a virtual clock:
+//! no sockets, no sleeping, deterministic.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use switchyard_dataplane::core::{Command, Core, CoreEvent, PublicationSpec};
+use switchyard_dataplane::metrics::CoreMetrics;
+use switchyard_dataplane_api::{PeerCreate, PeerCreated, PeerRole, RpcError};
+
+static INIT: Once = Once::new();
+
+pub fn init() {
+    INIT.call_once(|| {
+        str0m::crypto::from_feature_flags().install_process_default();
+    });
+}
+
+/// A browser stand-in.
+pub struct Client {
+    pub name: String,
+    pub rtc: Rtc,
+    pub addr: SocketAddr,
+    pub events: Vec<(Instant, Event)>,
+    pub pending: Option<SdpPendingOffer>,
+    pub mids: Vec<(Mid, MediaKind)>,
+}
+
+/// Cores and clients on one virtual network.
+pub struct Net {
+    pub now: Instant,
+    pub cores: Vec<Core>,
+    pub core_addrs: Vec<SocketAddr>,
+    pub metrics: Vec<Arc<CoreMetrics>>,
+    pub clients: Vec<Client>,
+    pub created: Vec<Result<(PeerCreated, Option<PublicationSpec>), RpcError>>,
+    pub core_events: Vec<CoreEvent>,
+    /// Drop every datagram from a client to a core whose index is in this list.
+    pub blackhole: Vec<usize>,
+    token: u64,
+    queue: std::collections::VecDeque<switchyard_dataplane::core::Datagram>,
+    delivering: bool,
+}
+
+impl Net {
+    pub fn new(cores: usize, loss_percent: f64) -> Net {
+        init();
+        let now = Instant::now();
+        let provider = str0m::crypto::from_feature_flags();
+        let mut v = Vec::new();
+        let mut addrs = Vec::new();
+        let mut metrics = Vec::new();
+        for i in 0..cores {
+            let addr: SocketAddr = format!("10.0.0.1:{}", 40000 + i).parse().unwrap();
+            let cert = provider.dtls_provider.generate_certificate().unwrap();
+            let m = Arc::new(CoreMetrics::default());
+            v.push(Core::new(
+                i as u16,
+                &[(addr, addr)],
+                cert,
+                1000,
+                loss_percent,
+                m.clone(),
+            ));
+            addrs.push(addr);
+            metrics.push(m);
+        }
+        Net {
+            now,
+            cores: v,
+            core_addrs: addrs,
+            metrics,
+            clients: Vec::new(),
+            created: Vec::new(),
+            core_events: Vec::new(),
+            blackhole: Vec::new(),
+            token: 0,
+            queue: Default::default(),
+            delivering: false,
+        }
+    }
+
+    /// A client that sends (`send`) or receives audio and video, in frame mode or RTP mode.
+    pub fn client(&mut self, name: &str, send: bool, rtp_mode: bool) -> (usize, String) {
+        let idx = self.clients.len();
+        let addr: SocketAddr = format!("10.0.1.{}:5000", idx + 1).parse().unwrap();
+        let mut rtc = Rtc::builder().set_rtp_mode(rtp_mode).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let dir = if send {
+            Direction::SendOnly
+        } else {
+            Direction::RecvOnly
+        };
+        let mut change = rtc.sdp_api();
+        let a = change.add_media(MediaKind::Audio, dir, None, None, None);
+        let v = change.add_media(MediaKind::Video, dir, None, None, None);
+        let (offer, pending) = change.apply().unwrap();
+        self.clients.push(Client {
+            name: name.into(),
+            rtc,
+            addr,
+            events: Vec::new(),
+            pending: Some(pending),
+            mids: vec![(a, MediaKind::Audio), (v, MediaKind::Video)],
+        });
+        (idx, offer.to_sdp_string())
+    }
+
+    /// Asks `core` to create a peer for `client` with `role`, and completes the client's
+    /// negotiation with the answer. Returns the result.
+    pub fn connect(
+        &mut self,
+        core: usize,
+        client: usize,
+        offer_sdp: String,
+        peer: &str,
+        role: PeerRole,
+        publication: Option<PublicationSpec>,
+    ) -> Result<(PeerCreated, Option<PublicationSpec>), RpcError> {
+        self.token += 1;
+        let req = PeerCreate {
+            peer: peer.into(),
+            core: core as u16,
+            role,
+            offer_sdp,
+        };
+        self.cores[core].handle_command(
+            self.now,
+            Command::CreatePeer {
+                token: self.token,
+                req,
+                publication,
+            },
+        );
+        let mut outbox = self.cores[core].take_outbox();
+        let result = outbox.events.drain(..).find_map(|e| match e {
+            CoreEvent::Created { result, .. } => Some(result),
+            other => {
+                self.core_events.push(other);
+                None
+            }
+        });
+        let result = result.expect("a Created event");
+        self.route(core, outbox);
+        if let Ok((created, _)) = &result {
+            let c = &mut self.clients[client];
+            let answer = SdpAnswer::from_sdp_string(&created.answer_sdp).unwrap();
+            c.rtc
+                .sdp_api()
+                .accept_answer(c.pending.take().unwrap(), answer)
+                .unwrap();
+        }
+        result
+    }
+
+    fn route(&mut self, from_core: usize, outbox: switchyard_dataplane::core::Outbox) {
+        for d in outbox.transmits {
+            self.queue.push_back(d);
+        }
+        for (to, msg) in outbox.to_cores {
+            let now = self.now;
+            self.cores[to as usize].handle_core_msg(now, msg);
+            let ob = self.cores[to as usize].take_outbox();
+            self.route(to as usize, ob);
+        }
+        self.core_events.extend(outbox.events);
+        let _ = from_core;
+        // Deliver queued datagrams one at a time, draining each client after its input.
+        if self.delivering {
+            return;
+        }
+        self.delivering = true;
+        while let Some(d) = self.queue.pop_front() {
+            let Some(ci) = self.clients.iter().position(|c| c.addr == d.to) else {
+                continue;
+            };
+            let input = Input::Receive(
+                self.now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source: d.from,
+                    destination: d.to,
+                    contents: d.data.as_slice().try_into().unwrap(),
+                },
+            );
+            if self.clients[ci].rtc.accepts(&input) {
+                self.clients[ci].rtc.handle_input(input).unwrap();
+                self.pump_client(ci);
+            }
+        }
+        self.delivering = false;
+    }
+
+    /// Drains one client (str0m's rule: every mutation is followed by a full drain),
+    /// delivering what it sends; returns its next deadline.
+    fn pump_client(&mut self, ci: usize) -> std::time::Instant {
+        loop {
+            let out = self.clients[ci].rtc.poll_output().unwrap();
+            match out {
+                Output::Timeout(t) => return t,
+                Output::Transmit(t) => {
+                    if let Some(k) = self.core_addrs.iter().position(|a| *a == t.destination) {
+                        if self.blackhole.contains(&k) {
+                            continue;
+                        }
+                        let data: Vec<u8> = t.contents.into();
+                        self.cores[k].handle_datagram(self.now, t.destination, t.source, &data);
+                        let ob = self.cores[k].take_outbox();
+                        self.route(k, ob);
+                    }
+                }
+                Output::Event(e) => {
+                    let now = self.now;
+                    self.clients[ci].events.push((now, e));
+                }
+            }
+        }
+    }
+
+    /// Moves all traffic once, then advances the clock to the next deadline (at most `max`).
+    pub fn step(&mut self, max: Duration) {
+        let mut next = self.now + max;
+        for ci in 0..self.clients.len() {
+            next = next.min(self.pump_client(ci));
+        }
+        for k in 0..self.cores.len() {
+            if let Some(t) = self.cores[k].next_timeout() {
+                if t <= self.now {
+                    self.cores[k].handle_timeout(self.now);
+                    let ob = self.cores[k].take_outbox();
+                    self.route(k, ob);
+                }
+                next = next.min(t.max(self.now + Duration::from_micros(100)));
+            }
+        }
+        self.now = next.max(self.now + Duration::from_micros(100));
+        for ci in 0..self.clients.len() {
+            self.clients[ci]
+                .rtc
+                .handle_input(Input::Timeout(self.now))
+                .unwrap();
+            self.pump_client(ci);
+        }
+    }
+
+    /// Steps until `cond` holds or `limit` of virtual time passes.
+    pub fn run_until(&mut self, limit: Duration, mut cond: impl FnMut(&Net) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if cond(self) {
+                return true;
+            }
+            self.step(Duration::from_millis(5));
+        }
+        cond(self)
+    }
+
+    pub fn connected(&self, client: usize) -> bool {
+        self.clients[client]
+            .events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Connected))
+    }
+
+    /// Writes one frame of `kind` from a frame-mode client.
+    pub fn write(&mut self, client: usize, kind: MediaKind, media_time: u64, data: &[u8]) {
+        let c = &mut self.clients[client];
+        let mid = c.mids.iter().find(|(_, k)| *k == kind).unwrap().0;
+        let w = c.rtc.writer(mid).unwrap();
+        let pt = w.payload_params().next().unwrap().pt();
+        let time = match kind {
+            MediaKind::Audio => str0m::media::MediaTime::new(
+                media_time,
+                str0m::media::Frequency::new(48_000).unwrap(),
+            ),
+            MediaKind::Video => str0m::media::MediaTime::from_90khz(media_time),
+        };
+        w.write(pt, self.now, time, data.to_vec()).unwrap();
+        self.pump_client(client);
+    }
+
+    pub fn rtp_packets(&self, client: usize) -> Vec<&str0m::rtp::RtpPacket> {
+        self.clients[client]
+            .events
+            .iter()
+            .filter_map(|(_, e)| {
+                if let Event::RtpPacket(p) = e {
+                    Some(p)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,345 @@
+//! The core's forwarding, driven with str0m clients on a virtual network and clock: a
+//! publisher's audio and video reach subscribers with rewritten sequence numbers,
+//! keyframe requests go upstream rate-limited, and a subscriber on another core is
+//! served through one hand-off per packet.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
+
+mod common;
+
+use common::Net;
+use std::time::Duration;
+use str0m::media::MediaKind;
+use switchyard_dataplane_api::{MediaKind as Kind, PeerRole};
+
+fn publisher_role(audio: bool, video: bool) -> PeerRole {
+    PeerRole::Publisher {
+        publication: "s1".into(),
+        audio,
+        video,
+    }
+}
+
+fn subscriber_role() -> PeerRole {
+    PeerRole::Subscriber {
+        publication: "s1".into(),
+        audio: true,
+        video: true,
+    }
+}
+
+/// Sends `frames` frames of audio and video, 20 ms apart.
+fn send_media(net: &mut Net, publisher: usize, frames: u64) {
+    for i in 0..frames {
+        net.write(publisher, MediaKind::Audio, 960 * i, &[0xA0; 80]);
+        if i % 2 == 0 {
+            net.write(
+                publisher,
+                MediaKind::Video,
+                3000 * i,
+                &vec![0x10 + (i % 7) as u8; 1800],
+            );
+        }
+        let until = net.now + Duration::from_millis(20);
+        while net.now < until {
+            net.step(Duration::from_millis(5));
+        }
+    }
+    // Let what is in flight arrive.
+    let until = net.now + Duration::from_millis(300);
+    while net.now < until {
+        net.step(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn publication_reaches_subscribers_with_rewritten_numbering() {
+    let mut net = Net::new(1, 0.0);
+    let (p, offer) = net.client("publisher", true, false);
+    let (created, spec) = net
+        .connect(0, p, offer, "pub", publisher_role(true, true), None)
+        .unwrap();
+    let spec = spec.unwrap();
+    assert_eq!(created.tracks.len(), 2);
+    assert!(created
+        .tracks
+        .iter()
+        .any(|t| t.kind == Kind::Audio && t.codec == "opus"));
+    assert!(created.tracks.iter().any(|t| t.kind == Kind::Video));
+    assert!(
+        net.run_until(Duration::from_secs(5), |n| n.connected(p)),
+        "publisher did not connect"
+    );
+
+    let (s, offer) = net.client("subscriber", false, true);
+    net.connect(0, s, offer, "sub", subscriber_role(), Some(spec.clone()))
+        .unwrap();
+    assert!(
+        net.run_until(Duration::from_secs(5), |n| n.connected(s)),
+        "subscriber did not connect"
+    );
+
+    send_media(&mut net, p, 50);
+    let pkts = net.rtp_packets(s);
+    let audio: Vec<_> = pkts.iter().filter(|p| p.payload.len() == 80).collect();
+    let video: Vec<_> = pkts.iter().filter(|p| p.payload.len() > 80).collect();
+    assert!(audio.len() >= 45, "audio packets: {}", audio.len());
+    assert!(video.len() >= 40, "video packets: {}", video.len());
+    assert!(
+        audio.iter().all(|p| p.payload.iter().all(|b| *b == 0xA0)),
+        "audio payload intact"
+    );
+    // Each outgoing stream is numbered without gaps (no loss here), whatever the input.
+    for stream in [&audio, &video] {
+        let seqs: Vec<u64> = stream.iter().map(|p| *p.seq_no).collect();
+        for w in seqs.windows(2) {
+            assert_eq!(w[1], w[0] + 1, "{seqs:?}");
+        }
+    }
+    let m = &net.metrics[0];
+    assert!(m.rtp_forwarded.load(std::sync::atomic::Ordering::Relaxed) >= 85);
+}
+
+#[test]
+fn role_without_video_gets_video_rejected() {
+    let mut net = Net::new(1, 0.0);
+    let (p, offer) = net.client("audio-only", true, false);
+    let (created, spec) = net
+        .connect(0, p, offer, "pub", publisher_role(true, false), None)
+        .unwrap();
+    assert_eq!(created.tracks.len(), 1);
+    assert_eq!(created.tracks[0].kind, Kind::Audio);
+    assert!(
+        created.answer_sdp.contains("m=video 0 "),
+        "video rejected in the answer:\n{}",
+        created.answer_sdp
+    );
+    assert!(!spec.unwrap().video);
+    let (q, offer) = net.client("nothing", true, false);
+    let e = net
+        .connect(
+            0,
+            q,
+            offer,
+            "pub2",
+            PeerRole::Publisher {
+                publication: "s2".into(),
+                audio: false,
+                video: false,
+            },
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(e.code, switchyard_dataplane_api::ErrorCode::NoUsableMedia);
+}
+
+#[test]
+fn malformed_offers_are_refused_with_a_reason() {
+    let mut net = Net::new(1, 0.0);
+    let (p, _) = net.client("x", true, false);
+    for bad in [
+        "",
+        "hello",
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio x\r\n",
+    ] {
+        let e = net
+            .connect(0, p, bad.into(), "bad", publisher_role(true, true), None)
+            .unwrap_err();
+        assert!(!e.message.is_empty());
+        assert!(
+            matches!(
+                e.code,
+                switchyard_dataplane_api::ErrorCode::BadSdp
+                    | switchyard_dataplane_api::ErrorCode::NoUsableMedia
+            ),
+            "{bad:?}: {e:?}"
+        );
+    }
+    assert_eq!(net.cores[0].peer_count(), 0);
+}
+
+#[test]
+fn keyframe_requests_go_upstream_rate_limited() {
+    let mut net = Net::new(1, 0.0);
+    let (p, offer) = net.client("publisher", true, false);
+    let (_, spec) = net
+        .connect(0, p, offer, "pub", publisher_role(true, true), None)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let mut subs = Vec::new();
+    for i in 0..5 {
+        let (s, offer) = net.client(&format!("sub{i}"), false, true);
+        net.connect(
+            0,
+            s,
+            offer,
+            &format!("sub{i}"),
+            subscriber_role(),
+            spec.clone(),
+        )
+        .unwrap();
+        subs.push(s);
+    }
+    // Five subscribers join at once, with video flowing.
+    send_media(&mut net, p, 10);
+    assert!(subs.iter().all(|s| net.connected(*s)));
+    send_media(&mut net, p, 100); // 2 s
+    let requests = net.clients[p]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, str0m::Event::KeyframeRequest(_)))
+        .count();
+    // Five joins merge into at most a couple of requests, never one per subscriber.
+    assert!(
+        (1..=3).contains(&requests),
+        "publisher saw {requests} keyframe requests"
+    );
+    let sent = net.metrics[0]
+        .keyframe_requests_sent
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent >= 1);
+}
+
+#[test]
+fn subscriber_on_another_core_gets_one_hand_off_per_packet() {
+    let mut net = Net::new(2, 0.0);
+    let (p, offer) = net.client("publisher", true, false);
+    let (_, spec) = net
+        .connect(0, p, offer, "pub", publisher_role(true, true), None)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let mut subs = Vec::new();
+    for i in 0..3 {
+        let (s, offer) = net.client(&format!("far{i}"), false, true);
+        net.connect(
+            1,
+            s,
+            offer,
+            &format!("far{i}"),
+            subscriber_role(),
+            spec.clone(),
+        )
+        .unwrap();
+        subs.push(s);
+    }
+    assert!(net.run_until(Duration::from_secs(5), |n| subs
+        .iter()
+        .all(|s| n.connected(*s))));
+    send_media(&mut net, p, 40);
+    for s in &subs {
+        assert!(
+            net.rtp_packets(*s).len() >= 50,
+            "{}",
+            net.rtp_packets(*s).len()
+        );
+    }
+    let handed = net.metrics[0]
+        .handed_off
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let forwarded_far = net.metrics[1]
+        .rtp_forwarded
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(handed > 0);
+    assert_eq!(
+        forwarded_far,
+        handed * 3,
+        "one hand-off per packet, three subscriptions served from it"
+    );
+}
+
+#[test]
+fn upstream_loss_is_repaired_with_nack_and_rtx() {
+    // 10 % of the publisher's RTP is lost on its way into the core.
+    let mut net = Net::new(1, 10.0);
+    let (p, offer) = net.client("publisher", true, false);
+    let (_, spec) = net
+        .connect(0, p, offer, "pub", publisher_role(true, true), None)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let (s, offer) = net.client("subscriber", false, true);
+    net.connect(0, s, offer, "sub", subscriber_role(), spec)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
+    send_media(&mut net, p, 150);
+    let m = &net.metrics[0];
+    let lost = m.drops_for(switchyard_dataplane::metrics::DropReason::TestLoss);
+    let nacks = m.nacks_sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(lost > 10, "loss hook dropped {lost}");
+    assert!(nacks > 0, "no NACK sent to the publisher");
+    // Video is repaired by retransmission: the subscriber ends with (nearly) every packet.
+    let video: Vec<u64> = net
+        .rtp_packets(s)
+        .iter()
+        .filter(|p| p.payload.len() > 80)
+        .map(|p| *p.seq_no)
+        .collect();
+    let span = video.iter().max().unwrap() - video.iter().min().unwrap() + 1;
+    assert!(
+        video.len() as u64 >= span * 97 / 100,
+        "{} of {span} video packets after repair",
+        video.len()
+    );
+}
+
+#[test]
+fn garbage_datagrams_are_dropped_and_counted_while_media_flows() {
+    let mut net = Net::new(1, 0.0);
+    let (p, offer) = net.client("publisher", true, false);
+    let (_, spec) = net
+        .connect(0, p, offer, "pub", publisher_role(true, true), None)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let (s, offer) = net.client("subscriber", false, true);
+    net.connect(0, s, offer, "sub", subscriber_role(), spec)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
+    let core_addr = net.core_addrs[0];
+    let stranger: std::net::SocketAddr = "10.9.9.9:999".parse().unwrap();
+    let publisher_addr = net.clients[p].addr;
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff; 3],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        vec![0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42], // truncated STUN
+        vec![22, 254, 253, 0, 0],                             // truncated DTLS
+        {
+            let mut v = vec![0x80, 96, 0, 1];
+            v.resize(40, 7);
+            v
+        }, // RTP with a bad SRTP tag
+        vec![0x80, 200, 0, 1, 0, 0],                          // short RTCP
+    ];
+    for round in 0..20 {
+        for g in &garbage {
+            // From a stranger, and from the publisher's own address (spoofed).
+            net.cores[0].handle_datagram(net.now, core_addr, stranger, g);
+            net.cores[0].handle_datagram(net.now, core_addr, publisher_addr, g);
+            let _ = net.cores[0].take_outbox();
+        }
+        if round % 5 == 0 {
+            send_media(&mut net, p, 5);
+        }
+    }
+    let m = &net.metrics[0];
+    use switchyard_dataplane::metrics::DropReason::*;
+    let dropped: u64 = [Malformed, UnknownSource, NotAccepted]
+        .iter()
+        .map(|d| m.drops_for(*d))
+        .sum();
+    assert!(
+        dropped >= 200,
+        "only {dropped} of 280 garbage datagrams counted as dropped"
+    );
+    assert!(
+        m.drops_for(UnknownSource) >= 60,
+        "{}",
+        m.drops_for(UnknownSource)
+    );
+    // Media kept flowing to the subscriber and both peers are still there.
+    assert!(
+        net.rtp_packets(s).len() > 20,
+        "{}",
+        net.rtp_packets(s).len()
+    );
+    assert_eq!(net.cores[0].peer_count(), 2);
+}
