@@ -20,5 +20,4 @@ pub mod ids;
 pub mod model;
 pub mod server;
 pub mod store;
-pub mod telemetry;
 pub mod token;

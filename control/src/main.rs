@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = switchyard_control::telemetry::init(config.log.format, &config.log.level) {
+    if let Err(e) = switchyard_config::logging::init(config.log.format, &config.log.level) {
         eprintln!("switchyard-control: {e}");
         return ExitCode::from(2);
     }

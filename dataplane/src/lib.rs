@@ -18,8 +18,11 @@
 
 pub mod core;
 pub mod demux;
+pub mod driver;
 pub mod keyframe;
 pub mod metrics;
+pub mod mgmt;
 pub mod peer;
 pub mod rewrite;
 pub mod sdp;
+pub mod setup;

@@ -17,6 +17,9 @@
 //! - Nothing here opens sockets or files other than the config file itself: the
 //!   processes decide what to do with the values.
 
+#[cfg(feature = "logging")]
+pub mod logging;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::net::IpAddr;

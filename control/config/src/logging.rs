@@ -1,7 +1,7 @@
-//! Logging: `tracing` to standard output, JSON lines or text.
+//! Logging for every Switchyard binary: `tracing` to standard output, JSON lines or text.
 
+use crate::LogFormat;
 use std::io::IsTerminal;
-use switchyard_config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `level`.

@@ -1,0 +1,203 @@
+//! The thin glommio loop of one core: it owns the core's sockets, timer and channels, and
+//! feeds a [`Core`] (which does all the thinking) with what arrives.
+//!
+//! Tasks on the core's executor, all sharing the `Core` through a `RefCell` (one thread,
+//! never held across an await): one receive loop per media socket, one timer loop, one
+//! loop per other core's hand-off channel, and the command loop. After each input the
+//! outbox is flushed at once: datagrams go out with a non-blocking `sendto` on the same
+//! socket (a full socket buffer drops and counts), hand-offs go into bounded channels
+//! (a full one drops and counts — a slow core never blocks this one), events go to the
+//! management executor.
+
+use crate::core::{Command, Core, CoreEvent, CoreMsg};
+use crate::metrics::{CoreMetrics, DropReason};
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use std::cell::RefCell;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The longest the timer loop sleeps without looking at the core.
+const MAX_TICK: Duration = Duration::from_millis(20);
+
+/// A core's channels, made before its executor starts.
+pub struct CoreLinks {
+    /// Commands from the management executor.
+    pub commands: SharedReceiver<Command>,
+    /// Events to the management executor.
+    pub events: SharedSender<CoreEvent>,
+    /// Hand-offs to other cores, indexed by core (`None` for this one).
+    pub to_cores: Vec<Option<SharedSender<CoreMsg>>>,
+    /// Hand-offs from other cores.
+    pub from_cores: Vec<SharedReceiver<CoreMsg>>,
+}
+
+/// A bound media socket.
+pub struct MediaSocket {
+    /// Its local address.
+    pub local: SocketAddr,
+    /// The socket.
+    pub socket: socket2::Socket,
+}
+
+struct Ctx {
+    core: RefCell<Core>,
+    send: Vec<(SocketAddr, StdUdpSocket)>,
+    to_cores: Vec<Option<ConnectedSender<CoreMsg>>>,
+    events: LocalSender<CoreEvent>,
+    metrics: Arc<CoreMetrics>,
+}
+
+impl Ctx {
+    /// Carries out what the core asked for.
+    fn flush(&self) {
+        let out = self.core.borrow_mut().take_outbox();
+        for d in out.transmits {
+            let Some((_, sock)) = self
+                .send
+                .iter()
+                .find(|(a, _)| *a == d.from)
+                .or_else(|| self.send.first())
+            else {
+                self.metrics.dropped(DropReason::SendFailed);
+                continue;
+            };
+            match sock.send_to(&d.data, d.to) {
+                Ok(n) => {
+                    CoreMetrics::add(&self.metrics.packets_out, 1);
+                    CoreMetrics::add(&self.metrics.bytes_out, n as u64);
+                }
+                Err(_) => self.metrics.dropped(DropReason::SendFailed),
+            }
+        }
+        for (to, msg) in out.to_cores {
+            match self.to_cores.get(usize::from(to)).and_then(|s| s.as_ref()) {
+                Some(s) => {
+                    if s.try_send(msg).is_err() {
+                        self.metrics.dropped(DropReason::CrossCoreFull);
+                    }
+                }
+                None => self.metrics.dropped(DropReason::CrossCoreFull),
+            }
+        }
+        for e in out.events {
+            // Unbounded and local: events are few (peer set-up and teardown).
+            let _ = self.events.try_send(e);
+        }
+    }
+}
+
+/// Runs one core until its command channel closes.
+pub async fn run(
+    core: Core,
+    sockets: Vec<MediaSocket>,
+    links: CoreLinks,
+    metrics: Arc<CoreMetrics>,
+) {
+    let commands = links.commands.connect().await;
+    let events_out = links.events.connect().await;
+    let mut to_cores = Vec::new();
+    for s in links.to_cores {
+        to_cores.push(match s {
+            Some(s) => Some(s.connect().await),
+            None => None,
+        });
+    }
+    let mut send = Vec::new();
+    let mut recv = Vec::new();
+    for ms in sockets {
+        match ms.socket.try_clone() {
+            Ok(dup) => {
+                let std: StdUdpSocket = dup.into();
+                if std.set_nonblocking(true).is_err() {
+                    tracing::error!(addr = %ms.local, "cannot make the media socket non-blocking");
+                    continue;
+                }
+                send.push((ms.local, std));
+                recv.push((ms.local, glommio::net::UdpSocket::from(ms.socket)));
+            }
+            Err(e) => {
+                tracing::error!(addr = %ms.local, error = %e, "cannot duplicate the media socket")
+            }
+        }
+    }
+    let (ev_tx, ev_rx) = local_channel::new_unbounded();
+    let ctx = Rc::new(Ctx {
+        core: RefCell::new(core),
+        send,
+        to_cores,
+        events: ev_tx,
+        metrics,
+    });
+
+    glommio::spawn_local(async move {
+        while let Some(e) = ev_rx.recv().await {
+            if events_out.send(e).await.is_err() {
+                break;
+            }
+        }
+    })
+    .detach();
+
+    for (local, sock) in recv {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                match sock.recv_from(&mut buf).await {
+                    Ok((n, from)) => {
+                        ctx.core.borrow_mut().handle_datagram(
+                            Instant::now(),
+                            local,
+                            from,
+                            &buf[..n],
+                        );
+                        ctx.flush();
+                    }
+                    Err(e) => {
+                        tracing::warn!(addr = %local, error = %e, "media socket receive failed");
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+
+    {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            loop {
+                let next = ctx.core.borrow().next_timeout();
+                let now = Instant::now();
+                let wait = match next {
+                    Some(t) => t.saturating_duration_since(now).min(MAX_TICK),
+                    None => MAX_TICK,
+                };
+                glommio::timer::sleep(wait.max(Duration::from_millis(1))).await;
+                ctx.core.borrow_mut().handle_timeout(Instant::now());
+                ctx.flush();
+            }
+        })
+        .detach();
+    }
+
+    for rx in links.from_cores {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            let rx = rx.connect().await;
+            while let Some(msg) = rx.recv().await {
+                ctx.core.borrow_mut().handle_core_msg(Instant::now(), msg);
+                ctx.flush();
+            }
+        })
+        .detach();
+    }
+
+    while let Some(cmd) = commands.recv().await {
+        ctx.core.borrow_mut().handle_command(Instant::now(), cmd);
+        ctx.flush();
+    }
+}
