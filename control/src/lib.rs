@@ -15,8 +15,10 @@
 //! handler runs; handlers then check what they are asked and hand off to the store or the
 //! conference. Errors are [`http::error::ApiError`], answered in OWT's JSON error shape.
 
+pub mod dataplane;
 pub mod http;
 pub mod ids;
+pub mod media;
 pub mod model;
 pub mod server;
 pub mod store;

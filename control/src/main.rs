@@ -116,6 +116,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "switchyard-control listening"
     );
     server::spawn_housekeeping(state.clone());
+    server::spawn_media(&state);
     notify_systemd();
     server::serve(state, listener, shutdown_signal()).await?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);

@@ -176,14 +176,30 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
             "portal.hostname and portal.ip_address are empty: tokens send clients to localhost; set portal.hostname for clients on other machines");
     }
     let window_ms = (config.management_api.auth_window_s as i64) * 1000;
+    let rpc: SocketAddr = config
+        .dataplane
+        .rpc_address
+        .parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7100)));
+    let link = crate::dataplane::Link::new(rpc);
+    let conference = Arc::new(Conference::new());
+    let sessions = Arc::new(crate::media::Sessions::default());
+    let media = Arc::new(crate::media::Media {
+        sessions: sessions.clone(),
+        conference: conference.clone(),
+        link: link.clone(),
+    });
     let state = Arc::new(AppState {
         config: Arc::new(config),
         store,
-        conference: Arc::new(Conference::new()),
+        conference,
         tokens,
         replay: Mutex::new(ReplayGuard::new(window_ms, REPLAY_CACHE_ENTRIES)),
         metrics: Metrics::new(),
         services: Default::default(),
+        link,
+        sessions,
+        media,
     });
     Ok(Prepared {
         state,
@@ -261,6 +277,13 @@ fn tls_config(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, Star
 /// Checks the TLS files before serving, so that start-up fails early and clearly.
 pub fn check_tls(config: &Config) -> Result<(), StartError> {
     tls_config(config).map(|_| ())
+}
+
+/// Connects to the media dataplane (and keeps reconnecting), and keeps media sessions in
+/// step with the conference.
+pub fn spawn_media(state: &Shared) {
+    state.link.spawn(state.media.clone());
+    state.media.spawn_follow_conference();
 }
 
 /// Forgets tokens an hour after they expire (used ones are kept that long so that a

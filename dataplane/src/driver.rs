@@ -96,14 +96,32 @@ pub async fn run(
     links: CoreLinks,
     metrics: Arc<CoreMetrics>,
 ) {
-    let commands = links.commands.connect().await;
-    let events_out = links.events.connect().await;
+    // Connecting a shared channel waits for the other end to connect too: connect every
+    // end at once, or two cores would wait on each other.
+    let commands = glommio::spawn_local(links.commands.connect());
+    let events_out = glommio::spawn_local(links.events.connect());
+    let to_tasks: Vec<_> = links
+        .to_cores
+        .into_iter()
+        .map(|s| s.map(|s| glommio::spawn_local(s.connect())))
+        .collect();
+    let from_tasks: Vec<_> = links
+        .from_cores
+        .into_iter()
+        .map(|r| glommio::spawn_local(r.connect()))
+        .collect();
+    let commands = commands.await;
+    let events_out = events_out.await;
     let mut to_cores = Vec::new();
-    for s in links.to_cores {
-        to_cores.push(match s {
-            Some(s) => Some(s.connect().await),
+    for t in to_tasks {
+        to_cores.push(match t {
+            Some(t) => Some(t.await),
             None => None,
         });
+    }
+    let mut from_cores = Vec::new();
+    for t in from_tasks {
+        from_cores.push(t.await);
     }
     let mut send = Vec::new();
     let mut recv = Vec::new();
@@ -184,10 +202,9 @@ pub async fn run(
         .detach();
     }
 
-    for rx in links.from_cores {
+    for rx in from_cores {
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
-            let rx = rx.connect().await;
             while let Some(msg) = rx.recv().await {
                 ctx.core.borrow_mut().handle_core_msg(Instant::now(), msg);
                 ctx.flush();

@@ -336,9 +336,24 @@ impl Mgmt {
 
 /// Runs the management executor until shutdown.
 pub async fn run(setup: MgmtSetup) {
+    // Connect every channel end at once (each connect waits for its other end).
+    let command_tasks: Vec<_> = setup
+        .commands
+        .into_iter()
+        .map(|c| glommio::spawn_local(c.connect()))
+        .collect();
+    let event_tasks: Vec<_> = setup
+        .events
+        .into_iter()
+        .map(|e| glommio::spawn_local(e.connect()))
+        .collect();
     let mut commands = Vec::new();
-    for c in setup.commands {
-        commands.push(c.connect().await);
+    for t in command_tasks {
+        commands.push(t.await);
+    }
+    let mut events = Vec::new();
+    for t in event_tasks {
+        events.push(t.await);
     }
     let mgmt = Rc::new(Mgmt {
         state: RefCell::new(State::default()),
@@ -348,10 +363,9 @@ pub async fn run(setup: MgmtSetup) {
         max_peers_per_core: setup.max_peers_per_core,
     });
 
-    for rx in setup.events {
+    for rx in events {
         let mgmt = mgmt.clone();
         glommio::spawn_local(async move {
-            let rx = rx.connect().await;
             while let Some(ev) = rx.recv().await {
                 for (core, cmd) in mgmt.on_event(ev) {
                     let _ = mgmt.send(core, cmd).await;

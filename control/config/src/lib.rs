@@ -375,6 +375,15 @@ impl Default for DataplaneConfig {
     }
 }
 
+/// `[demo]`: the try-it-out pages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Serve the demo page at `/` and its token endpoint. Anyone who reaches the API can
+    /// then create rooms and tokens: for trying Switchyard out, never for production.
+    pub enabled: bool,
+}
+
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -396,6 +405,8 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     /// `[dataplane]`
     pub dataplane: DataplaneConfig,
+    /// `[demo]`
+    pub demo: DemoConfig,
 }
 
 impl Default for Config {
@@ -409,6 +420,7 @@ impl Default for Config {
             portal: PortalConfig::default(),
             webrtc: WebrtcConfig::default(),
             dataplane: DataplaneConfig::default(),
+            demo: DemoConfig::default(),
         }
     }
 }

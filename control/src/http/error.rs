@@ -30,6 +30,15 @@ pub enum ApiError {
     /// A token was refused (401 for bad tokens, 403 for a wrong room).
     #[error(transparent)]
     Token(TokenError),
+    /// No `Authorization: Bearer` token where one is needed (401, code 1101).
+    #[error("Authorization: Bearer <token> is required: get a token from POST /v1/rooms/{{room}}/tokens")]
+    TokenRequired,
+    /// The body is not of the media type the endpoint takes (415).
+    #[error("unsupported content type: send {0}")]
+    UnsupportedMediaType(String),
+    /// A needed part of the service is down (503, code 1201).
+    #[error("{0}")]
+    Unavailable(String),
     /// The service may not do this (403, code 1102).
     #[error("permission denied: {0}")]
     Forbidden(String),
@@ -105,7 +114,9 @@ impl ApiError {
             ApiError::Auth(_) => (StatusCode::UNAUTHORIZED, 1101),
             ApiError::Token(TokenError::WrongRoom) => (StatusCode::FORBIDDEN, 1102),
             ApiError::Token(TokenError::Store(_)) => (StatusCode::INTERNAL_SERVER_ERROR, 1401),
-            ApiError::Token(_) => (StatusCode::UNAUTHORIZED, 1101),
+            ApiError::Token(_) | ApiError::TokenRequired => (StatusCode::UNAUTHORIZED, 1101),
+            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, 1301),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, 1201),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, 1102),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, *code),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, 1301),

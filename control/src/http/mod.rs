@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -16,6 +17,7 @@ pub mod rooms;
 pub mod services;
 pub mod streams;
 pub mod tokens;
+pub mod whip;
 
 use crate::model::conference::Conference;
 use crate::model::service::Service;
@@ -51,6 +53,12 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Recently used services, so that signature checks need no store call.
     pub services: ServiceCache,
+    /// The link to the media dataplane.
+    pub link: Arc<crate::dataplane::Link>,
+    /// Media sessions (WHIP and WHEP peers).
+    pub sessions: Arc<crate::media::Sessions>,
+    /// Keeps sessions, conference and dataplane in agreement.
+    pub media: Arc<crate::media::Media>,
 }
 
 /// How long a cached service is trusted before the store is asked again. A service
@@ -158,12 +166,31 @@ pub fn app(state: Shared) -> Router {
             state.clone(),
             auth::authenticate,
         ));
+    let media = Router::new()
+        .route("/v1/whip/{room}", axum::routing::post(whip::publish))
+        .route(
+            "/v1/whip/{room}/{stream}",
+            axum::routing::delete(whip::unpublish).patch(whip::no_patch),
+        )
+        .route("/v1/whep/{room}/{stream}", axum::routing::post(whip::play))
+        .route(
+            "/v1/whep/{room}/{stream}/{subscription}",
+            axum::routing::delete(whip::stop).patch(whip::no_patch),
+        );
     let public = Router::new()
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics::serve))
         .route("/healthz", get(|| async { "ok" }));
-    signed
-        .merge(public)
+    let mut router = signed.merge(media).merge(public);
+    if state.config.demo.enabled {
+        router = router.merge(
+            Router::new()
+                .route("/", get(demo::page))
+                .route("/demo/token", axum::routing::post(demo::token))
+                .route("/demo/rooms", get(demo::streams)),
+        );
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -252,6 +252,17 @@ pub enum ConferenceEvent {
     },
 }
 
+/// A room limit that refused a join or a publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitReached {
+    /// `participantLimit`.
+    #[error("the room is full: its participantLimit is {0}")]
+    Participants(i64),
+    /// `inputLimit`.
+    #[error("the room publishes as many streams as it may: its inputLimit is {0}")]
+    Inputs(i64),
+}
+
 /// Why a conference operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConferenceError {
@@ -334,14 +345,58 @@ impl Conference {
         f(&mut guard)
     }
 
-    /// Adds a participant (the portal and WHIP call this after checking limits).
+    /// Adds a participant unconditionally (tests, and callers that checked already).
     pub fn add_participant(&self, room: &str, p: Participant) {
         self.write(|m| m.entry(room.to_string()).or_default().participants.push(p));
     }
 
-    /// Adds a stream.
+    /// Adds a stream unconditionally.
     pub fn add_stream(&self, room: &str, s: StreamInfo) {
         self.write(|m| m.entry(room.to_string()).or_default().streams.push(s));
+    }
+
+    /// Admits a participant unless the room has `limit` already (-1: no limit). The check
+    /// and the insertion are one step, so concurrent joins cannot overshoot.
+    pub fn admit_participant(
+        &self,
+        room: &str,
+        p: Participant,
+        limit: i64,
+    ) -> Result<(), LimitReached> {
+        self.write(|m| {
+            let r = m.entry(room.to_string()).or_default();
+            if limit >= 0 && r.participants.len() as i64 >= limit {
+                return Err(LimitReached::Participants(limit));
+            }
+            r.participants.push(p);
+            Ok(())
+        })
+    }
+
+    /// Adds a forward stream unless the room has `limit` of them already (-1: no limit).
+    pub fn admit_stream(&self, room: &str, s: StreamInfo, limit: i64) -> Result<(), LimitReached> {
+        self.write(|m| {
+            let r = m.entry(room.to_string()).or_default();
+            let forwards = r
+                .streams
+                .iter()
+                .filter(|x| x.kind == StreamKind::Forward)
+                .count() as i64;
+            if limit >= 0 && s.kind == StreamKind::Forward && forwards >= limit {
+                return Err(LimitReached::Inputs(limit));
+            }
+            r.streams.push(s);
+            Ok(())
+        })
+    }
+
+    /// Removes a participant without telling anyone (its connection is already gone).
+    pub fn forget_participant(&self, room: &str, id: &str) {
+        self.write(|m| {
+            if let Some(r) = m.get_mut(room) {
+                r.participants.retain(|p| p.id != id);
+            }
+        });
     }
 
     /// The participants in a room, in the order they joined.
