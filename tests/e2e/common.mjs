@@ -117,3 +117,42 @@ export async function metricValue(url, name, labels = "") {
 }
 
 export const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+
+/** Calls the management API signed with OWT's MAuth, as an OWT app server would. */
+export async function mauth(svc, method, pathname, body) {
+  const { createHmac, randomInt } = await import("node:crypto");
+  const creds = JSON.parse(fs.readFileSync(path.join(svc.dir, "data", "super-service.json"), "utf8"));
+  const ts = Date.now();
+  const cnonce = randomInt(0, 99999);
+  const sig = Buffer.from(createHmac("sha256", creds.key).update(`${ts},${cnonce}`).digest("hex")).toString("base64");
+  const auth = `MAuth realm=http://webrtc.intel.com,mauth_signature_method=HMAC_SHA256,mauth_serviceid=${creds.id},mauth_cnonce=${cnonce},mauth_timestamp=${ts},mauth_signature=${sig}`;
+  const r = await fetch(svc.api + pathname, { method, headers: { authorization: auth, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let json; try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: r.status, text, json };
+}
+
+/** Opens a page of the service's demo app. */
+export async function openPage(browser, svc) {
+  const page = await browser.newPage();
+  page.on("pageerror", e => console.error("page error:", e));
+  await page.goto(svc.api + "/");
+  return page;
+}
+
+/** Sum of a stat over the page's RTP streams of one type and kind. */
+export async function statSum(page, type, kind, field) {
+  return (await rtpStats(page)).filter(s => s.type === type && s.kind === kind).reduce((a, s) => a + (s[field] || 0), 0);
+}
+
+/** Waits until `fn` returns true, polling. */
+export async function eventually(fn, ms, what) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await sleep(200);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
