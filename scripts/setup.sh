@@ -2,6 +2,7 @@
 # Installs what building, running and testing Switchyard needs on Debian 12.
 # Idempotent: installs only what is missing; safe to run on every build.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential   # cc for the bundled SQLite and ring; make
@@ -10,7 +11,11 @@ packages=(
   curl              # rustup (if cargo is missing), tests
   openssl           # tests make throwaway TLS certificates
   systemd           # systemd-analyze verifies the unit files
+  chromium          # end-to-end tests in a real browser (headless)
 )
+# Node.js for the browser tests' driver (playwright-core); any 18+ will do.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -37,4 +42,10 @@ if command -v rustup >/dev/null 2>&1; then
   for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
   done
+fi
+
+# The browser tests' npm packages (pinned by tests/e2e/package-lock.json).
+if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+  echo "setup: installing the browser tests' npm packages"
+  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, unit and integration tests (real binaries, real
-# SQLite, systemd-analyze), and the quick performance regression check.
+# SQLite, systemd-analyze), end-to-end tests in headless Chromium, and the quick
+# performance regression check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -12,6 +13,9 @@ echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace --quiet
+echo "== end-to-end tests in headless Chromium"
+cargo build --quiet -p switchyard-control -p switchyard-dataplane
+(cd tests/e2e && npm test)
 echo "== perf/run --quick"
 perf/run --quick
 echo "all tests passed"

@@ -2,7 +2,7 @@
 //! handlers' annotations and the model types.
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{metrics, participants, rooms, services, streams, tokens};
+use super::{metrics, participants, rooms, services, streams, tokens, whip};
 use crate::model::conference::{Participant, Permission, StreamInfo};
 use crate::model::room::{Room, RoomConfig, View, ViewVideo};
 use crate::model::service::{ServiceConfig, ServiceView};
@@ -28,6 +28,7 @@ service=<id>,timestamp=<ms>,nonce=<8-128 chars>,signature=<base64 HMAC-SHA256 of
         streams::list, streams::get, streams::patch, streams::delete,
         tokens::create,
         services::list, services::create, services::get, services::delete,
+        whip::publish, whip::unpublish, whip::play, whip::stop,
         metrics::serve, serve,
     ),
     components(schemas(Room, RoomConfig, View, ViewVideo, Participant, Permission, StreamInfo, ServiceView, ServiceConfig, ErrorBody, ErrorDetail)),
@@ -38,6 +39,7 @@ service=<id>,timestamp=<ms>,nonce=<8-128 chars>,signature=<base64 HMAC-SHA256 of
         (name = "streams", description = "Published and mixed streams"),
         (name = "tokens", description = "Single-use join tokens"),
         (name = "services", description = "Service keys (super service only)"),
+        (name = "media", description = "WHIP publish and WHEP play, authorised by a Bearer token"),
         (name = "operations", description = "Metrics and this document"),
     )
 )]
@@ -54,6 +56,12 @@ impl Modify for Security {
                 "Authorization",
                 "OWT MAuth: MAuth realm=…,mauth_signature_method=HMAC_SHA256,mauth_serviceid=…,mauth_cnonce=…,mauth_timestamp=…,mauth_signature=base64(hex(HMAC-SHA256(key, \"timestamp,cnonce\")))",
             ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(utoipa::openapi::security::Http::new(
+                utoipa::openapi::security::HttpAuthScheme::Bearer,
+            )),
         );
         components.add_security_scheme(
             "sy_hmac",

@@ -196,6 +196,15 @@ async fn admit(
 }
 
 /// `POST /v1/whip/{room}`: publish.
+#[utoipa::path(post, path = "/v1/whip/{room}", tag = "media",
+    params(("room" = String, Path, description = "Room id")),
+    request_body(content = String, content_type = "application/sdp", description = "The SDP offer"),
+    responses((status = 201, description = "The SDP answer; Location names the session /v1/whip/{room}/{stream}", body = String, content_type = "application/sdp"),
+              (status = 400, description = "Malformed SDP offer", body = super::error::ErrorBody),
+              (status = 401, description = "Missing, malformed, used or expired token", body = super::error::ErrorBody),
+              (status = 403, description = "The role may not publish, or a room limit is reached", body = super::error::ErrorBody),
+              (status = 415, body = super::error::ErrorBody), (status = 503, description = "No media dataplane", body = super::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn publish(
     State(st): State<Shared>,
     Path(room): Path<String>,
@@ -271,6 +280,14 @@ pub async fn publish(
 }
 
 /// `POST /v1/whep/{room}/{stream}`: play.
+#[utoipa::path(post, path = "/v1/whep/{room}/{stream}", tag = "media",
+    params(("room" = String, Path, description = "Room id"), ("stream" = String, Path, description = "Stream id")),
+    request_body(content = String, content_type = "application/sdp", description = "The SDP offer (recvonly)"),
+    responses((status = 201, description = "The SDP answer; Location names the session /v1/whep/{room}/{stream}/{subscription}", body = String, content_type = "application/sdp"),
+              (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
+              (status = 403, body = super::error::ErrorBody), (status = 404, description = "No such stream", body = super::error::ErrorBody),
+              (status = 503, body = super::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn play(
     State(st): State<Shared>,
     Path((room, stream)): Path<(String, String)>,
@@ -395,6 +412,10 @@ async fn end(
 }
 
 /// `DELETE /v1/whip/{room}/{stream}`.
+#[utoipa::path(delete, path = "/v1/whip/{room}/{stream}", tag = "media",
+    params(("room" = String, Path, description = "Room id"), ("stream" = String, Path, description = "Stream id")),
+    responses((status = 200, description = "Ended"), (status = 403, description = "Not the token that created it", body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn unpublish(
     State(st): State<Shared>,
     Path((room, stream)): Path<(String, String)>,
@@ -407,6 +428,10 @@ pub async fn unpublish(
 }
 
 /// `DELETE /v1/whep/{room}/{stream}/{subscription}`.
+#[utoipa::path(delete, path = "/v1/whep/{room}/{stream}/{subscription}", tag = "media",
+    params(("room" = String, Path, description = "Room id"), ("stream" = String, Path, description = "Stream id"), ("subscription" = String, Path, description = "Subscription id")),
+    responses((status = 200, description = "Ended"), (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn stop(
     State(st): State<Shared>,
     Path((room, stream, sub)): Path<(String, String, String)>,
