@@ -343,3 +343,138 @@ fn garbage_datagrams_are_dropped_and_counted_while_media_flows() {
     );
     assert_eq!(net.cores[0].peer_count(), 2);
 }
+
+/// Every codec pair a browser may offer passes through untouched: the subscriber gets the
+/// publisher's codec and payload bytes.
+#[test]
+fn every_browser_codec_passes_through() {
+    use str0m::format::Codec;
+    use str0m::Rtc;
+    let pairs: [(&str, fn(str0m::RtcConfig) -> str0m::RtcConfig, Codec, Codec); 5] = [
+        (
+            "opus+vp8",
+            |c| c.clear_codecs().enable_opus(true, false).enable_vp8(true),
+            Codec::Opus,
+            Codec::Vp8,
+        ),
+        (
+            "pcmu+h264",
+            |c| c.clear_codecs().enable_pcmu(true, false).enable_h264(true),
+            Codec::PCMU,
+            Codec::H264,
+        ),
+        (
+            "pcma+vp9",
+            |c| c.clear_codecs().enable_pcma(true, false).enable_vp9(true),
+            Codec::PCMA,
+            Codec::Vp9,
+        ),
+        (
+            "g722+av1",
+            |c| c.clear_codecs().enable_g722(true, false).enable_av1(true),
+            Codec::G722,
+            Codec::Av1,
+        ),
+        // str0m packetizes no H.265 itself: this publisher writes RTP directly.
+        (
+            "opus+h265",
+            |c| {
+                c.clear_codecs()
+                    .enable_opus(true, false)
+                    .enable_h265(true)
+                    .set_rtp_mode(true)
+            },
+            Codec::Opus,
+            Codec::H265,
+        ),
+    ];
+    for (name, restrict, audio, video) in pairs {
+        let mut net = Net::new(1, 0.0);
+        let (p, offer) = net.client_with("publisher", true, restrict(Rtc::builder()));
+        let (created, spec) = net
+            .connect(0, p, offer, "pub", publisher_role(true, true), None)
+            .unwrap();
+        let codecs: Vec<&str> = created.tracks.iter().map(|t| t.codec.as_str()).collect();
+        assert_eq!(
+            codecs,
+            [
+                switchyard_dataplane::peer::codec_name(audio),
+                switchyard_dataplane::peer::codec_name(video)
+            ],
+            "{name}"
+        );
+        assert!(
+            net.run_until(Duration::from_secs(5), |n| n.connected(p)),
+            "{name}"
+        );
+        // The subscriber offers the same codecs plus opus and VP8; the answer keeps the
+        // publication's.
+        let (s, offer) = net.client_with(
+            "subscriber",
+            false,
+            restrict(Rtc::builder())
+                .enable_opus(true, false)
+                .enable_vp8(true)
+                .set_rtp_mode(true),
+        );
+        let (sub, _) = net
+            .connect(0, s, offer, "sub", subscriber_role(), spec)
+            .unwrap();
+        let sub_codecs: Vec<&str> = sub.tracks.iter().map(|t| t.codec.as_str()).collect();
+        assert_eq!(sub_codecs, codecs, "{name}");
+        assert!(
+            net.run_until(Duration::from_secs(5), |n| n.connected(s)),
+            "{name}"
+        );
+        for i in 0..30u64 {
+            let audio_bytes: Vec<u8> = vec![0xA5; 40];
+            if video == Codec::H265 {
+                net.write_rtp(p, MediaKind::Audio, 100 + i, 960 * i as u32, &audio_bytes);
+                net.write_rtp(
+                    p,
+                    MediaKind::Video,
+                    500 + i,
+                    3000 * i as u32,
+                    &[0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60],
+                );
+                let until = net.now + Duration::from_millis(20);
+                while net.now < until {
+                    net.step(Duration::from_millis(5));
+                }
+                continue;
+            }
+            net.write(p, MediaKind::Audio, 960 * i, &audio_bytes);
+            // Frames in each codec's own framing, so that str0m's packetizers accept them.
+            let frame: &[u8] = match video {
+                // A temporal delimiter OBU and a small frame OBU, each with a size field.
+                Codec::Av1 => &[0x12, 0x00, 0x32, 0x05, 1, 2, 3, 4, 5],
+                // Annex B: a start code and a VPS NAL unit.
+                Codec::H265 => &[
+                    0x00, 0x00, 0x00, 0x01, 0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00,
+                    0x00, 0x03, 0x00, 0x90,
+                ],
+                // Annex B: a start code and an IDR slice NAL unit.
+                Codec::H264 => &[0x00, 0x00, 0x00, 0x01, 0x65, 0x88, 0x84, 0x00, 0x33, 0xff],
+                _ => &[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 7, 7, 7, 7],
+            };
+            net.write(p, MediaKind::Video, 3000 * i, frame);
+            let until = net.now + Duration::from_millis(20);
+            while net.now < until {
+                net.step(Duration::from_millis(5));
+            }
+        }
+        let until = net.now + Duration::from_millis(300);
+        while net.now < until {
+            net.step(Duration::from_millis(5));
+        }
+        let pkts = net.rtp_packets(s);
+        let audio_pkts = pkts
+            .iter()
+            .filter(|p| p.payload.len() == 40 && p.payload.iter().all(|b| *b == 0xA5))
+            .count();
+        let video_pkts = pkts.len() - audio_pkts;
+
+        assert!(audio_pkts >= 25, "{name}: {audio_pkts} audio packets");
+        assert!(video_pkts >= 20, "{name}: {video_pkts} video packets");
+    }
+}

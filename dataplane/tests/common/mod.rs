@@ -87,9 +87,19 @@ impl Net {
 
     /// A client that sends (`send`) or receives audio and video, in frame mode or RTP mode.
     pub fn client(&mut self, name: &str, send: bool, rtp_mode: bool) -> (usize, String) {
+        self.client_with(name, send, Rtc::builder().set_rtp_mode(rtp_mode))
+    }
+
+    /// A client built from `config` (e.g. restricted to some codecs).
+    pub fn client_with(
+        &mut self,
+        name: &str,
+        send: bool,
+        config: str0m::RtcConfig,
+    ) -> (usize, String) {
         let idx = self.clients.len();
         let addr: SocketAddr = format!("10.0.1.{}:5000", idx + 1).parse().unwrap();
-        let mut rtc = Rtc::builder().set_rtp_mode(rtp_mode).build(self.now);
+        let mut rtc = config.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let dir = if send {
             Direction::SendOnly
@@ -281,6 +291,23 @@ impl Net {
             MediaKind::Video => str0m::media::MediaTime::from_90khz(media_time),
         };
         w.write(pt, self.now, time, data.to_vec()).unwrap();
+        self.pump_client(client);
+    }
+
+    /// Writes one RTP packet from an RTP-mode client (for codecs str0m cannot packetize).
+    pub fn write_rtp(&mut self, client: usize, kind: MediaKind, seq: u64, ts: u32, payload: &[u8]) {
+        let c = &mut self.clients[client];
+        let mid = c.mids.iter().find(|(_, k)| *k == kind).unwrap().0;
+        let pt = c.rtc.media(mid).unwrap().remote_pts()[0];
+        let mut api = c.rtc.direct_api();
+        if api.stream_tx_by_mid(mid, None).is_none() {
+            let ssrc = api.new_ssrc();
+            api.declare_stream_tx(ssrc, None, mid, None);
+        }
+        let tx = api.stream_tx_by_mid(mid, None).unwrap();
+        tx.write_rtp(
+            str0m::rtp::RtpWrite::new(pt, seq.into(), ts, self.now, payload.to_vec()).marker(true),
+        );
         self.pump_client(client);
     }
 
