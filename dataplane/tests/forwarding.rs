@@ -350,7 +350,8 @@ fn garbage_datagrams_are_dropped_and_counted_while_media_flows() {
 fn every_browser_codec_passes_through() {
     use str0m::format::Codec;
     use str0m::Rtc;
-    let pairs: [(&str, fn(str0m::RtcConfig) -> str0m::RtcConfig, Codec, Codec); 5] = [
+    type Restrict = fn(str0m::RtcConfig) -> str0m::RtcConfig;
+    let pairs: [(&str, Restrict, Codec, Codec); 5] = [
         (
             "opus+vp8",
             |c| c.clear_codecs().enable_opus(true, false).enable_vp8(true),
