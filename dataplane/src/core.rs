@@ -31,6 +31,9 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use switchyard_dataplane_api::{ErrorCode, MediaKind, PeerCreate, PeerCreated, PeerRole, RpcError};
 
+/// The most remote addresses remembered for one peer.
+pub const MAX_ADDRS_PER_PEER: usize = 8;
+
 /// How long a peer may take to connect (ICE and DTLS) before it is closed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -395,6 +398,12 @@ impl Core {
             self.metrics.dropped(DropReason::Malformed);
         }
         if class == PacketClass::Stun && !peer.addrs.contains(&(local, remote)) {
+            // A peer keeps at most a few addresses (ICE candidates, a NAT rebinding); the
+            // oldest goes first, so spoofed requests cannot grow the table.
+            if peer.addrs.len() >= MAX_ADDRS_PER_PEER {
+                let old = peer.addrs.remove(0);
+                self.by_addr.remove(&old);
+            }
             peer.addrs.push((local, remote));
             self.by_addr.insert((local, remote), key);
         }
