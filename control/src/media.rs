@@ -164,6 +164,16 @@ impl LinkListener for Media {
                 }
             }
             Event::PeerConnected { peer } => tracing::info!(peer = %peer, "media connected"),
+            Event::Unbound { peer, id, reason } => {
+                for s in self.sessions.find(|s| {
+                    s.peer == peer
+                        && (s.stream == id || s.subscription.as_deref() == Some(id.as_str()))
+                }) {
+                    if self.sessions.remove(&s.peer).is_some() {
+                        self.end(&s, &reason);
+                    }
+                }
+            }
         }
     }
 

@@ -17,8 +17,9 @@
 use crate::demux::{classify, stun_server_ufrag, PacketClass};
 use crate::keyframe::{Decision, KeyframeLimiter};
 use crate::metrics::{CoreMetrics, DropReason};
-use crate::peer::{self, Built, Setup};
+use crate::peer::{self, Setup};
 use crate::rewrite::Rewriter;
+use crate::sdp;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +30,9 @@ use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use switchyard_dataplane_api::{ErrorCode, MediaKind, PeerCreate, PeerCreated, PeerRole, RpcError};
+use switchyard_dataplane_api::{
+    Binding, ErrorCode, MediaKind, PeerCreate, PeerCreated, PeerOffer, RpcError,
+};
 
 /// The most remote addresses remembered for one peer.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
@@ -55,14 +58,57 @@ pub struct PublicationSpec {
 /// A request from the management side to a core.
 #[derive(Debug)]
 pub enum Command {
-    /// Create a peer; the answer comes back as [`CoreEvent::Created`] with `token`.
+    /// Create a peer; answered with [`CoreEvent::Created`] carrying `token`.
     CreatePeer {
         /// Echoed in the answer.
         token: u64,
         /// What control asked for.
         req: PeerCreate,
-        /// For a subscriber, the publication it plays.
-        publication: Option<PublicationSpec>,
+        /// The publications its subscribe bindings play.
+        specs: Vec<PublicationSpec>,
+    },
+    /// A new offer on a peer; answered with [`CoreEvent::Created`].
+    Offer {
+        /// Echoed in the answer.
+        token: u64,
+        /// What control asked for.
+        req: PeerOffer,
+        /// The publications its subscribe bindings play.
+        specs: Vec<PublicationSpec>,
+    },
+    /// End one binding of a peer; answered with [`CoreEvent::Unbound`] (or
+    /// [`CoreEvent::Closed`] when that was the peer's last and it closes when empty).
+    Unbind {
+        /// Echoed in the answer.
+        token: Option<u64>,
+        /// The peer.
+        peer: String,
+        /// The publication or subscription.
+        id: String,
+        /// Why, for the event.
+        reason: String,
+    },
+    /// Pause or resume a publication homed here; answered with [`CoreEvent::Done`].
+    PublicationControl {
+        /// Echoed in the answer.
+        token: u64,
+        /// The publication.
+        publication: String,
+        /// New audio state.
+        audio: Option<bool>,
+        /// New video state.
+        video: Option<bool>,
+    },
+    /// Pause or resume a subscription on this core; answered with [`CoreEvent::Done`].
+    SubscriptionControl {
+        /// Echoed in the answer.
+        token: u64,
+        /// The subscription.
+        subscription: String,
+        /// New audio state.
+        audio: Option<bool>,
+        /// New video state.
+        video: Option<bool>,
     },
     /// Close a peer; answered with [`CoreEvent::Closed`] carrying `token`.
     ClosePeer {
@@ -80,26 +126,47 @@ pub enum Command {
 /// What a core tells the management side.
 #[derive(Debug)]
 pub enum CoreEvent {
-    /// The answer to [`Command::CreatePeer`].
+    /// The answer to [`Command::CreatePeer`] and [`Command::Offer`]: the answer SDP, and the
+    /// publications the offer started.
     Created {
         /// The command's token.
         token: u64,
-        /// The peer, its answer, and for a publisher its publication.
-        result: Result<(PeerCreated, Option<PublicationSpec>), RpcError>,
+        /// The answer and the new publications, or why not.
+        result: Result<(PeerCreated, Vec<PublicationSpec>), RpcError>,
+    },
+    /// The answer to a control command.
+    Done {
+        /// The command's token.
+        token: u64,
+        /// Whether it worked.
+        result: Result<(), RpcError>,
     },
     /// A peer's ICE and DTLS are up.
     Connected {
         /// The peer.
         peer: String,
     },
-    /// A peer is gone (asked for, or on its own).
-    Closed {
-        /// The [`Command::ClosePeer`] token, when asked for.
+    /// A binding ended and its peer stays.
+    Unbound {
+        /// The [`Command::Unbind`] token, when asked for.
         token: Option<u64>,
         /// The peer.
         peer: String,
-        /// For a publisher, its publication.
-        publication: Option<Arc<str>>,
+        /// The publication or subscription.
+        id: Arc<str>,
+        /// Whether it was a publication (its subscriptions elsewhere must end too).
+        publication: bool,
+        /// Why.
+        reason: String,
+    },
+    /// A peer is gone (asked for, or on its own).
+    Closed {
+        /// The [`Command::ClosePeer`] or [`Command::Unbind`] token, when asked for.
+        token: Option<u64>,
+        /// The peer.
+        peer: String,
+        /// The publications that ended with it.
+        publications: Vec<Arc<str>>,
         /// Why.
         reason: String,
     },
@@ -190,35 +257,57 @@ struct OutTrack {
     pt_map: Vec<(Pt, Option<Pt>)>,
 }
 
-enum Role {
-    Publisher {
-        publication: Arc<str>,
-        media: Vec<(Mid, MediaKind)>,
-        video_ssrcs: Vec<Ssrc>,
-    },
-    Subscriber {
-        publication: Arc<str>,
-        outs: Vec<OutTrack>,
-    },
+/// Sections of a peer on which the client publishes one stream.
+struct PubBinding {
+    publication: Arc<str>,
+    media: Vec<(Mid, MediaKind)>,
+    video_ssrcs: Vec<Ssrc>,
+}
+
+/// Sections of a peer on which the client plays one stream.
+struct SubBinding {
+    subscription: Arc<str>,
+    publication: Arc<str>,
+    outs: Vec<OutTrack>,
+    audio_on: bool,
+    video_on: bool,
 }
 
 struct Peer {
     id: String,
     rtc: Rtc,
-    role: Role,
     ufrag: String,
     addrs: Vec<(SocketAddr, SocketAddr)>,
     next_timeout: Instant,
     created: Instant,
     connected: bool,
+    close_when_empty: bool,
+    pubs: Vec<PubBinding>,
+    subs: Vec<SubBinding>,
     /// Cumulative NACK counts per mid, to turn str0m's totals into deltas.
     nacks_seen: HashMap<Mid, (u64, u64)>,
+}
+
+impl Peer {
+    fn owns(&self, mid: &str) -> bool {
+        self.pubs
+            .iter()
+            .flat_map(|b| &b.media)
+            .any(|(m, _)| m.to_string() == mid)
+            || self
+                .subs
+                .iter()
+                .flat_map(|b| &b.outs)
+                .any(|o| o.mid.to_string() == mid)
+    }
 }
 
 struct Publication {
     peer: PeerKey,
     remote_cores: Vec<u16>,
     limiter: KeyframeLimiter,
+    audio_on: bool,
+    video_on: bool,
 }
 
 /// A tiny deterministic generator for the test loss hook.
@@ -252,8 +341,13 @@ pub struct Core {
     ids: HashMap<String, PeerKey>,
     by_addr: HashMap<(SocketAddr, SocketAddr), PeerKey>,
     by_ufrag: HashMap<String, PeerKey>,
+    /// Publications whose publisher is on this core.
     publications: HashMap<Arc<str>, Publication>,
-    subscribers: HashMap<Arc<str>, Vec<PeerKey>>,
+    /// Local subscriptions by the publication they play (homed here or elsewhere).
+    subscribers: HashMap<Arc<str>, Vec<(PeerKey, Arc<str>)>>,
+    /// Local subscriptions by id.
+    subscriptions: HashMap<Arc<str>, PeerKey>,
+    /// The home core of each publication played here.
     homes: HashMap<Arc<str>, u16>,
     pending: VecDeque<(PeerKey, Event)>,
     out: Outbox,
@@ -261,9 +355,15 @@ pub struct Core {
     loss: LossInjector,
 }
 
+/// A new binding, resolved against the offer.
+struct Assigned<'a> {
+    binding: &'a Binding,
+    mids: Vec<String>,
+}
+
 impl Core {
-    /// A core. `sockets` are its local socket addresses with the IP to announce for each
-    /// (the `replaced_ip_address` behind NAT, or the address itself).
+    /// A core. `sockets` are its local socket addresses with the address to announce for
+    /// each (the `replaced_ip_address` behind NAT, or the address itself).
     pub fn new(
         index: u16,
         sockets: &[(SocketAddr, SocketAddr)],
@@ -295,6 +395,7 @@ impl Core {
             by_ufrag: HashMap::new(),
             publications: HashMap::new(),
             subscribers: HashMap::new(),
+            subscriptions: HashMap::new(),
             homes: HashMap::new(),
             pending: VecDeque::new(),
             out: Outbox::default(),
@@ -323,10 +424,13 @@ impl Core {
 
     /// The earliest time the core needs [`Core::handle_timeout`].
     pub fn next_timeout(&self) -> Option<Instant> {
-        let peers = self
-            .peers
-            .values()
-            .map(|p| p.next_timeout.min(p.created + CONNECT_TIMEOUT));
+        let peers = self.peers.values().map(|p| {
+            if p.connected {
+                p.next_timeout
+            } else {
+                p.next_timeout.min(p.created + CONNECT_TIMEOUT)
+            }
+        });
         let limiters = self.publications.values().filter_map(|p| p.limiter.due());
         peers.chain(limiters).min()
     }
@@ -386,10 +490,7 @@ impl Core {
             self.metrics.dropped(DropReason::NotAccepted);
             return;
         }
-        if class == PacketClass::Rtp
-            && matches!(peer.role, Role::Publisher { .. })
-            && self.loss.drop_next()
-        {
+        if class == PacketClass::Rtp && !peer.pubs.is_empty() && self.loss.drop_next() {
             self.metrics.dropped(DropReason::TestLoss);
             return;
         }
@@ -459,13 +560,92 @@ impl Core {
     /// The management side asks.
     pub fn handle_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
-            Command::CreatePeer {
-                token,
-                req,
-                publication,
-            } => {
-                let result = self.create_peer(now, req, publication);
+            Command::CreatePeer { token, req, specs } => {
+                let result = self.create_peer(now, req, &specs);
                 self.out.events.push(CoreEvent::Created { token, result });
+            }
+            Command::Offer { token, req, specs } => {
+                let result = match self.ids.get(&req.peer).copied() {
+                    Some(key) => self.negotiate(now, key, &req.offer_sdp, &req.bindings, &specs),
+                    None => Err(RpcError::new(
+                        ErrorCode::UnknownPeer,
+                        format!("peer {} does not exist", req.peer),
+                    )),
+                };
+                self.out.events.push(CoreEvent::Created { token, result });
+            }
+            Command::Unbind {
+                token,
+                peer,
+                id,
+                reason,
+            } => match self.ids.get(&peer).copied() {
+                Some(key) => self.unbind(key, &id, token, reason),
+                None => self.out.events.push(CoreEvent::Closed {
+                    token,
+                    peer,
+                    publications: Vec::new(),
+                    reason: "unknown peer".into(),
+                }),
+            },
+            Command::PublicationControl {
+                token,
+                publication,
+                audio,
+                video,
+            } => {
+                let result = match self.publications.get_mut(publication.as_str()) {
+                    Some(p) => {
+                        let resumed_video = video == Some(true) && !p.video_on;
+                        p.audio_on = audio.unwrap_or(p.audio_on);
+                        p.video_on = video.unwrap_or(p.video_on);
+                        if resumed_video {
+                            let id: Arc<str> = Arc::from(publication.as_str());
+                            self.keyframe_wanted(&id, now);
+                        }
+                        Ok(())
+                    }
+                    None => Err(RpcError::new(
+                        ErrorCode::UnknownPublication,
+                        format!("publication {publication} is not on core {}", self.index),
+                    )),
+                };
+                self.out.events.push(CoreEvent::Done { token, result });
+            }
+            Command::SubscriptionControl {
+                token,
+                subscription,
+                audio,
+                video,
+            } => {
+                let found = self
+                    .subscriptions
+                    .get(subscription.as_str())
+                    .copied()
+                    .and_then(|key| {
+                        let peer = self.peers.get_mut(&key)?;
+                        let b = peer
+                            .subs
+                            .iter_mut()
+                            .find(|b| &*b.subscription == subscription.as_str())?;
+                        let resumed_video = video == Some(true) && !b.video_on;
+                        b.audio_on = audio.unwrap_or(b.audio_on);
+                        b.video_on = video.unwrap_or(b.video_on);
+                        Some((b.publication.clone(), resumed_video))
+                    });
+                let result = match found {
+                    Some((publication, resumed_video)) => {
+                        if resumed_video {
+                            self.keyframe_wanted(&publication, now);
+                        }
+                        Ok(())
+                    }
+                    None => Err(RpcError::new(
+                        ErrorCode::UnknownPeer,
+                        format!("subscription {subscription} is not on core {}", self.index),
+                    )),
+                };
+                self.out.events.push(CoreEvent::Done { token, result });
             }
             Command::ClosePeer {
                 token,
@@ -476,7 +656,7 @@ impl Core {
                 None => self.out.events.push(CoreEvent::Closed {
                     token,
                     peer,
-                    publication: None,
+                    publications: Vec::new(),
                     reason: "unknown peer".into(),
                 }),
             },
@@ -499,8 +679,8 @@ impl Core {
                     .get(&pkt.publication)
                     .cloned()
                     .unwrap_or_default();
-                for key in subs {
-                    self.write_to_subscriber(key, &pkt, now);
+                for (key, sub) in subs {
+                    self.write_to_subscriber(key, &sub, &pkt, now);
                 }
             }
             CoreMsg::KeyframeRequest { publication } => self.keyframe_wanted(&publication, now),
@@ -521,14 +701,14 @@ impl Core {
         self.run_pending(now);
     }
 
-    // ----- peers --------------------------------------------------------------------
+    // ----- peers and bindings ---------------------------------------------------------
 
     fn create_peer(
         &mut self,
         now: Instant,
         req: PeerCreate,
-        publication: Option<PublicationSpec>,
-    ) -> Result<(PeerCreated, Option<PublicationSpec>), RpcError> {
+        specs: &[PublicationSpec],
+    ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
         if self.ids.contains_key(&req.peer) {
             return Err(RpcError::new(
                 ErrorCode::PeerExists,
@@ -541,132 +721,359 @@ impl Core {
                 format!("core {} is full", self.index),
             ));
         }
+        // A peer that only plays one publication answers with exactly its codecs.
+        let single_publication = match req.bindings.as_slice() {
+            [Binding::Subscribe { publication, .. }] => {
+                specs.iter().find(|s| &*s.id == publication.as_str())
+            }
+            _ => None,
+        };
+        let codecs = match single_publication {
+            Some(spec) => peer::only(&spec.params),
+            None => peer::all_codecs(),
+        };
         let setup = Setup {
             now,
             cert: &self.cert,
             candidates: &self.candidates,
         };
-        let (built, role, spec) = match (&req.role, publication) {
-            (
-                PeerRole::Publisher {
-                    publication,
-                    audio,
-                    video,
-                },
-                _,
-            ) => {
-                let built = peer::publisher(&req.offer_sdp, *audio, *video, &setup)?;
-                let id: Arc<str> = Arc::from(publication.as_str());
-                if self.publications.contains_key(&id) {
-                    return Err(RpcError::new(
-                        ErrorCode::PeerExists,
-                        format!("publication {publication} exists"),
-                    ));
-                }
-                let spec = PublicationSpec {
-                    id: id.clone(),
-                    home: self.index,
-                    params: built.params.clone(),
-                    audio: built.media.iter().any(|(_, k)| *k == MediaKind::Audio),
-                    video: built.media.iter().any(|(_, k)| *k == MediaKind::Video),
-                };
-                let role = Role::Publisher {
-                    publication: id,
-                    media: built.media.clone(),
-                    video_ssrcs: Vec::new(),
-                };
-                (built, role, Some(spec))
-            }
-            (PeerRole::Subscriber { audio, video, .. }, Some(spec)) => {
-                let mut built = peer::subscriber(
-                    &req.offer_sdp,
-                    *audio && spec.audio,
-                    *video && spec.video,
-                    &spec.params,
-                    &setup,
-                )?;
-                let outs = subscriber_tracks(&mut built);
-                self.homes.insert(spec.id.clone(), spec.home);
-                (
-                    built,
-                    Role::Subscriber {
-                        publication: spec.id.clone(),
-                        outs,
-                    },
-                    None,
-                )
-            }
-            (PeerRole::Subscriber { publication, .. }, None) => {
-                return Err(RpcError::new(
-                    ErrorCode::UnknownPublication,
-                    format!("publication {publication} does not exist"),
-                ));
-            }
-        };
-        let Built {
-            mut rtc,
-            answer,
-            tracks,
-            ..
-        } = built;
+        let mut rtc = peer::new_rtc(&setup, codecs);
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1).max(1);
-        match &role {
-            Role::Publisher { publication, .. } => {
-                self.publications.insert(
-                    publication.clone(),
-                    Publication {
-                        peer: key,
-                        remote_cores: Vec::new(),
-                        limiter: KeyframeLimiter::default(),
-                    },
-                );
-                CoreMetrics::add(&self.metrics.publishers, 1);
-            }
-            Role::Subscriber { publication, .. } => {
-                let list = self.subscribers.entry(publication.clone()).or_default();
-                list.push(key);
-                let home = self.homes.get(publication).copied().unwrap_or(self.index);
-                if list.len() == 1 && home != self.index {
-                    self.out.to_cores.push((
-                        home,
-                        CoreMsg::Interest {
-                            publication: publication.clone(),
-                            core: self.index,
-                            on: true,
-                        },
-                    ));
-                }
-            }
-        }
-        self.by_ufrag.insert(ufrag.clone(), key);
-        self.ids.insert(req.peer.clone(), key);
         self.peers.insert(
             key,
             Peer {
                 id: req.peer.clone(),
                 rtc,
-                role,
-                ufrag,
+                ufrag: ufrag.clone(),
                 addrs: Vec::new(),
                 next_timeout: now,
                 created: now,
                 connected: false,
+                close_when_empty: req.close_when_empty,
+                pubs: Vec::new(),
+                subs: Vec::new(),
                 nacks_seen: HashMap::new(),
             },
         );
-        CoreMetrics::add(&self.metrics.peers, 1);
+        match self.negotiate(now, key, &req.offer_sdp, &req.bindings, specs) {
+            Ok(ok) => {
+                self.by_ufrag.insert(ufrag, key);
+                self.ids.insert(req.peer, key);
+                CoreMetrics::add(&self.metrics.peers, 1);
+                Ok(ok)
+            }
+            Err(e) => {
+                self.peers.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    /// Answers an offer on peer `key`, adding `bindings`. All or nothing: on an error
+    /// no binding is added (the peer may have moved to the new offer's state).
+    fn negotiate(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        offer: &str,
+        bindings: &[Binding],
+        specs: &[PublicationSpec],
+    ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
+        let sections =
+            sdp::sections(offer).map_err(|e| RpcError::new(ErrorCode::BadSdp, e.to_string()))?;
+        for b in bindings {
+            let taken = match b {
+                Binding::Publish { publication, .. } => {
+                    self.publications.contains_key(publication.as_str())
+                }
+                Binding::Subscribe { subscription, .. } => {
+                    self.subscriptions.contains_key(subscription.as_str())
+                }
+            };
+            if taken || bindings.iter().filter(|x| x.id() == b.id()).count() > 1 {
+                return Err(RpcError::new(
+                    ErrorCode::PeerExists,
+                    format!("{} is already bound", b.id()),
+                ));
+            }
+            if let Binding::Subscribe { publication, .. } = b {
+                if !specs.iter().any(|s| &*s.id == publication.as_str()) {
+                    return Err(RpcError::new(
+                        ErrorCode::UnknownPublication,
+                        format!("publication {publication} does not exist"),
+                    ));
+                }
+            }
+        }
+        let peer = self
+            .peers
+            .get(&key)
+            .ok_or_else(|| RpcError::new(ErrorCode::UnknownPeer, "no such peer"))?;
+        // Which new binding each section goes to.
+        let mut assigned: Vec<Assigned<'_>> = bindings
+            .iter()
+            .map(|binding| Assigned {
+                binding,
+                mids: Vec::new(),
+            })
+            .collect();
+        for sec in &sections {
+            let (Some(kind), Some(mid)) = (sec.kind, sec.mid.as_deref()) else {
+                continue;
+            };
+            if sec.rejected || peer.owns(mid) {
+                continue;
+            }
+            let explicit = assigned
+                .iter()
+                .position(|a| binding_mids(a.binding).is_some_and(|m| m.iter().any(|x| x == mid)));
+            let target = explicit.or_else(|| {
+                assigned.iter().position(|a| {
+                    binding_mids(a.binding).is_none() && allows(a.binding, kind, specs)
+                })
+            });
+            if let Some(t) = target {
+                if allows(assigned[t].binding, kind, specs) {
+                    assigned[t].mids.push(mid.to_string());
+                }
+            }
+        }
+        for a in &assigned {
+            if let Some(explicit) = binding_mids(a.binding) {
+                if let Some(missing) = explicit.iter().find(|m| {
+                    !sections
+                        .iter()
+                        .any(|s| s.mid.as_deref() == Some(m.as_str()))
+                }) {
+                    return Err(RpcError::new(
+                        ErrorCode::BadRequest,
+                        format!("the offer has no section with mid {missing:?}"),
+                    ));
+                }
+            }
+        }
+        let keep = |_: usize, s: &sdp::Section| {
+            s.mid.as_deref().is_some_and(|m| {
+                peer.owns(m) || assigned.iter().any(|a| a.mids.iter().any(|x| x == m))
+            })
+        };
+        let (filtered, usable) = sdp::reject_sections(offer, keep)
+            .map_err(|e| RpcError::new(ErrorCode::BadSdp, e.to_string()))?;
+        if usable == 0 {
+            return Err(RpcError::new(
+                ErrorCode::NoUsableMedia,
+                "the offer has no audio or video section this peer may use",
+            ));
+        }
+        let assigned: Vec<(Binding, Vec<String>)> = assigned
+            .into_iter()
+            .map(|a| (a.binding.clone(), a.mids))
+            .collect();
+        let peer = self
+            .peers
+            .get_mut(&key)
+            .ok_or_else(|| RpcError::new(ErrorCode::UnknownPeer, "no such peer"))?;
+        let answered = peer::accept(&mut peer.rtc, &filtered)?;
+        // Resolve every new binding before adding any.
+        let mut bound = Vec::new();
+        let mut new_specs = Vec::new();
+        let mut new_pubs = Vec::new();
+        let mut new_subs = Vec::new();
+        for (binding, mids) in assigned {
+            let media: Vec<(Mid, MediaKind)> = answered
+                .media
+                .iter()
+                .filter(|(m, _)| mids.iter().any(|x| *x == m.to_string()))
+                .copied()
+                .collect();
+            if media.is_empty() {
+                return Err(RpcError::new(
+                    ErrorCode::NoUsableMedia,
+                    format!("nothing in the offer can carry {}: no section of a permitted kind with a codec in common", binding.id()),
+                ));
+            }
+            let (tracks, params) = peer::tracks(&peer.rtc, &media);
+            bound.push(switchyard_dataplane_api::BoundTracks {
+                id: binding.id().to_string(),
+                tracks: tracks.clone(),
+            });
+            match binding {
+                Binding::Publish { publication, .. } => {
+                    let id: Arc<str> = Arc::from(publication.as_str());
+                    new_specs.push(PublicationSpec {
+                        id: id.clone(),
+                        home: self.index,
+                        params,
+                        audio: media.iter().any(|(_, k)| *k == MediaKind::Audio),
+                        video: media.iter().any(|(_, k)| *k == MediaKind::Video),
+                    });
+                    new_pubs.push(PubBinding {
+                        publication: id,
+                        media,
+                        video_ssrcs: Vec::new(),
+                    });
+                }
+                Binding::Subscribe {
+                    subscription,
+                    publication,
+                    ..
+                } => {
+                    let mut outs = Vec::new();
+                    for (mid, kind) in &media {
+                        let ssrc = peer::send_stream(&mut peer.rtc, *mid, *kind);
+                        let clock_rate = tracks
+                            .iter()
+                            .find(|t| t.mid == mid.to_string())
+                            .map(|t| t.clock_rate)
+                            .unwrap_or(90_000);
+                        outs.push(OutTrack {
+                            kind: *kind,
+                            mid: *mid,
+                            ssrc,
+                            rewriter: Rewriter::new(clock_rate, rand::random::<u16>() & 0x7fff),
+                            pt_map: Vec::new(),
+                        });
+                    }
+                    let home = specs
+                        .iter()
+                        .find(|s| &*s.id == publication.as_str())
+                        .map(|s| s.home)
+                        .unwrap_or(self.index);
+                    new_subs.push((
+                        SubBinding {
+                            subscription: Arc::from(subscription.as_str()),
+                            publication: Arc::from(publication.as_str()),
+                            outs,
+                            audio_on: true,
+                            video_on: true,
+                        },
+                        home,
+                    ));
+                }
+            }
+        }
+        let connected = peer.connected;
+        let peer_id = peer.id.clone();
+        for b in new_pubs {
+            self.publications.insert(
+                b.publication.clone(),
+                Publication {
+                    peer: key,
+                    remote_cores: Vec::new(),
+                    limiter: KeyframeLimiter::default(),
+                    audio_on: true,
+                    video_on: true,
+                },
+            );
+            CoreMetrics::add(&self.metrics.publishers, 1);
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.pubs.push(b);
+            }
+        }
+        let mut wanted = Vec::new();
+        for (b, home) in new_subs {
+            self.homes.insert(b.publication.clone(), home);
+            self.subscriptions.insert(b.subscription.clone(), key);
+            let list = self.subscribers.entry(b.publication.clone()).or_default();
+            list.push((key, b.subscription.clone()));
+            if list.len() == 1 && home != self.index {
+                self.out.to_cores.push((
+                    home,
+                    CoreMsg::Interest {
+                        publication: b.publication.clone(),
+                        core: self.index,
+                        on: true,
+                    },
+                ));
+            }
+            if connected {
+                wanted.push(b.publication.clone());
+            }
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.subs.push(b);
+            }
+        }
         self.drain(key);
+        for publication in wanted {
+            self.keyframe_wanted(&publication, now);
+        }
         Ok((
             PeerCreated {
-                peer: req.peer,
+                peer: peer_id,
                 core: self.index,
-                answer_sdp: answer,
-                tracks,
+                answer_sdp: answered.answer,
+                bound,
             },
-            spec,
+            new_specs,
         ))
+    }
+
+    /// Ends one binding of a peer.
+    fn unbind(&mut self, key: PeerKey, id: &str, token: Option<u64>, reason: String) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let mut was_publication = false;
+        if let Some(i) = peer.pubs.iter().position(|b| &*b.publication == id) {
+            let b = peer.pubs.remove(i);
+            self.publications.remove(&b.publication);
+            self.metrics
+                .publishers
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            was_publication = true;
+        } else if let Some(i) = peer.subs.iter().position(|b| &*b.subscription == id) {
+            let b = peer.subs.remove(i);
+            self.forget_subscription(key, &b);
+        } else {
+            let peer_id = peer.id.clone();
+            self.out.events.push(CoreEvent::Unbound {
+                token,
+                peer: peer_id,
+                id: Arc::from(id),
+                publication: false,
+                reason: "no such binding".into(),
+            });
+            return;
+        }
+        let empty = self
+            .peers
+            .get(&key)
+            .is_some_and(|p| p.close_when_empty && p.pubs.is_empty() && p.subs.is_empty());
+        if empty {
+            self.close(key, token, reason);
+        } else if let Some(peer) = self.peers.get(&key) {
+            self.out.events.push(CoreEvent::Unbound {
+                token,
+                peer: peer.id.clone(),
+                id: Arc::from(id),
+                publication: was_publication,
+                reason,
+            });
+        }
+    }
+
+    fn forget_subscription(&mut self, key: PeerKey, b: &SubBinding) {
+        self.subscriptions.remove(&b.subscription);
+        if let Some(list) = self.subscribers.get_mut(&b.publication) {
+            list.retain(|(k, s)| !(*k == key && *s == b.subscription));
+            if list.is_empty() {
+                self.subscribers.remove(&b.publication);
+                if let Some(home) = self.homes.remove(&b.publication) {
+                    if home != self.index {
+                        self.out.to_cores.push((
+                            home,
+                            CoreMsg::Interest {
+                                publication: b.publication.clone(),
+                                core: self.index,
+                                on: false,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     fn close(&mut self, key: PeerKey, token: Option<u64>, reason: String) {
@@ -694,41 +1101,22 @@ impl Core {
         self.metrics
             .peers
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        let publication = match peer.role {
-            Role::Publisher { publication, .. } => {
-                self.publications.remove(&publication);
-                self.metrics
-                    .publishers
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                Some(publication)
-            }
-            Role::Subscriber { publication, .. } => {
-                if let Some(list) = self.subscribers.get_mut(&publication) {
-                    list.retain(|k| *k != key);
-                    if list.is_empty() {
-                        self.subscribers.remove(&publication);
-                        if let Some(home) = self.homes.remove(&publication) {
-                            if home != self.index {
-                                self.out.to_cores.push((
-                                    home,
-                                    CoreMsg::Interest {
-                                        publication,
-                                        core: self.index,
-                                        on: false,
-                                    },
-                                ));
-                            }
-                        }
-                    }
-                }
-                None
-            }
-        };
+        let mut publications = Vec::new();
+        for b in &peer.pubs {
+            self.publications.remove(&b.publication);
+            self.metrics
+                .publishers
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            publications.push(b.publication.clone());
+        }
+        for b in &peer.subs {
+            self.forget_subscription(key, b);
+        }
         tracing::info!(peer = %peer.id, core = self.index, reason = %reason, "peer closed");
         self.out.events.push(CoreEvent::Closed {
             token,
             peer: peer.id,
-            publication,
+            publications,
             reason,
         });
     }
@@ -779,9 +1167,10 @@ impl Core {
                 self.out.events.push(CoreEvent::Connected {
                     peer: peer.id.clone(),
                 });
-                if let Role::Subscriber { publication, .. } = &peer.role {
-                    // A new subscriber needs a keyframe to start decoding.
-                    let publication = publication.clone();
+                // A new subscriber needs a keyframe to start decoding.
+                let wanted: Vec<Arc<str>> =
+                    peer.subs.iter().map(|b| b.publication.clone()).collect();
+                for publication in wanted {
                     self.keyframe_wanted(&publication, now);
                 }
             }
@@ -789,13 +1178,20 @@ impl Core {
                 self.close(key, None, "ICE disconnected".into());
             }
             Event::RtpPacket(pkt) => self.forward(key, pkt),
-            Event::KeyframeRequest(_) => {
+            Event::KeyframeRequest(req) => {
                 CoreMetrics::add(&self.metrics.keyframe_requests_received, 1);
-                let publication = match self.peers.get(&key).map(|p| &p.role) {
-                    Some(Role::Subscriber { publication, .. }) => publication.clone(),
-                    _ => return,
-                };
-                self.keyframe_wanted(&publication, now);
+                let publication = self
+                    .peers
+                    .get(&key)
+                    .and_then(|p| {
+                        p.subs
+                            .iter()
+                            .find(|b| b.outs.iter().any(|o| o.mid == req.mid))
+                    })
+                    .map(|b| b.publication.clone());
+                if let Some(publication) = publication {
+                    self.keyframe_wanted(&publication, now);
+                }
             }
             Event::MediaEgressStats(s) => self.count_nacks(key, s.mid, s.nacks, true),
             Event::MediaIngressStats(s) => self.count_nacks(key, s.mid, s.nacks, false),
@@ -825,21 +1221,25 @@ impl Core {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        let Role::Publisher {
-            publication,
-            media,
-            video_ssrcs,
-        } = &mut peer.role
-        else {
+        let ssrc = pkt.header.ssrc;
+        let Some(mid) = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+            self.metrics.dropped(DropReason::NotRoutable);
             return;
         };
-        let ssrc = pkt.header.ssrc;
-        let mid = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
-        let Some(kind) = mid
-            .and_then(|m| media.iter().find(|(x, _)| *x == m))
-            .map(|(_, k)| *k)
+        let Some(binding) = peer
+            .pubs
+            .iter_mut()
+            .find(|b| b.media.iter().any(|(m, _)| *m == mid))
         else {
             self.metrics.dropped(DropReason::NotRoutable);
+            return;
+        };
+        let Some(kind) = binding
+            .media
+            .iter()
+            .find(|(m, _)| *m == mid)
+            .map(|(_, k)| *k)
+        else {
             return;
         };
         let pt = pkt.header.payload_type;
@@ -854,8 +1254,16 @@ impl Core {
             self.metrics.dropped(DropReason::CodecMismatch);
             return;
         };
-        if kind == MediaKind::Video && !video_ssrcs.contains(&ssrc) {
-            video_ssrcs.push(ssrc);
+        if kind == MediaKind::Video && !binding.video_ssrcs.contains(&ssrc) {
+            binding.video_ssrcs.push(ssrc);
+        }
+        let publication = binding.publication.clone();
+        let Some(p) = self.publications.get(&publication) else {
+            return;
+        };
+        if (kind == MediaKind::Audio && !p.audio_on) || (kind == MediaKind::Video && !p.video_on) {
+            // Paused at the source: nobody gets it.
+            return;
         }
         let ext = ExtensionValues {
             audio_level: pkt.header.ext_vals.audio_level,
@@ -875,14 +1283,11 @@ impl Core {
             payload: pkt.payload,
             arrival: pkt.timestamp,
         });
-        let publication = publication.clone();
-        if let Some(p) = self.publications.get(&publication) {
-            for core in &p.remote_cores {
-                self.out
-                    .to_cores
-                    .push((*core, CoreMsg::Media(packet.clone())));
-                CoreMetrics::add(&self.metrics.handed_off, 1);
-            }
+        for core in &p.remote_cores {
+            self.out
+                .to_cores
+                .push((*core, CoreMsg::Media(packet.clone())));
+            CoreMetrics::add(&self.metrics.handed_off, 1);
         }
         let subs = self
             .subscribers
@@ -890,22 +1295,37 @@ impl Core {
             .cloned()
             .unwrap_or_default();
         let now = packet.arrival;
-        for sub in subs {
-            self.write_to_subscriber(sub, &packet, now);
+        for (sub_key, sub) in subs {
+            self.write_to_subscriber(sub_key, &sub, &packet, now);
         }
     }
 
-    fn write_to_subscriber(&mut self, key: PeerKey, pkt: &MediaPacket, now: Instant) {
+    fn write_to_subscriber(
+        &mut self,
+        key: PeerKey,
+        subscription: &Arc<str>,
+        pkt: &MediaPacket,
+        now: Instant,
+    ) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
         if !peer.connected {
             return;
         }
-        let Role::Subscriber { outs, .. } = &mut peer.role else {
+        let Some(binding) = peer
+            .subs
+            .iter_mut()
+            .find(|b| b.subscription == *subscription)
+        else {
             return;
         };
-        let Some(out) = outs.iter_mut().find(|o| o.kind == pkt.kind) else {
+        if (pkt.kind == MediaKind::Audio && !binding.audio_on)
+            || (pkt.kind == MediaKind::Video && !binding.video_on)
+        {
+            return;
+        }
+        let Some(out) = binding.outs.iter_mut().find(|o| o.kind == pkt.kind) else {
             self.metrics.dropped(DropReason::NotRoutable);
             return;
         };
@@ -972,13 +1392,15 @@ impl Core {
         let Some(key) = self.publications.get(publication).map(|p| p.peer) else {
             return;
         };
-        let Some(peer) = self.peers.get_mut(&key) else {
-            return;
+        let ssrcs: Vec<Ssrc> = match self.peers.get(&key) {
+            Some(peer) => peer
+                .pubs
+                .iter()
+                .filter(|b| b.publication == *publication)
+                .flat_map(|b| b.video_ssrcs.clone())
+                .collect(),
+            None => return,
         };
-        let Role::Publisher { video_ssrcs, .. } = &peer.role else {
-            return;
-        };
-        let ssrcs = video_ssrcs.clone();
         for ssrc in ssrcs {
             let Some(peer) = self.peers.get_mut(&key) else {
                 return;
@@ -993,36 +1415,30 @@ impl Core {
     }
 }
 
-/// The outgoing tracks of a new subscriber: one per answered section, with the send
-/// stream's SSRC and a rewriter starting at a random sequence number.
-fn subscriber_tracks(built: &mut Built) -> Vec<OutTrack> {
-    let mut outs = Vec::new();
-    for (mid, kind) in built.media.clone() {
-        let Some(ssrc) = built
-            .rtc
-            .direct_api()
-            .stream_tx_by_mid(mid, None)
-            .map(|s| s.ssrc())
-        else {
-            continue;
-        };
-        let clock_rate = built
-            .tracks
-            .iter()
-            .find(|t| t.mid == mid.to_string())
-            .map(|t| t.clock_rate)
-            .unwrap_or(if kind == MediaKind::Audio {
-                48_000
-            } else {
-                90_000
-            });
-        outs.push(OutTrack {
-            kind,
-            mid,
-            ssrc,
-            rewriter: Rewriter::new(clock_rate, rand::random::<u16>() & 0x7fff),
-            pt_map: Vec::new(),
-        });
+fn binding_mids(b: &Binding) -> Option<&Vec<String>> {
+    match b {
+        Binding::Publish { mids, .. } | Binding::Subscribe { mids, .. } => mids.as_ref(),
     }
-    outs
+}
+
+/// Whether a binding may use a section of `kind`.
+fn allows(b: &Binding, kind: MediaKind, specs: &[PublicationSpec]) -> bool {
+    match b {
+        Binding::Publish { audio, video, .. } => match kind {
+            MediaKind::Audio => *audio,
+            MediaKind::Video => *video,
+        },
+        Binding::Subscribe {
+            publication,
+            audio,
+            video,
+            ..
+        } => {
+            let spec = specs.iter().find(|s| &*s.id == publication.as_str());
+            match kind {
+                MediaKind::Audio => *audio && spec.is_some_and(|s| s.audio),
+                MediaKind::Video => *video && spec.is_some_and(|s| s.video),
+            }
+        }
+    }
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_dataplane_api::{
-    encode, CoreInfo, DataplaneInfo, Decoder, ErrorCode, Event, Frame, PeerRole, Request, Response,
+    encode, Binding, CoreInfo, DataplaneInfo, Decoder, ErrorCode, Event, Frame, Request, Response,
     RpcError, PROTOCOL_VERSION,
 };
 
@@ -52,29 +52,31 @@ pub struct MgmtSetup {
 
 struct PublicationEntry {
     spec: PublicationSpec,
-    subscribers: HashMap<String, u16>,
+    /// Subscription id → the peer it is on.
+    subscribers: HashMap<String, String>,
 }
 
-struct PeerEntry {
-    core: u16,
+struct SubscriptionEntry {
+    peer: String,
     publication: String,
-    publisher: bool,
+    core: u16,
 }
 
 struct PendingCreate {
     reply: oneshot::Sender<Response>,
     peer: String,
     core: u16,
-    publication: String,
-    publisher: bool,
+    subscriptions: Vec<(String, String)>,
 }
 
 #[derive(Default)]
 struct State {
     publications: HashMap<String, PublicationEntry>,
-    peers: HashMap<String, PeerEntry>,
+    /// Peer → its core.
+    peers: HashMap<String, u16>,
+    subscriptions: HashMap<String, SubscriptionEntry>,
     creating: HashMap<u64, PendingCreate>,
-    closing: HashMap<u64, oneshot::Sender<Response>>,
+    waiting: HashMap<u64, oneshot::Sender<Response>>,
     next_token: u64,
     control: Option<Rc<LocalSender<Frame>>>,
 }
@@ -85,6 +87,10 @@ struct Mgmt {
     cores: Vec<CoreInfo>,
     metrics: Vec<Arc<CoreMetrics>>,
     max_peers_per_core: u32,
+}
+
+fn err(code: ErrorCode, msg: impl Into<String>) -> Response {
+    Response::Error(RpcError::new(code, msg))
 }
 
 impl Mgmt {
@@ -135,20 +141,105 @@ impl Mgmt {
     async fn wait(rx: oneshot::Receiver<Response>) -> Response {
         let timeout = async {
             glommio::timer::sleep(CORE_TIMEOUT).await;
-            Response::Error(RpcError::new(
-                ErrorCode::Internal,
-                "the core did not answer in time",
-            ))
+            err(ErrorCode::Internal, "the core did not answer in time")
         };
         let answer = async {
-            rx.await.unwrap_or_else(|_| {
-                Response::Error(RpcError::new(
-                    ErrorCode::Internal,
-                    "the core dropped the request",
-                ))
-            })
+            rx.await
+                .unwrap_or_else(|_| err(ErrorCode::Internal, "the core dropped the request"))
         };
         futures_lite::future::or(answer, timeout).await
+    }
+
+    /// Sends a command whose answer comes back under `token` in `waiting`.
+    async fn ask(&self, core: u16, cmd: impl FnOnce(u64) -> Command) -> Response {
+        let token = self.token();
+        let (tx, rx) = oneshot::channel();
+        self.state.borrow_mut().waiting.insert(token, tx);
+        if let Err(e) = self.send(core, cmd(token)).await {
+            self.state.borrow_mut().waiting.remove(&token);
+            return Response::Error(e);
+        }
+        Self::wait(rx).await
+    }
+
+    /// Checks a request's bindings against the registry; the specs its subscriptions need.
+    fn check_bindings(&self, bindings: &[Binding]) -> Result<Vec<PublicationSpec>, Response> {
+        let st = self.state.borrow();
+        let mut specs = Vec::new();
+        for b in bindings {
+            match b {
+                Binding::Publish { publication, .. } => {
+                    if st.publications.contains_key(publication) {
+                        return Err(err(
+                            ErrorCode::PeerExists,
+                            format!("publication {publication} exists"),
+                        ));
+                    }
+                }
+                Binding::Subscribe {
+                    subscription,
+                    publication,
+                    ..
+                } => {
+                    if st.subscriptions.contains_key(subscription) {
+                        return Err(err(
+                            ErrorCode::PeerExists,
+                            format!("subscription {subscription} exists"),
+                        ));
+                    }
+                    match st.publications.get(publication) {
+                        Some(p) => specs.push(p.spec.clone()),
+                        None => {
+                            return Err(err(
+                                ErrorCode::UnknownPublication,
+                                format!("publication {publication} does not exist"),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(specs)
+    }
+
+    async fn create(
+        &self,
+        peer: String,
+        core: u16,
+        bindings: &[Binding],
+        cmd: impl FnOnce(u64, Vec<PublicationSpec>) -> Command,
+    ) -> Response {
+        let specs = match self.check_bindings(bindings) {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        let subscriptions = bindings
+            .iter()
+            .filter_map(|b| match b {
+                Binding::Subscribe {
+                    subscription,
+                    publication,
+                    ..
+                } => Some((subscription.clone(), publication.clone())),
+                _ => None,
+            })
+            .collect();
+        let token = self.token();
+        let (tx, rx) = oneshot::channel();
+        self.state.borrow_mut().creating.insert(
+            token,
+            PendingCreate {
+                reply: tx,
+                peer,
+                core,
+                subscriptions,
+            },
+        );
+        if let Err(e) = self.send(core, cmd(token, specs)).await {
+            self.state.borrow_mut().creating.remove(&token);
+            return Response::Error(e);
+        }
+        Self::wait(rx).await
     }
 
     async fn handle(&self, req: Request) -> Response {
@@ -156,179 +247,259 @@ impl Mgmt {
             Request::Ping => Response::Pong,
             Request::DataplaneInfo => Response::DataplaneInfo(self.info()),
             Request::PeerCreate(pc) => {
-                let (publication, publisher) = match &pc.role {
-                    PeerRole::Publisher { publication, .. } => (publication.clone(), true),
-                    PeerRole::Subscriber { publication, .. } => (publication.clone(), false),
-                };
-                let spec = {
-                    let st = self.state.borrow();
-                    if st.peers.contains_key(&pc.peer) {
-                        return Response::Error(RpcError::new(
-                            ErrorCode::PeerExists,
-                            format!("peer {} exists", pc.peer),
-                        ));
-                    }
-                    match (publisher, st.publications.get(&publication)) {
-                        (true, Some(_)) => {
-                            return Response::Error(RpcError::new(
-                                ErrorCode::PeerExists,
-                                format!("publication {publication} exists"),
-                            ))
-                        }
-                        (true, None) => None,
-                        (false, Some(p)) => Some(p.spec.clone()),
-                        (false, None) => {
-                            return Response::Error(RpcError::new(
-                                ErrorCode::UnknownPublication,
-                                format!("publication {publication} does not exist"),
-                            ))
-                        }
-                    }
-                };
-                let token = self.token();
-                let (tx, rx) = oneshot::channel();
-                let core = pc.core;
-                self.state.borrow_mut().creating.insert(
-                    token,
-                    PendingCreate {
-                        reply: tx,
-                        peer: pc.peer.clone(),
-                        core,
-                        publication,
-                        publisher,
-                    },
-                );
-                if let Err(e) = self
-                    .send(
-                        core,
-                        Command::CreatePeer {
-                            token,
-                            req: pc,
-                            publication: spec,
-                        },
-                    )
-                    .await
-                {
-                    self.state.borrow_mut().creating.remove(&token);
-                    return Response::Error(e);
+                if self.state.borrow().peers.contains_key(&pc.peer) {
+                    return err(ErrorCode::PeerExists, format!("peer {} exists", pc.peer));
                 }
-                Self::wait(rx).await
+                let (peer, core, bindings) = (pc.peer.clone(), pc.core, pc.bindings.clone());
+                self.create(peer, core, &bindings, |token, specs| Command::CreatePeer {
+                    token,
+                    req: pc,
+                    specs,
+                })
+                .await
             }
-            Request::PeerClose { peer } => {
-                let Some(core) = self.state.borrow().peers.get(&peer).map(|p| p.core) else {
-                    return Response::Error(RpcError::new(
+            Request::PeerOffer(po) => {
+                let Some(core) = self.state.borrow().peers.get(&po.peer).copied() else {
+                    return err(
+                        ErrorCode::UnknownPeer,
+                        format!("peer {} does not exist", po.peer),
+                    );
+                };
+                let (peer, bindings) = (po.peer.clone(), po.bindings.clone());
+                self.create(peer, core, &bindings, |token, specs| Command::Offer {
+                    token,
+                    req: po,
+                    specs,
+                })
+                .await
+            }
+            Request::PeerUnbind { peer, id } => {
+                let Some(core) = self.state.borrow().peers.get(&peer).copied() else {
+                    return err(
                         ErrorCode::UnknownPeer,
                         format!("peer {peer} does not exist"),
-                    ));
+                    );
                 };
-                let token = self.token();
-                let (tx, rx) = oneshot::channel();
-                self.state.borrow_mut().closing.insert(token, tx);
-                if let Err(e) = self
-                    .send(
-                        core,
-                        Command::ClosePeer {
-                            token: Some(token),
-                            peer,
-                            reason: "closed by control".into(),
-                        },
-                    )
-                    .await
-                {
-                    self.state.borrow_mut().closing.remove(&token);
-                    return Response::Error(e);
-                }
-                Self::wait(rx).await
+                self.ask(core, |token| Command::Unbind {
+                    token: Some(token),
+                    peer,
+                    id,
+                    reason: "ended by control".into(),
+                })
+                .await
+            }
+            Request::PeerClose { peer } => {
+                let Some(core) = self.state.borrow().peers.get(&peer).copied() else {
+                    return err(
+                        ErrorCode::UnknownPeer,
+                        format!("peer {peer} does not exist"),
+                    );
+                };
+                self.ask(core, |token| Command::ClosePeer {
+                    token: Some(token),
+                    peer,
+                    reason: "closed by control".into(),
+                })
+                .await
+            }
+            Request::PublicationControl {
+                publication,
+                audio,
+                video,
+            } => {
+                let Some(core) = self
+                    .state
+                    .borrow()
+                    .publications
+                    .get(&publication)
+                    .map(|p| p.spec.home)
+                else {
+                    return err(
+                        ErrorCode::UnknownPublication,
+                        format!("publication {publication} does not exist"),
+                    );
+                };
+                self.ask(core, |token| Command::PublicationControl {
+                    token,
+                    publication,
+                    audio,
+                    video,
+                })
+                .await
+            }
+            Request::SubscriptionControl {
+                subscription,
+                audio,
+                video,
+            } => {
+                let Some(core) = self
+                    .state
+                    .borrow()
+                    .subscriptions
+                    .get(&subscription)
+                    .map(|s| s.core)
+                else {
+                    return err(
+                        ErrorCode::UnknownPeer,
+                        format!("subscription {subscription} does not exist"),
+                    );
+                };
+                self.ask(core, |token| Command::SubscriptionControl {
+                    token,
+                    subscription,
+                    audio,
+                    video,
+                })
+                .await
             }
         }
     }
 
-    /// Bookkeeping for what a core reports; returns close commands to send.
+    /// Every subscription of an ended publication must end too.
+    fn end_publication(st: &mut State, publication: &str, follow: &mut Vec<(u16, Command)>) {
+        if let Some(entry) = st.publications.remove(publication) {
+            for (sub, peer) in entry.subscribers {
+                if let Some(s) = st.subscriptions.get(&sub) {
+                    follow.push((
+                        s.core,
+                        Command::Unbind {
+                            token: None,
+                            peer,
+                            id: sub,
+                            reason: "publication ended".into(),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    fn forget_subscription(st: &mut State, sub: &str) {
+        if let Some(s) = st.subscriptions.remove(sub) {
+            if let Some(p) = st.publications.get_mut(&s.publication) {
+                p.subscribers.remove(sub);
+            }
+        }
+    }
+
+    /// Bookkeeping for what a core reports; returns commands to send as a result.
     fn on_event(&self, ev: CoreEvent) -> Vec<(u16, Command)> {
         let mut follow = Vec::new();
-        let mut st = self.state.borrow_mut();
-        match ev {
-            CoreEvent::Created { token, result } => {
-                let Some(p) = st.creating.remove(&token) else {
-                    return follow;
-                };
-                let resp = match result {
-                    Ok((created, spec)) => {
-                        if let Some(spec) = spec {
-                            st.publications.insert(
-                                p.publication.clone(),
-                                PublicationEntry {
-                                    spec,
-                                    subscribers: HashMap::new(),
-                                },
-                            );
-                        } else if let Some(entry) = st.publications.get_mut(&p.publication) {
-                            entry.subscribers.insert(p.peer.clone(), p.core);
-                        } else {
-                            // The publication ended while the subscriber was being made.
-                            follow.push((
-                                p.core,
-                                Command::ClosePeer {
-                                    token: None,
-                                    peer: p.peer.clone(),
-                                    reason: "publication ended".into(),
-                                },
-                            ));
-                        }
-                        st.peers.insert(
-                            p.peer,
-                            PeerEntry {
-                                core: p.core,
-                                publication: p.publication,
-                                publisher: p.publisher,
-                            },
-                        );
-                        Response::PeerCreated(created)
-                    }
-                    Err(e) => Response::Error(e),
-                };
-                let _ = p.reply.send(resp);
-            }
-            CoreEvent::Connected { peer } => {
-                drop(st);
-                self.tell_control(Event::PeerConnected { peer });
-                return follow;
-            }
-            CoreEvent::Closed {
-                token,
-                peer,
-                reason,
-                ..
-            } => {
-                if let Some(entry) = st.peers.remove(&peer) {
-                    if entry.publisher {
-                        if let Some(publication) = st.publications.remove(&entry.publication) {
-                            for (sub, core) in publication.subscribers {
-                                follow.push((
-                                    core,
-                                    Command::ClosePeer {
-                                        token: None,
-                                        peer: sub,
-                                        reason: "publication ended".into(),
-                                    },
-                                ));
-                            }
-                        }
-                    } else if let Some(p) = st.publications.get_mut(&entry.publication) {
-                        p.subscribers.remove(&peer);
-                    }
-                }
-                match token.and_then(|t| st.closing.remove(&t)) {
-                    Some(reply) => {
-                        let _ = reply.send(Response::PeerClosed);
-                    }
-                    None => {
-                        drop(st);
-                        self.tell_control(Event::PeerClosed { peer, reason });
+        let mut tell = None;
+        {
+            let mut st = self.state.borrow_mut();
+            match ev {
+                CoreEvent::Created { token, result } => {
+                    let Some(p) = st.creating.remove(&token) else {
                         return follow;
+                    };
+                    let resp = match result {
+                        Ok((created, specs)) => {
+                            st.peers.insert(p.peer.clone(), p.core);
+                            for spec in specs {
+                                st.publications.insert(
+                                    spec.id.to_string(),
+                                    PublicationEntry {
+                                        spec,
+                                        subscribers: HashMap::new(),
+                                    },
+                                );
+                            }
+                            for (sub, publication) in p.subscriptions {
+                                match st.publications.get_mut(&publication) {
+                                    Some(entry) => {
+                                        entry.subscribers.insert(sub.clone(), p.peer.clone());
+                                        st.subscriptions.insert(
+                                            sub,
+                                            SubscriptionEntry {
+                                                peer: p.peer.clone(),
+                                                publication,
+                                                core: p.core,
+                                            },
+                                        );
+                                    }
+                                    // The publication ended while the subscription was being made.
+                                    None => follow.push((
+                                        p.core,
+                                        Command::Unbind {
+                                            token: None,
+                                            peer: p.peer.clone(),
+                                            id: sub,
+                                            reason: "publication ended".into(),
+                                        },
+                                    )),
+                                }
+                            }
+                            Response::PeerCreated(created)
+                        }
+                        Err(e) => Response::Error(e),
+                    };
+                    let _ = p.reply.send(resp);
+                }
+                CoreEvent::Done { token, result } => {
+                    if let Some(reply) = st.waiting.remove(&token) {
+                        let _ = reply.send(match result {
+                            Ok(()) => Response::Done,
+                            Err(e) => Response::Error(e),
+                        });
+                    }
+                }
+                CoreEvent::Connected { peer } => tell = Some(Event::PeerConnected { peer }),
+                CoreEvent::Unbound {
+                    token,
+                    peer,
+                    id,
+                    publication,
+                    reason,
+                } => {
+                    if publication {
+                        Self::end_publication(&mut st, &id, &mut follow);
+                    } else {
+                        Self::forget_subscription(&mut st, &id);
+                    }
+                    match token.and_then(|t| st.waiting.remove(&t)) {
+                        Some(reply) => {
+                            let _ = reply.send(Response::Done);
+                        }
+                        None => {
+                            tell = Some(Event::Unbound {
+                                peer,
+                                id: id.to_string(),
+                                reason,
+                            })
+                        }
+                    }
+                }
+                CoreEvent::Closed {
+                    token,
+                    peer,
+                    publications,
+                    reason,
+                } => {
+                    st.peers.remove(&peer);
+                    for publication in &publications {
+                        Self::end_publication(&mut st, publication, &mut follow);
+                    }
+                    let subs: Vec<String> = st
+                        .subscriptions
+                        .iter()
+                        .filter(|(_, s)| s.peer == peer)
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for sub in subs {
+                        Self::forget_subscription(&mut st, &sub);
+                    }
+                    match token.and_then(|t| st.waiting.remove(&t)) {
+                        Some(reply) => {
+                            let _ = reply.send(Response::PeerClosed);
+                        }
+                        None => tell = Some(Event::PeerClosed { peer, reason }),
                     }
                 }
             }
+        }
+        if let Some(e) = tell {
+            self.tell_control(e);
         }
         follow
     }

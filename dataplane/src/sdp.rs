@@ -55,36 +55,37 @@ pub fn sections(sdp: &str) -> Result<Vec<Section>, SdpError> {
     Ok(out)
 }
 
-/// The offer with every m-section of a kind not in `allowed` rejected (port 0) and removed
+/// The offer with every m-section for which `keep` is false rejected (port 0) and removed
 /// from the BUNDLE group. Returns the new SDP and how many audio/video sections remain.
-pub fn reject_kinds(
+pub fn reject_sections(
     sdp: &str,
-    allow_audio: bool,
-    allow_video: bool,
+    keep: impl Fn(usize, &Section) -> bool,
 ) -> Result<(String, usize), SdpError> {
     let secs = sections(sdp)?;
-    let is_allowed = |k: Option<MediaKind>| match k {
-        Some(MediaKind::Audio) => allow_audio,
-        Some(MediaKind::Video) => allow_video,
-        None => false,
-    };
+    let kept: Vec<bool> = secs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.kind.is_some() && keep(i, s))
+        .collect();
     let dropped_mids: Vec<&str> = secs
         .iter()
-        .filter(|s| !is_allowed(s.kind))
-        .filter_map(|s| s.mid.as_deref())
+        .zip(&kept)
+        .filter(|(_, k)| !**k)
+        .filter_map(|(s, _)| s.mid.as_deref())
         .collect();
     let remaining = secs
         .iter()
-        .filter(|s| is_allowed(s.kind) && !s.rejected)
+        .zip(&kept)
+        .filter(|(s, k)| **k && !s.rejected)
         .count();
     let mut out = String::with_capacity(sdp.len());
     let mut index = 0usize;
     for line in sdp.lines() {
         let line = line.trim_end_matches('\r');
         if let Some(m) = line.strip_prefix("m=") {
-            let sec = &secs[index];
+            let (sec, keep) = (&secs[index], kept[index]);
             index += 1;
-            if !is_allowed(sec.kind) && !sec.rejected {
+            if !keep && !sec.rejected {
                 let mut parts: Vec<&str> = m.split(' ').collect();
                 if parts.len() > 1 {
                     parts[1] = "0";
@@ -113,6 +114,19 @@ pub fn reject_kinds(
     Ok((out, remaining))
 }
 
+/// [`reject_sections`] by kind: audio kept if `allow_audio`, video if `allow_video`.
+pub fn reject_kinds(
+    sdp: &str,
+    allow_audio: bool,
+    allow_video: bool,
+) -> Result<(String, usize), SdpError> {
+    reject_sections(sdp, |_, s| match s.kind {
+        Some(MediaKind::Audio) => allow_audio,
+        Some(MediaKind::Video) => allow_video,
+        None => false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +152,14 @@ mod tests {
         assert!(sdp.contains("a=group:BUNDLE 0\r\n"));
         let (_, n) = reject_kinds(OFFER, false, false).unwrap();
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn rejects_by_mid() {
+        let (sdp, n) = reject_sections(OFFER, |_, s| s.mid.as_deref() == Some("1")).unwrap();
+        assert_eq!(n, 1);
+        assert!(sdp.contains("m=audio 0 ") && sdp.contains("m=video 9 "));
+        assert!(sdp.contains("a=group:BUNDLE 1\r\n"));
     }
 
     #[test]

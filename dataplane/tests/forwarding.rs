@@ -9,22 +9,25 @@ mod common;
 use common::Net;
 use std::time::Duration;
 use str0m::media::MediaKind;
-use switchyard_dataplane_api::{MediaKind as Kind, PeerRole};
+use switchyard_dataplane_api::{Binding, MediaKind as Kind};
 
-fn publisher_role(audio: bool, video: bool) -> PeerRole {
-    PeerRole::Publisher {
+fn publish(audio: bool, video: bool) -> Vec<Binding> {
+    vec![Binding::Publish {
         publication: "s1".into(),
+        mids: None,
         audio,
         video,
-    }
+    }]
 }
 
-fn subscriber_role() -> PeerRole {
-    PeerRole::Subscriber {
+fn subscribe(id: &str) -> Vec<Binding> {
+    vec![Binding::Subscribe {
+        subscription: id.into(),
         publication: "s1".into(),
+        mids: None,
         audio: true,
         video: true,
-    }
+    }]
 }
 
 /// Sends `frames` frames of audio and video, 20 ms apart.
@@ -56,22 +59,21 @@ fn publication_reaches_subscribers_with_rewritten_numbering() {
     let mut net = Net::new(1, 0.0);
     let (p, offer) = net.client("publisher", true, false);
     let (created, spec) = net
-        .connect(0, p, offer, "pub", publisher_role(true, true), None)
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
         .unwrap();
-    let spec = spec.unwrap();
-    assert_eq!(created.tracks.len(), 2);
+    assert_eq!(created.tracks("s1").len(), 2);
     assert!(created
-        .tracks
+        .tracks("s1")
         .iter()
         .any(|t| t.kind == Kind::Audio && t.codec == "opus"));
-    assert!(created.tracks.iter().any(|t| t.kind == Kind::Video));
+    assert!(created.tracks("s1").iter().any(|t| t.kind == Kind::Video));
     assert!(
         net.run_until(Duration::from_secs(5), |n| n.connected(p)),
         "publisher did not connect"
     );
 
     let (s, offer) = net.client("subscriber", false, true);
-    net.connect(0, s, offer, "sub", subscriber_role(), Some(spec.clone()))
+    net.connect(0, s, offer, "sub", subscribe("sub"), spec.clone())
         .unwrap();
     assert!(
         net.run_until(Duration::from_secs(5), |n| n.connected(s)),
@@ -104,16 +106,16 @@ fn role_without_video_gets_video_rejected() {
     let mut net = Net::new(1, 0.0);
     let (p, offer) = net.client("audio-only", true, false);
     let (created, spec) = net
-        .connect(0, p, offer, "pub", publisher_role(true, false), None)
+        .connect(0, p, offer, "pub", publish(true, false), vec![])
         .unwrap();
-    assert_eq!(created.tracks.len(), 1);
-    assert_eq!(created.tracks[0].kind, Kind::Audio);
+    assert_eq!(created.tracks("s1").len(), 1);
+    assert_eq!(created.tracks("s1")[0].kind, Kind::Audio);
     assert!(
         created.answer_sdp.contains("m=video 0 "),
         "video rejected in the answer:\n{}",
         created.answer_sdp
     );
-    assert!(!spec.unwrap().video);
+    assert!(!spec[0].video);
     let (q, offer) = net.client("nothing", true, false);
     let e = net
         .connect(
@@ -121,12 +123,13 @@ fn role_without_video_gets_video_rejected() {
             q,
             offer,
             "pub2",
-            PeerRole::Publisher {
+            vec![Binding::Publish {
                 publication: "s2".into(),
+                mids: None,
                 audio: false,
                 video: false,
-            },
-            None,
+            }],
+            vec![],
         )
         .unwrap_err();
     assert_eq!(e.code, switchyard_dataplane_api::ErrorCode::NoUsableMedia);
@@ -143,7 +146,7 @@ fn malformed_offers_are_refused_with_a_reason() {
         "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio x\r\n",
     ] {
         let e = net
-            .connect(0, p, bad.into(), "bad", publisher_role(true, true), None)
+            .connect(0, p, bad.into(), "bad", publish(true, true), vec![])
             .unwrap_err();
         assert!(!e.message.is_empty());
         assert!(
@@ -163,7 +166,7 @@ fn keyframe_requests_go_upstream_rate_limited() {
     let mut net = Net::new(1, 0.0);
     let (p, offer) = net.client("publisher", true, false);
     let (_, spec) = net
-        .connect(0, p, offer, "pub", publisher_role(true, true), None)
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
         .unwrap();
     assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
     let mut subs = Vec::new();
@@ -174,7 +177,7 @@ fn keyframe_requests_go_upstream_rate_limited() {
             s,
             offer,
             &format!("sub{i}"),
-            subscriber_role(),
+            subscribe(&format!("sub{i}")),
             spec.clone(),
         )
         .unwrap();
@@ -205,7 +208,7 @@ fn subscriber_on_another_core_gets_one_hand_off_per_packet() {
     let mut net = Net::new(2, 0.0);
     let (p, offer) = net.client("publisher", true, false);
     let (_, spec) = net
-        .connect(0, p, offer, "pub", publisher_role(true, true), None)
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
         .unwrap();
     assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
     let mut subs = Vec::new();
@@ -216,7 +219,7 @@ fn subscriber_on_another_core_gets_one_hand_off_per_packet() {
             s,
             offer,
             &format!("far{i}"),
-            subscriber_role(),
+            subscribe(&format!("far{i}")),
             spec.clone(),
         )
         .unwrap();
@@ -253,11 +256,11 @@ fn upstream_loss_is_repaired_with_nack_and_rtx() {
     let mut net = Net::new(1, 10.0);
     let (p, offer) = net.client("publisher", true, false);
     let (_, spec) = net
-        .connect(0, p, offer, "pub", publisher_role(true, true), None)
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
         .unwrap();
     assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
     let (s, offer) = net.client("subscriber", false, true);
-    net.connect(0, s, offer, "sub", subscriber_role(), spec)
+    net.connect(0, s, offer, "sub", subscribe("sub"), spec)
         .unwrap();
     assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
     send_media(&mut net, p, 150);
@@ -286,11 +289,11 @@ fn garbage_datagrams_are_dropped_and_counted_while_media_flows() {
     let mut net = Net::new(1, 0.0);
     let (p, offer) = net.client("publisher", true, false);
     let (_, spec) = net
-        .connect(0, p, offer, "pub", publisher_role(true, true), None)
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
         .unwrap();
     assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
     let (s, offer) = net.client("subscriber", false, true);
-    net.connect(0, s, offer, "sub", subscriber_role(), spec)
+    net.connect(0, s, offer, "sub", subscribe("sub"), spec)
         .unwrap();
     assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
     let core_addr = net.core_addrs[0];
@@ -393,9 +396,13 @@ fn every_browser_codec_passes_through() {
         let mut net = Net::new(1, 0.0);
         let (p, offer) = net.client_with("publisher", true, restrict(Rtc::builder()));
         let (created, spec) = net
-            .connect(0, p, offer, "pub", publisher_role(true, true), None)
+            .connect(0, p, offer, "pub", publish(true, true), vec![])
             .unwrap();
-        let codecs: Vec<&str> = created.tracks.iter().map(|t| t.codec.as_str()).collect();
+        let codecs: Vec<&str> = created
+            .tracks("s1")
+            .iter()
+            .map(|t| t.codec.as_str())
+            .collect();
         assert_eq!(
             codecs,
             [
@@ -419,9 +426,9 @@ fn every_browser_codec_passes_through() {
                 .set_rtp_mode(true),
         );
         let (sub, _) = net
-            .connect(0, s, offer, "sub", subscriber_role(), spec)
+            .connect(0, s, offer, "sub", subscribe("sub"), spec)
             .unwrap();
-        let sub_codecs: Vec<&str> = sub.tracks.iter().map(|t| t.codec.as_str()).collect();
+        let sub_codecs: Vec<&str> = sub.tracks("sub").iter().map(|t| t.codec.as_str()).collect();
         assert_eq!(sub_codecs, codecs, "{name}");
         assert!(
             net.run_until(Duration::from_secs(5), |n| n.connected(s)),
@@ -478,4 +485,196 @@ fn every_browser_codec_passes_through() {
         assert!(audio_pkts >= 25, "{name}: {audio_pkts} audio packets");
         assert!(video_pkts >= 20, "{name}: {video_pkts} video packets");
     }
+}
+
+/// A conference client keeps one connection: it publishes on it, then plays another
+/// participant's stream on the same connection after a renegotiation; both flow.
+#[test]
+fn one_connection_publishes_and_subscribes_after_renegotiation() {
+    let mut net = Net::new(1, 0.0);
+    let (a, offer) = net.client("alice", true, false);
+    let (_, specs_a) = net
+        .connect(0, a, offer, "alice", publish(true, true), vec![])
+        .unwrap();
+    let (b, offer) = net.client("bob", true, true);
+    let bob_pub = vec![Binding::Publish {
+        publication: "s2".into(),
+        mids: None,
+        audio: true,
+        video: true,
+    }];
+    net.connect(0, b, offer, "bob", bob_pub, vec![]).unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(a) && n.connected(b)));
+    // Bob adds two receive sections and binds them to Alice's stream.
+    let (offer, mids) = net.add_receivers(b);
+    let bind = vec![Binding::Subscribe {
+        subscription: "bob-plays-alice".into(),
+        publication: "s1".into(),
+        mids: Some(mids.clone()),
+        audio: true,
+        video: true,
+    }];
+    let (answer, _) = net
+        .renegotiate(0, b, offer, "bob", bind, specs_a.clone())
+        .unwrap();
+    assert_eq!(answer.tracks("bob-plays-alice").len(), 2);
+    assert!(answer
+        .tracks("bob-plays-alice")
+        .iter()
+        .all(|t| mids.contains(&t.mid)));
+    send_media(&mut net, a, 40);
+    let got = net.rtp_packets(b).len();
+    assert!(
+        got >= 50,
+        "bob received {got} packets of alice's stream on his publishing connection"
+    );
+    // A second subscription id on a mid already bound is refused.
+    let (offer, _) = net.add_receivers(b);
+    let again = vec![Binding::Subscribe {
+        subscription: "dup".into(),
+        publication: "s1".into(),
+        mids: Some(vec![mids[0].clone()]),
+        audio: true,
+        video: true,
+    }];
+    assert!(net.renegotiate(0, b, offer, "bob", again, specs_a).is_err());
+}
+
+/// Pausing a publication's video stops it for every subscriber; resuming asks for a
+/// keyframe; pausing one subscription stops only that one.
+#[test]
+fn pause_and_resume_publications_and_subscriptions() {
+    use switchyard_dataplane::core::Command;
+    let mut net = Net::new(1, 0.0);
+    let (p, offer) = net.client("publisher", true, false);
+    let (_, spec) = net
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let (s1, offer) = net.client("s1", false, true);
+    net.connect(0, s1, offer, "sub1", subscribe("sub1"), spec.clone())
+        .unwrap();
+    let (s2, offer) = net.client("s2", false, true);
+    net.connect(0, s2, offer, "sub2", subscribe("sub2"), spec.clone())
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s1)
+        && n.connected(s2)));
+    let video = |net: &Net, c: usize| {
+        net.rtp_packets(c)
+            .iter()
+            .filter(|p| p.payload.len() > 80)
+            .count()
+    };
+    send_media(&mut net, p, 10);
+    let (v1, v2) = (video(&net, s1), video(&net, s2));
+    assert!(v1 > 0 && v2 > 0);
+    let now = net.now;
+    net.cores[0].handle_command(
+        now,
+        Command::PublicationControl {
+            token: 1,
+            publication: "s1".into(),
+            audio: None,
+            video: Some(false),
+        },
+    );
+    send_media(&mut net, p, 10);
+    assert_eq!(
+        (video(&net, s1), video(&net, s2)),
+        (v1, v2),
+        "no video while the publication is paused"
+    );
+    let kf_before = net.metrics[0]
+        .keyframe_requests_sent
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let now = net.now;
+    net.cores[0].handle_command(
+        now,
+        Command::PublicationControl {
+            token: 2,
+            publication: "s1".into(),
+            audio: None,
+            video: Some(true),
+        },
+    );
+    send_media(&mut net, p, 10);
+    assert!(video(&net, s1) > v1 && video(&net, s2) > v2);
+    assert!(
+        net.metrics[0]
+            .keyframe_requests_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > kf_before,
+        "resuming asks for a keyframe"
+    );
+    let (v1, v2) = (video(&net, s1), video(&net, s2));
+    let now = net.now;
+    net.cores[0].handle_command(
+        now,
+        Command::SubscriptionControl {
+            token: 3,
+            subscription: "sub1".into(),
+            audio: Some(false),
+            video: Some(false),
+        },
+    );
+    send_media(&mut net, p, 10);
+    assert_eq!(video(&net, s1), v1, "the paused subscription gets nothing");
+    assert!(video(&net, s2) > v2, "the other one still plays");
+}
+
+/// Ending a publication binding tells the management side; ending the last binding of a
+/// single-purpose peer closes it.
+#[test]
+fn unbinding_ends_bindings_and_empty_peers() {
+    use switchyard_dataplane::core::{Command, CoreEvent};
+    let mut net = Net::new(1, 0.0);
+    let (p, offer) = net.client("publisher", true, false);
+    let (_, spec) = net
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
+        .unwrap();
+    let (s, offer) = net.client("s", false, true);
+    net.connect(0, s, offer, "sub", subscribe("sub"), spec)
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p) && n.connected(s)));
+    let now = net.now;
+    net.cores[0].handle_command(
+        now,
+        Command::Unbind {
+            token: Some(9),
+            peer: "sub".into(),
+            id: "sub".into(),
+            reason: "test".into(),
+        },
+    );
+    let events = net.cores[0].take_outbox().events;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, CoreEvent::Closed { token: Some(9), peer, .. } if peer == "sub")),
+        "{events:?}"
+    );
+    let now = net.now;
+    net.cores[0].handle_command(
+        now,
+        Command::Unbind {
+            token: Some(10),
+            peer: "pub".into(),
+            id: "nope".into(),
+            reason: "test".into(),
+        },
+    );
+    let events = net.cores[0].take_outbox().events;
+    assert!(events.iter().any(|e| matches!(e, CoreEvent::Unbound { token: Some(10), reason, .. } if reason == "no such binding")), "{events:?}");
+    let now = net.now;
+    net.cores[0].handle_command(
+        now,
+        Command::ClosePeer {
+            token: Some(11),
+            peer: "pub".into(),
+            reason: "test".into(),
+        },
+    );
+    let events = net.cores[0].take_outbox().events;
+    assert!(events.iter().any(|e| matches!(e, CoreEvent::Closed { publications, .. } if publications.len() == 1 && &*publications[0] == "s1")), "{events:?}");
+    assert_eq!(net.cores[0].peer_count(), 0);
 }

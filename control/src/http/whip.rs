@@ -33,7 +33,7 @@ use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, ETAG, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use switchyard_dataplane_api::{
-    ErrorCode, MediaKind, PeerCreate, PeerRole, Request, Response as RpcResponse, Track,
+    Binding, ErrorCode, MediaKind, PeerCreate, Request, Response as RpcResponse, Track,
 };
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -234,8 +234,9 @@ pub async fn publish(
     let result = create_peer(
         &st,
         &peer,
-        PeerRole::Publisher {
+        Binding::Publish {
             publication: stream.clone(),
+            mids: None,
             audio: role.publish.audio,
             video: role.publish.video,
         },
@@ -249,7 +250,7 @@ pub async fn publish(
             return Err(e);
         }
     };
-    let info = stream_info(&stream, &participant, &created.tracks);
+    let info = stream_info(&stream, &participant, created.tracks(&stream));
     if let Err(e) = st
         .conference
         .admit_stream(&room, info, r.config.input_limit)
@@ -327,8 +328,10 @@ pub async fn play(
     let result = create_peer(
         &st,
         &peer,
-        PeerRole::Subscriber {
+        Binding::Subscribe {
+            subscription: subscription.clone(),
             publication: stream.clone(),
+            mids: None,
             audio: role.subscribe.audio,
             video: role.subscribe.video,
         },
@@ -362,15 +365,16 @@ pub async fn play(
 async fn create_peer(
     st: &Shared,
     peer: &str,
-    role: PeerRole,
+    binding: Binding,
     offer_sdp: String,
 ) -> Result<(switchyard_dataplane_api::PeerCreated, u16), ApiError> {
     let core = st.link.place().map_err(dataplane_error)?;
     let req = Request::PeerCreate(PeerCreate {
         peer: peer.to_string(),
         core,
-        role,
         offer_sdp,
+        bindings: vec![binding],
+        close_when_empty: true,
     });
     match st.link.call(req).await {
         Ok(RpcResponse::PeerCreated(c)) => Ok((c, core)),

@@ -32,39 +32,84 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub enum Request {
     /// Describe the dataplane: version, cores, their ports and loads.
     DataplaneInfo,
-    /// Create a WebRTC peer from a client's SDP offer and answer it.
+    /// Create a WebRTC peer (a transport: one client connection) from a client's SDP offer,
+    /// with what its media sections carry, and answer it.
     PeerCreate(PeerCreate),
-    /// Close a peer (and, for a publisher, every subscription to its publication).
+    /// A new offer on an existing peer (the client added or stopped media), with the
+    /// bindings it adds; answered like `PEER_CREATE`.
+    PeerOffer(PeerOffer),
+    /// Stop a publication or subscription of a peer (the peer stays).
+    PeerUnbind {
+        /// The peer.
+        peer: String,
+        /// The publication or subscription id.
+        id: String,
+    },
+    /// Close a peer (its publications end, and every subscription to them).
     PeerClose {
         /// The peer.
         peer: String,
+    },
+    /// Pause or resume a publication's audio or video at the source (every subscriber).
+    PublicationControl {
+        /// The publication.
+        publication: String,
+        /// New audio state (`true`: flowing), if it changes.
+        audio: Option<bool>,
+        /// New video state, if it changes.
+        video: Option<bool>,
+    },
+    /// Pause or resume one subscription's audio or video.
+    SubscriptionControl {
+        /// The subscription.
+        subscription: String,
+        /// New audio state, if it changes.
+        audio: Option<bool>,
+        /// New video state, if it changes.
+        video: Option<bool>,
     },
     /// Liveness check.
     Ping,
 }
 
-/// What a new peer does.
+/// What some media sections of a peer carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum PeerRole {
-    /// Publishes a stream into the room.
-    Publisher {
+pub enum Binding {
+    /// The client publishes a stream into the room.
+    Publish {
         /// The publication's stream id.
         publication: String,
+        /// The sections (by mid) carrying it; `None`: every audio and video section.
+        mids: Option<Vec<String>>,
         /// Whether audio may be published.
         audio: bool,
         /// Whether video may be published.
         video: bool,
     },
-    /// Plays one publication.
-    Subscriber {
+    /// The client plays a publication.
+    Subscribe {
+        /// The subscription's id.
+        subscription: String,
         /// The publication's stream id.
         publication: String,
+        /// The sections (by mid) to send it on; `None`: every audio and video section.
+        mids: Option<Vec<String>>,
         /// Whether audio is wanted (and permitted).
         audio: bool,
         /// Whether video is wanted (and permitted).
         video: bool,
     },
+}
+
+impl Binding {
+    /// The publication or subscription id.
+    pub fn id(&self) -> &str {
+        match self {
+            Binding::Publish { publication, .. } => publication,
+            Binding::Subscribe { subscription, .. } => subscription,
+        }
+    }
 }
 
 /// `PEER_CREATE`.
@@ -74,10 +119,24 @@ pub struct PeerCreate {
     pub peer: String,
     /// The core to place it on (control picks the least loaded).
     pub core: u16,
-    /// Publisher or subscriber.
-    pub role: PeerRole,
     /// The client's SDP offer.
     pub offer_sdp: String,
+    /// What its sections carry.
+    pub bindings: Vec<Binding>,
+    /// Close the peer when its last binding ends (WHIP and WHEP sessions), rather than
+    /// keeping the connection for later ones (a conference client's transport).
+    pub close_when_empty: bool,
+}
+
+/// `PEER_OFFER`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerOffer {
+    /// The peer.
+    pub peer: String,
+    /// The client's new SDP offer.
+    pub offer_sdp: String,
+    /// Bindings added with this offer (existing ones stay).
+    pub bindings: Vec<Binding>,
 }
 
 /// One negotiated media track.
@@ -133,7 +192,16 @@ pub struct DataplaneInfo {
     pub max_peers_per_core: u32,
 }
 
-/// `PEER_CREATE`'s answer.
+/// The tracks negotiated for one binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundTracks {
+    /// The publication or subscription id.
+    pub id: String,
+    /// Its tracks.
+    pub tracks: Vec<Track>,
+}
+
+/// The answer to `PEER_CREATE` and `PEER_OFFER`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerCreated {
     /// The peer.
@@ -142,8 +210,19 @@ pub struct PeerCreated {
     pub core: u16,
     /// The SDP answer for the client.
     pub answer_sdp: String,
-    /// The tracks negotiated.
-    pub tracks: Vec<Track>,
+    /// The tracks negotiated for each binding of the request.
+    pub bound: Vec<BoundTracks>,
+}
+
+impl PeerCreated {
+    /// The tracks of one binding.
+    pub fn tracks(&self, id: &str) -> &[Track] {
+        self.bound
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.tracks.as_slice())
+            .unwrap_or(&[])
+    }
 }
 
 /// Why a request failed.
@@ -194,10 +273,12 @@ impl RpcError {
 pub enum Response {
     /// To `DATAPLANE_INFO`.
     DataplaneInfo(DataplaneInfo),
-    /// To `PEER_CREATE`.
+    /// To `PEER_CREATE` and `PEER_OFFER`.
     PeerCreated(PeerCreated),
     /// To `PEER_CLOSE`.
     PeerClosed,
+    /// To `PEER_UNBIND`, `PUBLICATION_CONTROL` and `SUBSCRIPTION_CONTROL`.
+    Done,
     /// To `PING`.
     Pong,
     /// Any request can fail.
@@ -218,6 +299,15 @@ pub enum Event {
         /// The peer.
         peer: String,
         /// Why, for logs and clients.
+        reason: String,
+    },
+    /// A subscription ended without its peer closing (its publication ended).
+    Unbound {
+        /// The peer.
+        peer: String,
+        /// The subscription.
+        id: String,
+        /// Why.
         reason: String,
     },
 }
@@ -322,16 +412,26 @@ mod tests {
         let create = Request::PeerCreate(PeerCreate {
             peer: "p".into(),
             core: 0,
-            role: PeerRole::Subscriber {
+            offer_sdp: "v=0".into(),
+            bindings: vec![Binding::Subscribe {
+                subscription: "u".into(),
                 publication: "s".into(),
+                mids: None,
                 audio: true,
                 video: false,
-            },
-            offer_sdp: "v=0".into(),
+            }],
+            close_when_empty: true,
         });
         let json = serde_json::to_value(&create).unwrap();
         assert_eq!(json["type"], "PEER_CREATE");
-        assert_eq!(json["role"]["kind"], "subscriber");
+        assert_eq!(json["bindings"][0]["kind"], "subscribe");
+        let json = serde_json::to_value(Request::PublicationControl {
+            publication: "s".into(),
+            audio: Some(false),
+            video: None,
+        })
+        .unwrap();
+        assert_eq!(json["type"], "PUBLICATION_CONTROL");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use switchyard_dataplane::core::{Command, Core, CoreEvent, PublicationSpec};
 use switchyard_dataplane::metrics::CoreMetrics;
-use switchyard_dataplane_api::{PeerCreate, PeerCreated, PeerRole, RpcError};
+use switchyard_dataplane_api::{Binding, PeerCreate, PeerCreated, PeerOffer, RpcError};
 
 static INIT: Once = Once::new();
 
@@ -38,7 +38,7 @@ pub struct Net {
     pub core_addrs: Vec<SocketAddr>,
     pub metrics: Vec<Arc<CoreMetrics>>,
     pub clients: Vec<Client>,
-    pub created: Vec<Result<(PeerCreated, Option<PublicationSpec>), RpcError>>,
+    pub created: Vec<Result<(PeerCreated, Vec<PublicationSpec>), RpcError>>,
     pub core_events: Vec<CoreEvent>,
     /// Drop every datagram from a client to a core whose index is in this list.
     pub blackhole: Vec<usize>,
@@ -121,32 +121,68 @@ impl Net {
         (idx, offer.to_sdp_string())
     }
 
-    /// Asks `core` to create a peer for `client` with `role`, and completes the client's
-    /// negotiation with the answer. Returns the result.
+    /// Asks `core` to create a peer for `client` with `bindings`, and completes the
+    /// client's negotiation with the answer. Returns the result.
     pub fn connect(
         &mut self,
         core: usize,
         client: usize,
         offer_sdp: String,
         peer: &str,
-        role: PeerRole,
-        publication: Option<PublicationSpec>,
-    ) -> Result<(PeerCreated, Option<PublicationSpec>), RpcError> {
+        bindings: Vec<Binding>,
+        specs: Vec<PublicationSpec>,
+    ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
         self.token += 1;
         let req = PeerCreate {
             peer: peer.into(),
             core: core as u16,
-            role,
             offer_sdp,
+            bindings,
+            close_when_empty: true,
         };
         self.cores[core].handle_command(
             self.now,
             Command::CreatePeer {
                 token: self.token,
                 req,
-                publication,
+                specs,
             },
         );
+        self.finish(core, client)
+    }
+
+    /// Sends a client's new offer on its existing peer, with bindings to add.
+    pub fn renegotiate(
+        &mut self,
+        core: usize,
+        client: usize,
+        offer_sdp: String,
+        peer: &str,
+        bindings: Vec<Binding>,
+        specs: Vec<PublicationSpec>,
+    ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
+        self.token += 1;
+        let req = PeerOffer {
+            peer: peer.into(),
+            offer_sdp,
+            bindings,
+        };
+        self.cores[core].handle_command(
+            self.now,
+            Command::Offer {
+                token: self.token,
+                req,
+                specs,
+            },
+        );
+        self.finish(core, client)
+    }
+
+    fn finish(
+        &mut self,
+        core: usize,
+        client: usize,
+    ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
         let mut outbox = self.cores[core].take_outbox();
         let result = outbox.events.drain(..).find_map(|e| match e {
             CoreEvent::Created { result, .. } => Some(result),
@@ -292,6 +328,18 @@ impl Net {
         };
         w.write(pt, self.now, time, data.to_vec()).unwrap();
         self.pump_client(client);
+    }
+
+    /// Adds receive-only audio and video sections to a client's connection; returns the
+    /// new offer and the new sections' mids.
+    pub fn add_receivers(&mut self, client: usize) -> (String, Vec<String>) {
+        let c = &mut self.clients[client];
+        let mut change = c.rtc.sdp_api();
+        let a = change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let v = change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = change.apply().unwrap();
+        c.pending = Some(pending);
+        (offer.to_sdp_string(), vec![a.to_string(), v.to_string()])
     }
 
     /// Writes one RTP packet from an RTP-mode client (for codecs str0m cannot packetize).
