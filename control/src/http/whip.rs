@@ -246,7 +246,7 @@ pub async fn publish(
     let (created, core) = match result {
         Ok(x) => x,
         Err(e) => {
-            st.conference.forget_participant(&room, &participant);
+            let _ = st.conference.drop_participant(&room, &participant);
             return Err(e);
         }
     };
@@ -260,7 +260,7 @@ pub async fn publish(
             .call(Request::PeerClose { peer: peer.clone() })
             .await;
         st.link.release(core);
-        st.conference.forget_participant(&room, &participant);
+        let _ = st.conference.drop_participant(&room, &participant);
         return Err(ApiError::Forbidden(e.to_string()));
     }
     st.sessions.insert(Session {
@@ -341,7 +341,7 @@ pub async fn play(
     let (created, core) = match result {
         Ok(x) => x,
         Err(e) => {
-            st.conference.forget_participant(&room, &participant);
+            let _ = st.conference.drop_participant(&room, &participant);
             return Err(e);
         }
     };

@@ -217,7 +217,21 @@ pub struct StreamInfo {
 /// A change that connected clients must be told of.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConferenceEvent {
-    /// A participant was dropped through the API.
+    /// A participant joined (through the portal, WHIP or WHEP).
+    ParticipantJoined {
+        /// Room id.
+        room: String,
+        /// The participant.
+        participant: Box<Participant>,
+    },
+    /// A stream started.
+    StreamAdded {
+        /// Room id.
+        room: String,
+        /// The stream.
+        stream: Box<StreamInfo>,
+    },
+    /// A participant left or was dropped (through the API, or its session ended).
     ParticipantDropped {
         /// Room id.
         room: String,
@@ -237,6 +251,9 @@ pub enum ConferenceEvent {
         room: String,
         /// The stream as it is now.
         stream: Box<StreamInfo>,
+        /// What changed that clients are told of, as OWT's `field` and `value`:
+        /// `audio.status`, `video.status` (`active`/`inactive`), `video.layout`.
+        changes: Vec<(String, Value)>,
     },
     /// A stream was dropped through the API.
     StreamDropped {
@@ -347,12 +364,12 @@ impl Conference {
 
     /// Adds a participant unconditionally (tests, and callers that checked already).
     pub fn add_participant(&self, room: &str, p: Participant) {
-        self.write(|m| m.entry(room.to_string()).or_default().participants.push(p));
+        let _ = self.admit_participant(room, p, -1);
     }
 
     /// Adds a stream unconditionally.
     pub fn add_stream(&self, room: &str, s: StreamInfo) {
-        self.write(|m| m.entry(room.to_string()).or_default().streams.push(s));
+        let _ = self.admit_stream(room, s, -1);
     }
 
     /// Admits a participant unless the room has `limit` already (-1: no limit). The check
@@ -368,9 +385,11 @@ impl Conference {
             if limit >= 0 && r.participants.len() as i64 >= limit {
                 return Err(LimitReached::Participants(limit));
             }
-            r.participants.push(p);
+            r.participants.push(p.clone());
             Ok(())
-        })
+        })?;
+        self.emit(ConferenceEvent::ParticipantJoined { room: room.to_string(), participant: Box::new(p) });
+        Ok(())
     }
 
     /// Adds a forward stream unless the room has `limit` of them already (-1: no limit).
@@ -385,19 +404,19 @@ impl Conference {
             if limit >= 0 && s.kind == StreamKind::Forward && forwards >= limit {
                 return Err(LimitReached::Inputs(limit));
             }
-            r.streams.push(s);
+            r.streams.push(s.clone());
             Ok(())
-        })
+        })?;
+        self.emit(ConferenceEvent::StreamAdded { room: room.to_string(), stream: Box::new(s) });
+        Ok(())
     }
 
-    /// Removes a participant without telling anyone (its connection is already gone).
-    pub fn forget_participant(&self, room: &str, id: &str) {
-        self.write(|m| {
-            if let Some(r) = m.get_mut(room) {
-                r.participants.retain(|p| p.id != id);
-            }
-        });
+    /// How many forward streams a room has.
+    pub fn forward_count(&self, room: &str) -> usize {
+        self.read(|m| m.get(room).map(|r| r.streams.iter().filter(|s| s.kind == StreamKind::Forward).count()).unwrap_or(0))
     }
+
+
 
     /// The participants in a room, in the order they joined.
     pub fn participants(&self, room: &str) -> Vec<Participant> {
@@ -513,12 +532,15 @@ impl Conference {
                 apply_stream_op(&mut next, config, &ids, op)
                     .map_err(|m| FieldError::new(format!("[{i}]"), m))?;
             }
+            let changes = stream_changes(s, &next);
             *s = next;
-            Ok::<_, ConferenceError>(s.clone())
+            Ok::<_, ConferenceError>((s.clone(), changes))
         })?;
+        let (updated, changes) = updated;
         self.emit(ConferenceEvent::StreamUpdated {
             room: room.to_string(),
             stream: Box::new(updated.clone()),
+            changes,
         });
         Ok(updated)
     }
@@ -550,6 +572,26 @@ impl Conference {
             });
         }
     }
+}
+
+/// What changed between two versions of a stream, in OWT's notification terms.
+fn stream_changes(before: &StreamInfo, after: &StreamInfo) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let status = |v: Option<TrackStatus>| serde_json::to_value(v.unwrap_or(TrackStatus::Active)).unwrap_or(Value::Null);
+    let (a0, a1) = (before.media.audio.as_ref().and_then(|a| a.status), after.media.audio.as_ref().and_then(|a| a.status));
+    if a0 != a1 {
+        out.push(("audio.status".to_string(), status(a1)));
+    }
+    let (v0, v1) = (before.media.video.as_ref().and_then(|v| v.status), after.media.video.as_ref().and_then(|v| v.status));
+    if v0 != v1 {
+        out.push(("video.status".to_string(), status(v1)));
+    }
+    if let (StreamDetails::Mixed(m0), StreamDetails::Mixed(m1)) = (&before.info, &after.info) {
+        if m0.layout != m1.layout {
+            out.push(("video.layout".to_string(), serde_json::to_value(&m1.layout).unwrap_or(Value::Null)));
+        }
+    }
+    out
 }
 
 fn bool_value(op: &PatchOp) -> Result<bool, String> {
@@ -755,6 +797,7 @@ mod tests {
         let c = Conference::new();
         let mut events = c.subscribe();
         c.add_participant("r", presenter("p1"));
+        assert!(matches!(events.try_recv(), Ok(ConferenceEvent::ParticipantJoined { .. })));
         let p = c
             .patch_participant(
                 "r",
