@@ -41,6 +41,7 @@ cat <<BANNER
 
 Switchyard is running.
   demo page           http://localhost:${port}/   (publish your camera over WHIP, play over WHEP)
+  conference page     http://localhost:${port}/conference   (join a room with others over the client portal)
   management API      http://localhost:${port}/v1
   OpenAPI document    http://localhost:${port}/v1/openapi.json
   Prometheus metrics  http://localhost:${port}/metrics  (dataplane: http://$(sed -n 's/^metrics_address = "\(.*\)"/\1/p' "$config")/metrics)

@@ -20,6 +20,7 @@ pub mod http;
 pub mod ids;
 pub mod media;
 pub mod model;
+pub mod portal;
 pub mod server;
 pub mod store;
 pub mod token;

@@ -99,6 +99,7 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     server::check_tls(&config)?;
     let listener = server::bind(&config)?;
+    let portal_listener = server::bind_portal(&config)?;
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
@@ -117,8 +118,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     server::spawn_housekeeping(state.clone());
     server::spawn_media(&state);
+    let portal_router = server::portal_router(&state)?;
+    let portal_url = server::local_url(
+        &state.config,
+        portal_listener
+            .local_addr()
+            .context("reading the portal address")?,
+    );
+    tracing::info!(portal = %portal_url, "portal listening (Socket.IO, OWT client protocol)");
     notify_systemd();
-    server::serve(state, listener, shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let api = server::serve(state.clone(), listener, stopped(stop_rx.clone()));
+    let portal = server::serve_router(&state, portal_router, portal_listener, stopped(stop_rx));
+    tokio::try_join!(api, portal)?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("switchyard-control stopped");
     Ok(())

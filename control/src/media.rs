@@ -12,24 +12,31 @@ use crate::model::conference::{Conference, ConferenceEvent};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use switchyard_dataplane_api::{DataplaneInfo, Event, Request};
+use tokio::sync::broadcast;
 
 /// A publication or subscription carried by a dataplane peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// The dataplane peer id.
+    /// The publication's stream id, or the subscription's id.
+    pub id: String,
+    /// The dataplane peer carrying it.
     pub peer: String,
     /// The room.
     pub room: String,
-    /// The participant the session made.
+    /// The participant it belongs to.
     pub participant: String,
     /// The published stream, or the stream subscribed to.
     pub stream: String,
-    /// For a subscription, its id (the last segment of its WHEP URL).
+    /// For a subscription, its id.
     pub subscription: Option<String>,
-    /// The token id that created it; the same token may delete it.
-    pub token_id: String,
-    /// The dataplane core.
+    /// WHIP and WHEP: the token that created it (and may delete it).
+    pub token_id: Option<String>,
+    /// The dataplane core of its peer.
     pub core: u16,
+    /// WHIP and WHEP: the session is its peer and its participant: ending it closes the
+    /// peer, releases the core slot and drops the participant. A portal session is one
+    /// binding of a client's transport.
+    pub whole_peer: bool,
 }
 
 impl Session {
@@ -39,7 +46,7 @@ impl Session {
     }
 }
 
-/// Every live session, by peer id.
+/// Every live session, by id.
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
@@ -52,17 +59,33 @@ impl Sessions {
 
     /// Records a session.
     pub fn insert(&self, s: Session) {
-        self.map().insert(s.peer.clone(), s);
+        self.map().insert(s.id.clone(), s);
     }
 
     /// Takes a session out.
-    pub fn remove(&self, peer: &str) -> Option<Session> {
-        self.map().remove(peer)
+    pub fn remove(&self, id: &str) -> Option<Session> {
+        self.map().remove(id)
+    }
+
+    /// One session.
+    pub fn get(&self, id: &str) -> Option<Session> {
+        self.map().get(id).cloned()
     }
 
     /// The sessions matching `f`.
     pub fn find(&self, f: impl Fn(&Session) -> bool) -> Vec<Session> {
         self.map().values().filter(|s| f(s)).cloned().collect()
+    }
+
+    /// Takes out the sessions matching `f`.
+    pub fn take(&self, f: impl Fn(&Session) -> bool) -> Vec<Session> {
+        let mut map = self.map();
+        let ids: Vec<String> = map
+            .values()
+            .filter(|s| f(s))
+            .map(|s| s.id.clone())
+            .collect();
+        ids.iter().filter_map(|id| map.remove(id)).collect()
     }
 
     /// Takes every session out.
@@ -81,7 +104,35 @@ impl Sessions {
     }
 }
 
-/// Ends sessions in the conference when the dataplane says their peers are gone.
+/// What happened to media, for the signaling side (the portal's progress notifications).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// A peer's ICE and DTLS are up.
+    Connected {
+        /// The peer.
+        peer: String,
+    },
+    /// A peer is gone; its sessions have ended.
+    PeerClosed {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// One binding ended (its publication ended); its session has ended.
+    Unbound {
+        /// The peer.
+        peer: String,
+        /// The publication or subscription.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The dataplane went away; every session has ended.
+    DataplaneDown,
+}
+
+/// Keeps sessions, conference and dataplane in agreement.
 pub struct Media {
     /// The sessions.
     pub sessions: Arc<Sessions>,
@@ -89,37 +140,59 @@ pub struct Media {
     pub conference: Arc<Conference>,
     /// The dataplane link.
     pub link: Arc<Link>,
+    /// What happened, for listeners.
+    pub events: broadcast::Sender<MediaEvent>,
 }
 
 impl Media {
-    /// A session is over: its stream and participant leave the conference.
-    pub fn end(&self, s: &Session, reason: &str) {
-        self.link.release(s.core);
-        if s.is_publication() {
-            // Tells listeners (and through them the REST lists) that the stream is gone.
-            let _ = self.conference.drop_stream(&s.room, &s.stream);
+    /// Sessions, conference and link, with no listener yet.
+    pub fn new(sessions: Arc<Sessions>, conference: Arc<Conference>, link: Arc<Link>) -> Self {
+        Media {
+            sessions,
+            conference,
+            link,
+            events: broadcast::channel(1024).0,
         }
-        let _ = self.conference.drop_participant(&s.room, &s.participant);
-        tracing::info!(peer = %s.peer, room = %s.room, stream = %s.stream, reason, "media session ended");
     }
 
-    /// Asks the dataplane to close the peers of `sessions`, and ends them here.
+    /// A session is over: its stream (and for WHIP/WHEP its participant) leaves the
+    /// conference, which tells everyone.
+    pub fn end(&self, s: &Session, reason: &str) {
+        if s.whole_peer {
+            self.link.release(s.core);
+        }
+        if s.is_publication() {
+            let _ = self.conference.drop_stream(&s.room, &s.stream);
+        }
+        if s.whole_peer {
+            let _ = self.conference.drop_participant(&s.room, &s.participant);
+        }
+        tracing::info!(session = %s.id, peer = %s.peer, room = %s.room, reason, "media session ended");
+    }
+
+    /// Asks the dataplane to end `sessions` (closing WHIP/WHEP peers, unbinding portal
+    /// ones), and ends them here.
     pub async fn close(&self, sessions: Vec<Session>, reason: &str) {
         for s in sessions {
-            if self.sessions.remove(&s.peer).is_some() {
-                let _ = self
-                    .link
-                    .call(Request::PeerClose {
-                        peer: s.peer.clone(),
-                    })
-                    .await;
-                self.end(&s, reason);
-            }
+            self.sessions.remove(&s.id);
+            let req = if s.whole_peer {
+                Request::PeerClose {
+                    peer: s.peer.clone(),
+                }
+            } else {
+                Request::PeerUnbind {
+                    peer: s.peer.clone(),
+                    id: s.id.clone(),
+                }
+            };
+            let _ = self.link.call(req).await;
+            self.end(&s, reason);
         }
     }
 
     /// Follows REST-driven changes: a dropped stream, participant or room ends the
-    /// sessions that carried it.
+    /// sessions that carried it; a stream paused or resumed is paused or resumed at the
+    /// source.
     pub fn spawn_follow_conference(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let media = self.clone();
         let mut events = self.conference.subscribe();
@@ -133,10 +206,42 @@ impl Media {
                     }
                     Err(_) => break,
                 };
-                let doomed = match &ev {
-                    ConferenceEvent::StreamDropped { room, stream } => media
+                match &ev {
+                    ConferenceEvent::StreamUpdated {
+                        stream, changes, ..
+                    } if media
                         .sessions
-                        .find(|s| s.room == *room && s.stream == *stream && s.is_publication()),
+                        .get(&stream.id)
+                        .is_some_and(|s| s.is_publication()) =>
+                    {
+                        let status = |field: &str| {
+                            changes
+                                .iter()
+                                .find(|(f, _)| f == field)
+                                .map(|(_, v)| v == "active")
+                        };
+                        let (audio, video) = (status("audio.status"), status("video.status"));
+                        if audio.is_some() || video.is_some() {
+                            let _ = media
+                                .link
+                                .call(Request::PublicationControl {
+                                    publication: stream.id.clone(),
+                                    audio,
+                                    video,
+                                })
+                                .await;
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                let doomed = match &ev {
+                    ConferenceEvent::StreamDropped { room, stream } => {
+                        // The publication and every subscription to it.
+                        media
+                            .sessions
+                            .find(|s| s.room == *room && s.stream == *stream)
+                    }
                     ConferenceEvent::ParticipantDropped { room, participant } => media
                         .sessions
                         .find(|s| s.room == *room && s.participant == *participant),
@@ -157,30 +262,32 @@ impl Media {
 
 impl LinkListener for Media {
     fn on_event(&self, event: Event) {
-        match event {
+        let relay = match event {
             Event::PeerClosed { peer, reason } => {
-                if let Some(s) = self.sessions.remove(&peer) {
+                for s in self.sessions.take(|s| s.peer == peer) {
                     self.end(&s, &reason);
                 }
+                MediaEvent::PeerClosed { peer, reason }
             }
-            Event::PeerConnected { peer } => tracing::info!(peer = %peer, "media connected"),
+            Event::PeerConnected { peer } => {
+                tracing::info!(peer = %peer, "media connected");
+                MediaEvent::Connected { peer }
+            }
             Event::Unbound { peer, id, reason } => {
-                for s in self.sessions.find(|s| {
-                    s.peer == peer
-                        && (s.stream == id || s.subscription.as_deref() == Some(id.as_str()))
-                }) {
-                    if self.sessions.remove(&s.peer).is_some() {
-                        self.end(&s, &reason);
-                    }
+                if let Some(s) = self.sessions.remove(&id) {
+                    self.end(&s, &reason);
                 }
+                MediaEvent::Unbound { peer, id, reason }
             }
-        }
+        };
+        let _ = self.events.send(relay);
     }
 
     fn on_down(&self) {
         for s in self.sessions.drain() {
             self.end(&s, "the media dataplane went away");
         }
+        let _ = self.events.send(MediaEvent::DataplaneDown);
     }
 
     fn on_up(&self, info: &DataplaneInfo) {

@@ -49,6 +49,14 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The portal's socket could not be bound.
+    #[error("cannot listen on {addr}: {source} (is another process using portal.port?)")]
+    PortalBind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source} (is another process using management-api.port?)")]
     Bind {
@@ -184,11 +192,11 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     let link = crate::dataplane::Link::new(rpc);
     let conference = Arc::new(Conference::new());
     let sessions = Arc::new(crate::media::Sessions::default());
-    let media = Arc::new(crate::media::Media {
-        sessions: sessions.clone(),
-        conference: conference.clone(),
-        link: link.clone(),
-    });
+    let media = Arc::new(crate::media::Media::new(
+        sessions.clone(),
+        conference.clone(),
+        link.clone(),
+    ));
     let state = Arc::new(AppState {
         config: Arc::new(config),
         store,
@@ -303,13 +311,68 @@ pub fn spawn_housekeeping(state: Shared) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// The address the portal listens on.
+pub fn portal_addr(config: &Config) -> SocketAddr {
+    let ip = config
+        .portal
+        .ip_address
+        .parse::<IpAddr>()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    SocketAddr::new(ip, config.portal.port.0)
+}
+
+/// Binds the portal's socket.
+pub fn bind_portal(config: &Config) -> Result<std::net::TcpListener, StartError> {
+    let addr = portal_addr(config);
+    let l = std::net::TcpListener::bind(addr)
+        .map_err(|source| StartError::PortalBind { addr, source })?;
+    l.set_nonblocking(true)
+        .map_err(|source| StartError::PortalBind { addr, source })?;
+    if !config.tls.enabled() && !addr.ip().is_loopback() {
+        tracing::warn!(portal = %addr, "the portal serves plain HTTP: browsers on other machines need HTTPS for camera access (set tls.cert and tls.key)");
+    }
+    Ok(l)
+}
+
+/// The portal's router: Socket.IO at `/socket.io/`, with OWT's `cors` origins.
+pub fn portal_router(state: &Shared) -> Result<axum::Router, StartError> {
+    use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+    let key = state.store.secret("reconnection-ticket")?;
+    let (portal, layer) = crate::portal::Portal::new(state.clone(), key);
+    portal.spawn_relays();
+    let origins = &state.config.portal.cors;
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::mirror_request()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    let cors = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_credentials(true)
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request());
+    Ok(axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .layer(layer)
+        .layer(cors))
+}
+
 /// Serves the API on `listener` until `shutdown` completes, then drains for up to 10 s.
 pub async fn serve(
     state: Shared,
     listener: std::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let router = app(state.clone());
+    serve_router(&state, app(state.clone()), listener, shutdown).await
+}
+
+/// Serves `router` on `listener` (TLS when configured) until `shutdown` completes.
+pub async fn serve_router(
+    state: &Shared,
+    router: axum::Router,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
     match tls_config(&state.config)? {
         None => {
             let listener =

@@ -217,6 +217,13 @@ pub struct PortalConfig {
     pub ip_address: String,
     /// OWT's `portal.port`.
     pub port: Port,
+    /// OWT's `reconnection_ticket_lifetime`: seconds a reconnection ticket stays valid.
+    pub reconnection_ticket_lifetime: u64,
+    /// OWT's `reconnection_timeout`: seconds a client that lost its connection may take to
+    /// come back with `relogin` before its publications and subscriptions end.
+    pub reconnection_timeout: u64,
+    /// OWT's `cors`: origins allowed to reach the portal from a browser (`"*"`: any).
+    pub cors: Vec<String>,
 }
 
 impl Default for PortalConfig {
@@ -225,6 +232,9 @@ impl Default for PortalConfig {
             hostname: String::new(),
             ip_address: String::new(),
             port: Port(8080),
+            reconnection_ticket_lifetime: 600,
+            reconnection_timeout: 60,
+            cors: vec!["*".into()],
         }
     }
 }
@@ -529,6 +539,24 @@ impl Config {
             ));
         }
         check_ip("portal.ip_address", &self.portal.ip_address)?;
+        if !(10..=86400).contains(&self.portal.reconnection_ticket_lifetime) {
+            return Err(ConfigError::invalid(
+                "portal.reconnection_ticket_lifetime",
+                format!(
+                    "{} is out of range: use 10 to 86400 seconds",
+                    self.portal.reconnection_ticket_lifetime
+                ),
+            ));
+        }
+        if !(1..=3600).contains(&self.portal.reconnection_timeout) {
+            return Err(ConfigError::invalid(
+                "portal.reconnection_timeout",
+                format!(
+                    "{} is out of range: use 1 to 3600 seconds",
+                    self.portal.reconnection_timeout
+                ),
+            ));
+        }
         if self
             .portal
             .hostname

@@ -23,6 +23,23 @@ pub async fn page() -> Html<&'static str> {
     Html(include_str!("../../web/demo.html"))
 }
 
+/// The conference page: joins a room over the client portal (Socket.IO), publishes the
+/// camera and subscribes to everyone else.
+pub async fn conference() -> Html<&'static str> {
+    Html(include_str!("../../web/conference.html"))
+}
+
+/// The Socket.IO 2.x client the conference page loads (vendored, MIT; see `web/vendor`).
+pub async fn socket_io() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/javascript"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../web/vendor/socket.io-2.5.0.min.js"),
+    )
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenAsk {

@@ -186,6 +186,8 @@ pub fn app(state: Shared) -> Router {
         router = router.merge(
             Router::new()
                 .route("/", get(demo::page))
+                .route("/conference", get(demo::conference))
+                .route("/demo/socket.io.js", get(demo::socket_io))
                 .route("/demo/token", axum::routing::post(demo::token))
                 .route("/demo/rooms", get(demo::streams)),
         );

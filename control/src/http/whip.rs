@@ -128,7 +128,7 @@ fn video_format(t: &Track) -> VideoFormat {
 }
 
 /// OWT's stream description of a WHIP publication.
-fn stream_info(id: &str, owner: &str, tracks: &[Track]) -> StreamInfo {
+pub fn stream_info(id: &str, owner: &str, tracks: &[Track]) -> StreamInfo {
     let audio = tracks.iter().find(|t| t.kind == MediaKind::Audio);
     let video = tracks.iter().find(|t| t.kind == MediaKind::Video);
     StreamInfo {
@@ -264,13 +264,15 @@ pub async fn publish(
         return Err(ApiError::Forbidden(e.to_string()));
     }
     st.sessions.insert(Session {
+        id: stream.clone(),
         peer,
         room: room.clone(),
         participant,
         stream: stream.clone(),
         subscription: None,
-        token_id: rec.id,
+        token_id: Some(rec.id),
         core,
+        whole_peer: true,
     });
     tracing::info!(room = %room, stream = %stream, user = %rec.user, core, "WHIP publication started");
     Ok(created_response(
@@ -346,13 +348,15 @@ pub async fn play(
         }
     };
     st.sessions.insert(Session {
+        id: subscription.clone(),
         peer,
         room: room.clone(),
         participant,
         stream: stream.clone(),
         subscription: Some(subscription.clone()),
-        token_id: rec.id,
+        token_id: Some(rec.id),
         core,
+        whole_peer: true,
     });
     tracing::info!(room = %room, stream = %stream, user = %rec.user, core, "WHEP playback started");
     Ok(created_response(
@@ -405,7 +409,7 @@ async fn end(
             message: "no such session".into(),
         });
     };
-    if session.token_id != body.token_id {
+    if session.token_id.as_deref() != Some(body.token_id.as_str()) {
         return Err(ApiError::Forbidden(
             "this token did not create this session".into(),
         ));

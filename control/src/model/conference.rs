@@ -388,7 +388,10 @@ impl Conference {
             r.participants.push(p.clone());
             Ok(())
         })?;
-        self.emit(ConferenceEvent::ParticipantJoined { room: room.to_string(), participant: Box::new(p) });
+        self.emit(ConferenceEvent::ParticipantJoined {
+            room: room.to_string(),
+            participant: Box::new(p),
+        });
         Ok(())
     }
 
@@ -407,16 +410,26 @@ impl Conference {
             r.streams.push(s.clone());
             Ok(())
         })?;
-        self.emit(ConferenceEvent::StreamAdded { room: room.to_string(), stream: Box::new(s) });
+        self.emit(ConferenceEvent::StreamAdded {
+            room: room.to_string(),
+            stream: Box::new(s),
+        });
         Ok(())
     }
 
     /// How many forward streams a room has.
     pub fn forward_count(&self, room: &str) -> usize {
-        self.read(|m| m.get(room).map(|r| r.streams.iter().filter(|s| s.kind == StreamKind::Forward).count()).unwrap_or(0))
+        self.read(|m| {
+            m.get(room)
+                .map(|r| {
+                    r.streams
+                        .iter()
+                        .filter(|s| s.kind == StreamKind::Forward)
+                        .count()
+                })
+                .unwrap_or(0)
+        })
     }
-
-
 
     /// The participants in a room, in the order they joined.
     pub fn participants(&self, room: &str) -> Vec<Participant> {
@@ -577,18 +590,29 @@ impl Conference {
 /// What changed between two versions of a stream, in OWT's notification terms.
 fn stream_changes(before: &StreamInfo, after: &StreamInfo) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    let status = |v: Option<TrackStatus>| serde_json::to_value(v.unwrap_or(TrackStatus::Active)).unwrap_or(Value::Null);
-    let (a0, a1) = (before.media.audio.as_ref().and_then(|a| a.status), after.media.audio.as_ref().and_then(|a| a.status));
+    let status = |v: Option<TrackStatus>| {
+        serde_json::to_value(v.unwrap_or(TrackStatus::Active)).unwrap_or(Value::Null)
+    };
+    let (a0, a1) = (
+        before.media.audio.as_ref().and_then(|a| a.status),
+        after.media.audio.as_ref().and_then(|a| a.status),
+    );
     if a0 != a1 {
         out.push(("audio.status".to_string(), status(a1)));
     }
-    let (v0, v1) = (before.media.video.as_ref().and_then(|v| v.status), after.media.video.as_ref().and_then(|v| v.status));
+    let (v0, v1) = (
+        before.media.video.as_ref().and_then(|v| v.status),
+        after.media.video.as_ref().and_then(|v| v.status),
+    );
     if v0 != v1 {
         out.push(("video.status".to_string(), status(v1)));
     }
     if let (StreamDetails::Mixed(m0), StreamDetails::Mixed(m1)) = (&before.info, &after.info) {
         if m0.layout != m1.layout {
-            out.push(("video.layout".to_string(), serde_json::to_value(&m1.layout).unwrap_or(Value::Null)));
+            out.push((
+                "video.layout".to_string(),
+                serde_json::to_value(&m1.layout).unwrap_or(Value::Null),
+            ));
         }
     }
     out
@@ -797,7 +821,10 @@ mod tests {
         let c = Conference::new();
         let mut events = c.subscribe();
         c.add_participant("r", presenter("p1"));
-        assert!(matches!(events.try_recv(), Ok(ConferenceEvent::ParticipantJoined { .. })));
+        assert!(matches!(
+            events.try_recv(),
+            Ok(ConferenceEvent::ParticipantJoined { .. })
+        ));
         let p = c
             .patch_participant(
                 "r",
