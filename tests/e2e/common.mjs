@@ -31,7 +31,7 @@ async function waitFor(url, child, log, ms = 20000) {
 }
 
 /** Starts dataplane and control; `extra` is appended to the config (TOML tables). */
-export async function startService({ extraDataplane = "", cores = 2 } = {}) {
+export async function startService({ extraDataplane = "", extraPortal = "", cores = 2 } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "switchyard-e2e-"));
   const [api, portal, rpc, metrics] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const minport = 41000 + Math.floor(Math.random() * 5000);
@@ -42,7 +42,9 @@ format = "json"
 ip_address = "127.0.0.1"
 port = ${api}
 [portal]
+ip_address = "127.0.0.1"
 port = ${portal}
+${extraPortal}
 [webrtc]
 network_interfaces = [{name = "lo"}]
 minport = ${minport}
@@ -56,7 +58,7 @@ ${extraDataplane}
 enabled = true
 `;
   fs.writeFileSync(path.join(dir, "switchyard.toml"), config);
-  const svc = { dir, api: `http://127.0.0.1:${api}`, metrics: `http://127.0.0.1:${metrics}/metrics`, procs: {} };
+  const svc = { dir, api: `http://127.0.0.1:${api}`, portal: `http://127.0.0.1:${portal}`, metrics: `http://127.0.0.1:${metrics}/metrics`, procs: {} };
   svc.start = async (name) => {
     const log = path.join(dir, `${name}.log`);
     const out = fs.openSync(log, "a");
@@ -155,4 +157,130 @@ export async function eventually(fn, ms, what) {
     await sleep(200);
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** Creates a room through the management API; returns its id. */
+export async function createRoom(svc, config = {}) {
+  const r = await mauth(svc, "POST", "/v1/rooms", { name: `room-${Math.random().toString(36).slice(2, 8)}`, options: config });
+  if (r.status !== 200) throw new Error(`room create: ${r.status} ${r.text}`);
+  return r.json._id ?? r.json.id;
+}
+
+/** A token for `user` in `room` with `role`, as an app server would ask for one. */
+export async function newToken(svc, room, user, role = "presenter") {
+  const r = await mauth(svc, "POST", `/v1/rooms/${room}/tokens`, { user, role, preference: { isp: "isp", region: "region" } });
+  if (r.status !== 200) throw new Error(`token: ${r.status} ${r.text}`);
+  return r.text;
+}
+
+/**
+ * A client of the portal over socket.io-client 2.x (the Socket.IO revision OWT's JS SDK
+ * 5.x speaks). `req` resolves with the data of an "ok" answer and rejects with the
+ * `{code, description}` of an "error" one; every notification is kept in `seen`.
+ */
+export async function portalClient(url) {
+  const { default: io } = await import("socket.io-client");
+  const socket = io(url, { reconnection: false, forceNew: true, transports: ["websocket"] });
+  await new Promise((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("connect_error", reject);
+  });
+  const c = { socket, seen: [], waiters: [] };
+  for (const name of ["participant", "stream", "text", "progress", "drop"]) {
+    socket.on(name, (data) => {
+      c.seen.push({ name, data });
+      c.waiters = c.waiters.filter(w => { if (w.name === name && w.pred(data)) { w.resolve(data); return false; } return true; });
+    });
+  }
+  c.req = (name, ...data) => new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer to ${name} in 10 s`)), 10000);
+    socket.emit(name, ...data, (status, body) => {
+      clearTimeout(timer);
+      if (status === "ok") resolve(body);
+      else if (status === "error") reject(Object.assign(new Error(`${name}: ${body?.code} ${body?.description}`), { code: body?.code, description: body?.description, status }));
+      else reject(new Error(`${name}: unexpected answer status ${status}`));
+    });
+  });
+  /** Expects `req` to be refused; returns the error body. */
+  c.refused = async (name, ...data) => {
+    try { await c.req(name, ...data); } catch (e) { if (e.status === "error") return { code: e.code, description: e.description }; throw e; }
+    throw new Error(`${name} was accepted, expected an error answer`);
+  };
+  /** The next (or an already seen) notification `name` whose data satisfies `pred`. */
+  c.next = (name, pred = () => true, ms = 10000) => {
+    const had = c.seen.find(n => n.name === name && pred(n.data));
+    if (had) { c.seen.splice(c.seen.indexOf(had), 1); return Promise.resolve(had.data); }
+    return new Promise((resolve, reject) => {
+      const w = { name, pred, resolve: (d) => { clearTimeout(t); c.seen.splice(c.seen.findIndex(n => n.data === d), 1); resolve(d); } };
+      const t = setTimeout(() => { c.waiters = c.waiters.filter(x => x !== w); reject(new Error(`no ${name} notification in ${ms} ms; seen: ${JSON.stringify(c.seen)}`)); }, ms);
+      c.waiters.push(w);
+    });
+  };
+  /** Whether a matching notification arrived (without consuming it). */
+  c.saw = (name, pred = () => true) => c.seen.some(n => n.name === name && pred(n.data));
+  c.close = () => socket.close();
+  return c;
+}
+
+/** The portal address a token names, as a URL. */
+export function portalOf(token) {
+  const t = JSON.parse(Buffer.from(token, "base64").toString());
+  return `${t.secure ? "https" : "http"}://${t.host}`;
+}
+
+/**
+ * Opens a page that does WebRTC for a portal client driven from Node: `window.rtc`
+ * makes peer connections, offers to publish the fake camera and microphone or to
+ * receive, applies answers and reads stats. The page comes from the service so that it
+ * is a secure context (loopback) for getUserMedia.
+ */
+export async function rtcPage(browser, svc) {
+  const page = await browser.newPage();
+  page.on("pageerror", e => console.error("page error:", e));
+  await page.goto(svc.api + "/healthz");
+  await page.evaluate(() => {
+    const pcs = [];
+    window.rtc = {
+      pcs,
+      async publishOffer(kinds = ["audio", "video"]) {
+        const media = await navigator.mediaDevices.getUserMedia({ audio: kinds.includes("audio"), video: kinds.includes("video") ? { width: 320, height: 240 } : false });
+        const pc = new RTCPeerConnection();
+        const tracks = [];
+        for (const t of media.getTracks()) {
+          const tr = pc.addTransceiver(t, { direction: "sendonly", streams: [media] });
+          tracks.push({ tr, type: t.kind });
+        }
+        await pc.setLocalDescription(await pc.createOffer());
+        pcs.push(pc);
+        return { pc: pcs.length - 1, sdp: pc.localDescription.sdp, tracks: tracks.map(({ tr, type }) => ({ type, mid: tr.mid, source: type === "audio" ? "mic" : "camera" })) };
+      },
+      /** Adds receive-only transceivers to connection `i` (a new one when undefined). */
+      async receiveOffer(i, kinds) {
+        let pc = pcs[i];
+        if (!pc) { pc = new RTCPeerConnection(); pcs.push(pc); i = pcs.length - 1; }
+        const added = kinds.map(kind => pc.addTransceiver(kind, { direction: "recvonly" }));
+        await pc.setLocalDescription(await pc.createOffer());
+        return { pc: i, sdp: pc.localDescription.sdp, mids: added.map((t, k) => ({ type: kinds[k], mid: t.mid })) };
+      },
+      async answer(i, sdp) { await pcs[i].setRemoteDescription({ type: "answer", sdp }); },
+      /** Inbound RTP per mid of connection `i`. */
+      async inbound(i) {
+        const out = {};
+        const pc = pcs[i];
+        const byTrack = new Map(pc.getTransceivers().map(t => [t.receiver.track.id, t.mid]));
+        for (const s of (await pc.getStats()).values()) {
+          if (s.type === "inbound-rtp") out[byTrack.get(s.trackIdentifier) ?? s.mid ?? s.ssrc] = { kind: s.kind, packets: s.packetsReceived || 0, frames: s.framesDecoded || 0 };
+        }
+        return out;
+      },
+      async outbound(i) {
+        let packets = 0;
+        for (const s of (await pcs[i].getStats()).values()) if (s.type === "outbound-rtp") packets += s.packetsSent || 0;
+        return packets;
+      },
+      state(i) { return pcs[i].connectionState; },
+      close(i) { pcs[i].close(); },
+    };
+  });
+  return page;
 }

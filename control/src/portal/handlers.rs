@@ -361,11 +361,38 @@ async fn publish(
     ack: AckSender,
     State(portal): Portal_,
 ) {
-    let result = (|| {
-        let me = portal
-            .member_of(socket.id)
-            .ok_or_else(PortalError::not_logged_in)?;
-        let req: p::PublicationRequest = p::parse(data_of(data), "publish")?;
+    let result = do_publish(&socket, data_of(data), &portal).await;
+    answer(ack, result);
+}
+
+/// The room's `inputLimit`, read when a publication is asked for (and checked again
+/// when it becomes a stream, for publications racing each other).
+async fn input_limit(portal: &Portal, me: &str) -> Result<i64, PortalError> {
+    let (service, room) = portal
+        .members()
+        .get(me)
+        .map(|m| (m.service.clone(), m.room.clone()))
+        .ok_or_else(PortalError::not_logged_in)?;
+    let r = portal
+        .st
+        .db(move |s| s.room(&service, &room))
+        .await
+        .map_err(|e| PortalError::new(2001, e.to_string()))?
+        .ok_or_else(|| PortalError::new(1003, "the room no longer exists"))?;
+    Ok(r.config.input_limit)
+}
+
+async fn do_publish(
+    socket: &SocketRef,
+    data: Value,
+    portal: &Arc<Portal>,
+) -> Result<Value, PortalError> {
+    let me = portal
+        .member_of(socket.id)
+        .ok_or_else(PortalError::not_logged_in)?;
+    let limit = input_limit(portal, &me).await?;
+    {
+        let req: p::PublicationRequest = p::parse(data, "publish")?;
         if req.data {
             return Err(PortalError::bad(
                 "data publications are not offered: publish media",
@@ -391,6 +418,12 @@ async fn publish(
                 m.role
             )));
         }
+        let room = m.room.clone();
+        if limit >= 0 && portal.st.conference.forward_count(&room) as i64 >= limit {
+            return Err(PortalError::denied(format!(
+                "the room's input limit ({limit}) is reached: unpublish a stream first"
+            )));
+        }
         let tid = transport_for(m, &req.transport)?;
         let stream = new_id();
         let binding = Binding::Publish {
@@ -411,8 +444,7 @@ async fn publish(
             t.pending.push((binding, bound));
         }
         Ok(json!({"transportId": tid, "id": stream}))
-    })();
-    answer(ack, result);
+    }
 }
 
 async fn subscribe(
