@@ -6,6 +6,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
@@ -31,7 +32,7 @@ async function waitFor(url, child, log, ms = 20000) {
 }
 
 /** Starts dataplane and control; `extra` is appended to the config (TOML tables). */
-export async function startService({ extraDataplane = "", extraPortal = "", cores = 2 } = {}) {
+export async function startService({ extraDataplane = "", extraPortal = "", extraApi = "", cores = 2 } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "switchyard-e2e-"));
   const [api, portal, rpc, metrics] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const minport = 41000 + Math.floor(Math.random() * 5000);
@@ -41,6 +42,7 @@ format = "json"
 [management-api]
 ip_address = "127.0.0.1"
 port = ${api}
+${extraApi}
 [portal]
 ip_address = "127.0.0.1"
 port = ${portal}
@@ -284,3 +286,45 @@ export async function rtcPage(browser, svc) {
   });
   return page;
 }
+
+/** The userAgent OWT's JS SDK sends at login. */
+export const SDK = { sdk: { type: "JavaScript", version: "5.0" }, runtime: { name: "node" }, os: { name: "linux" } };
+
+/** Packets received on one mid of a page's connection. */
+export async function packets(page, pc, mid) {
+  const s = await page.evaluate(([i]) => window.rtc.inbound(i), [pc]);
+  return s[mid] ?? { packets: 0, frames: 0 };
+}
+
+/** Publishes the page's camera and microphone over the portal; returns the ids. */
+export async function portalPublish(client, page, attributes, kinds = ["audio", "video"]) {
+  const offer = await page.evaluate((k) => window.rtc.publishOffer(k), kinds);
+  const pub = await client.req("publish", { media: { tracks: offer.tracks }, attributes, transport: { type: "webrtc", id: null } });
+  assert.equal(typeof pub.transportId, "string");
+  assert.equal(typeof pub.id, "string");
+  assert.equal(await client.req("soac", { id: pub.transportId, signaling: { type: "offer", sdp: offer.sdp } }), undefined);
+  const answer = await client.next("progress", d => d.id === pub.transportId && d.status === "soac");
+  assert.equal(answer.data.type, "answer");
+  assert.match(answer.data.sdp, /^v=0/);
+  await page.evaluate(([i, sdp]) => window.rtc.answer(i, sdp), [offer.pc, answer.data.sdp]);
+  // A candidate from the client is accepted (ICE-lite server: it learns them from checks).
+  await client.req("soac", { id: pub.transportId, signaling: { type: "candidate", candidate: { candidate: "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host", sdpMid: "0", sdpMLineIndex: 0 } } });
+  const ready = await client.next("progress", d => d.id === pub.transportId && d.status === "ready");
+  assert.equal(ready.sessionId, pub.id);
+  return { ...pub, pc: offer.pc };
+}
+
+/** Subscribes to `stream` (its track ids in `from`), on `transport` or a new one. */
+export async function portalSubscribe(client, page, stream, kinds, { pc, transport } = {}) {
+  const offer = await page.evaluate(([i, k]) => window.rtc.receiveOffer(i, k), [pc, kinds]);
+  const tracks = offer.mids.map(m => ({ type: m.type, mid: m.mid, from: stream.media.tracks.find(t => t.type === m.type).id }));
+  const sub = await client.req("subscribe", { media: { tracks }, transport: { type: "webrtc", id: transport ?? null } });
+  if (transport) assert.equal(sub.transportId, transport, "the subscription goes on the named transport");
+  await client.req("soac", { id: sub.transportId, signaling: { type: "offer", sdp: offer.sdp } });
+  const answer = await client.next("progress", d => d.id === sub.transportId && d.status === "soac");
+  await page.evaluate(([i, sdp]) => window.rtc.answer(i, sdp), [offer.pc, answer.data.sdp]);
+  const ready = await client.next("progress", d => d.id === sub.transportId && d.status === "ready" && d.sessionId === sub.id);
+  assert.equal(ready.sessionId, sub.id);
+  return { ...sub, pc: offer.pc, mids: offer.mids };
+}
+

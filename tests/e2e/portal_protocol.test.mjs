@@ -6,48 +6,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   startService, launchBrowser, createRoom, newToken, portalClient, portalOf, rtcPage,
-  eventually, sleep, mauth,
+  eventually, sleep, mauth, SDK, packets, portalPublish as publish, portalSubscribe as subscribe,
 } from "./common.mjs";
-
-const SDK = { sdk: { type: "JavaScript", version: "5.0" }, runtime: { name: "node" }, os: { name: "linux" } };
-
-/** Packets received on one mid of a page's connection. */
-async function packets(page, pc, mid) {
-  const s = await page.evaluate(([i]) => window.rtc.inbound(i), [pc]);
-  return s[mid] ?? { packets: 0, frames: 0 };
-}
-
-/** Publishes the page's camera and microphone over the portal; returns the ids. */
-async function publish(client, page, attributes) {
-  const offer = await page.evaluate(() => window.rtc.publishOffer());
-  const pub = await client.req("publish", { media: { tracks: offer.tracks }, attributes, transport: { type: "webrtc", id: null } });
-  assert.equal(typeof pub.transportId, "string");
-  assert.equal(typeof pub.id, "string");
-  assert.equal(await client.req("soac", { id: pub.transportId, signaling: { type: "offer", sdp: offer.sdp } }), undefined);
-  const answer = await client.next("progress", d => d.id === pub.transportId && d.status === "soac");
-  assert.equal(answer.data.type, "answer");
-  assert.match(answer.data.sdp, /^v=0/);
-  await page.evaluate(([i, sdp]) => window.rtc.answer(i, sdp), [offer.pc, answer.data.sdp]);
-  // A candidate from the client is accepted (ICE-lite server: it learns them from checks).
-  await client.req("soac", { id: pub.transportId, signaling: { type: "candidate", candidate: { candidate: "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host", sdpMid: "0", sdpMLineIndex: 0 } } });
-  const ready = await client.next("progress", d => d.id === pub.transportId && d.status === "ready");
-  assert.equal(ready.sessionId, pub.id);
-  return { ...pub, pc: offer.pc };
-}
-
-/** Subscribes to `stream` (its track ids in `from`), on `transport` or a new one. */
-async function subscribe(client, page, stream, kinds, { pc, transport } = {}) {
-  const offer = await page.evaluate(([i, k]) => window.rtc.receiveOffer(i, k), [pc, kinds]);
-  const tracks = offer.mids.map(m => ({ type: m.type, mid: m.mid, from: stream.media.tracks.find(t => t.type === m.type).id }));
-  const sub = await client.req("subscribe", { media: { tracks }, transport: { type: "webrtc", id: transport ?? null } });
-  if (transport) assert.equal(sub.transportId, transport, "the subscription goes on the named transport");
-  await client.req("soac", { id: sub.transportId, signaling: { type: "offer", sdp: offer.sdp } });
-  const answer = await client.next("progress", d => d.id === sub.transportId && d.status === "soac");
-  await page.evaluate(([i, sdp]) => window.rtc.answer(i, sdp), [offer.pc, answer.data.sdp]);
-  const ready = await client.next("progress", d => d.id === sub.transportId && d.status === "ready" && d.sessionId === sub.id);
-  assert.equal(ready.sessionId, sub.id);
-  return { ...sub, pc: offer.pc, mids: offer.mids };
-}
 
 test("the portal protocol, login to logout, with media in Chromium", { timeout: 120000 }, async () => {
   const svc = await startService({ extraPortal: "reconnection_timeout = 5" });

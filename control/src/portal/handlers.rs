@@ -346,7 +346,9 @@ fn kinds(tracks: &[p::TrackRequest]) -> Result<(bool, bool), PortalError> {
         }
     }
     if !audio && !video {
-        return Err(PortalError::bad("no track"));
+        return Err(PortalError::bad(
+            "no track: name at least one, of type \"audio\" or \"video\"",
+        ));
     }
     Ok((audio, video))
 }

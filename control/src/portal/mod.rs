@@ -32,6 +32,10 @@ use std::time::Duration;
 use switchyard_dataplane_api::{Binding, Request, Track};
 use ticket::Tickets;
 
+/// The largest message a client may send; a bigger one closes its connection. An SDP
+/// offer with many tracks stays well under it.
+const MAX_REQUEST_BYTES: usize = 1_000_000;
+
 /// A publication or subscription a client asked for on one of its transports.
 #[derive(Debug, Clone)]
 struct Bound {
@@ -108,7 +112,11 @@ impl Portal {
         });
         let (layer, io) = SocketIo::builder()
             .with_state(portal.clone())
-            .max_payload(1_000_000)
+            // One limit for a request however it comes: a long-polling body, or a
+            // WebSocket message (whose default would be 64 MiB).
+            .max_payload(MAX_REQUEST_BYTES as u64)
+            .ws_max_message_size(MAX_REQUEST_BYTES)
+            .ws_max_frame_size(MAX_REQUEST_BYTES)
             .build_layer();
         io.ns("/", handlers::on_connect);
         let _ = portal.io.set(io);
