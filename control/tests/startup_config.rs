@@ -112,8 +112,9 @@ fn port_in_use_is_reported() {
     std::fs::write(
         &path,
         format!(
-            "data_dir = {:?}\n[management-api]\nip_address = \"127.0.0.1\"\nport = {port}\n",
-            dir.path().join("d")
+            "data_dir = {:?}\n[management-api]\nip_address = \"127.0.0.1\"\nport = {port}\n[portal]\nport = {}\n",
+            dir.path().join("d"),
+            common::free_port()
         ),
     )
     .unwrap();
@@ -181,10 +182,11 @@ fn serves_https_when_tls_is_configured() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let port = common::free_port();
+    let portal = common::free_port();
     let path = dir.path().join("c.toml");
     std::fs::write(
         &path,
-        format!("data_dir = {:?}\n[management-api]\nip_address = \"127.0.0.1\"\nport = {port}\n[portal]\nhostname = \"conf.example.com\"\nport = 8443\n[tls]\ncert = {cert:?}\nkey = {key:?}\n", dir.path().join("d")),
+        format!("data_dir = {:?}\n[management-api]\nip_address = \"127.0.0.1\"\nport = {port}\n[portal]\nip_address = \"127.0.0.1\"\nport = {portal}\n[tls]\ncert = {cert:?}\nkey = {key:?}\n", dir.path().join("d")),
     )
     .unwrap();
     let mut child = Command::new(BIN)
@@ -210,8 +212,23 @@ fn serves_https_when_tls_is_configured() {
         .args(["-s", &format!("http://127.0.0.1:{port}/healthz")])
         .output()
         .unwrap();
+    // The portal speaks Engine.IO 3 over TLS too (the handshake of socket.io-client 2.x),
+    // and not over plain HTTP.
+    let get = |url: String| {
+        let out = Command::new("curl").args(["-sk", &url]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let handshake = get(format!(
+        "https://127.0.0.1:{portal}/socket.io/?EIO=3&transport=polling"
+    ));
+    let plain_portal = get(format!(
+        "http://127.0.0.1:{portal}/socket.io/?EIO=3&transport=polling"
+    ));
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(answer, "ok");
     assert_ne!(String::from_utf8_lossy(&plain.stdout), "ok");
+    assert!(handshake.contains("\"sid\""), "{handshake}");
+    assert!(handshake.contains("pingInterval"), "{handshake}");
+    assert!(!plain_portal.contains("\"sid\""), "{plain_portal}");
 }

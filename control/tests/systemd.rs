@@ -98,8 +98,9 @@ fn notifies_ready_and_pings_the_watchdog() {
     std::fs::write(
         &cfg,
         format!(
-            "data_dir = {:?}\n[management-api]\nip_address = \"127.0.0.1\"\nport = {port}\n",
-            dir.path().join("d")
+            "data_dir = {:?}\n[management-api]\nip_address = \"127.0.0.1\"\nport = {port}\n[portal]\nport = {}\n",
+            dir.path().join("d"),
+            common::free_port()
         ),
     )
     .unwrap();
