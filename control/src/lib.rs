@@ -1,6 +1,6 @@
-//! The Switchyard control process: the REST management API, rooms, services, tokens and
-//! the embedded store. It replaces OWT's management-api (and later its portal,
-//! conference-agent and cluster-manager).
+//! The Switchyard control process: the REST management API, the client portal, rooms,
+//! services, tokens and the embedded store. It replaces OWT's management-api and portal
+//! (and later its conference-agent and cluster-manager).
 //!
 //! The contract, in layers:
 //! - [`model`]: OWT's data model — rooms with OWT's defaults and validation that names the
@@ -10,6 +10,9 @@
 //! - [`token`]: single-use join tokens in OWT's format.
 //! - [`http`]: the API itself. [`http::app`] builds the router from an [`http::AppState`],
 //!   with no sockets, so tests can drive it; [`server`] binds, serves and shuts down.
+//! - [`portal`]: OWT's client protocol over Socket.IO on its own port; it turns a client's
+//!   publications and subscriptions into dataplane peers with bindings (through
+//!   [`dataplane`] and [`media`]) and relays the conference's events as notifications.
 //!
 //! Requests are authenticated by `switchyard-auth` (OWT's MAuth or SY-HMAC-SHA256) before a
 //! handler runs; handlers then check what they are asked and hand off to the store or the

@@ -115,7 +115,7 @@ export async function metricValue(url, name, labels = "") {
   const text = await (await fetch(url)).text();
   let sum = 0;
   for (const line of text.split("\n")) {
-    if (line.startsWith(name + "{") && line.includes(labels)) sum += Number(line.split(" ").pop());
+    if ((line.startsWith(name + "{") || line.startsWith(name + " ")) && line.includes(labels)) sum += Number(line.split(" ").pop());
   }
   return sum;
 }

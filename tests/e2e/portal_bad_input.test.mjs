@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   startService, launchBrowser, createRoom, newToken, portalClient, rtcPage, eventually, sleep,
-  SDK, packets, portalPublish, portalSubscribe,
+  SDK, packets, portalPublish, portalSubscribe, metricValue,
 } from "./common.mjs";
 
 const login = (token) => ({ token, userAgent: SDK, protocol: "1.2" });
@@ -118,6 +118,12 @@ test("bad input gets error answers and disturbs no one else", { timeout: 120000 
     const joins = [];
     for (const n of carol.seen) if (n.name === "participant") joins.push(n.data);
     assert.ok(joins.every(j => j.action === "join" || j.data === otherId), `carol was told of no one leaving but the one who logged out: ${JSON.stringify(joins)}`);
+    // Operators see the refusals and the connections in the metrics.
+    const metrics = svc.api + "/metrics";
+    assert.equal(await metricValue(metrics, "switchyard_portal_requests_total", 'message="unknown",outcome="error"'), 1);
+    assert.ok(await metricValue(metrics, "switchyard_portal_requests_total", 'message="login",outcome="error"') >= 9);
+    assert.ok(await metricValue(metrics, "switchyard_portal_requests_total", 'message="login",outcome="ok"') >= 4);
+    assert.equal(await metricValue(metrics, "switchyard_portal_connections", ""), 2, "alice and carol are connected");
     alice.close();
     carol.close();
   } finally {

@@ -39,6 +39,12 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortalLabels {
+    message: &'static str,
+    outcome: &'static str,
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// The control process's metrics.
@@ -50,6 +56,8 @@ pub struct Metrics {
     rooms: Gauge,
     participants: Gauge,
     streams: Gauge,
+    portal_connections: Gauge,
+    portal_requests: Family<PortalLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -89,7 +97,21 @@ impl Metrics {
             participants.clone(),
         );
         registry.register("switchyard_streams", "Streams live", streams.clone());
+        let portal_connections = Gauge::default();
+        let portal_requests = Family::<PortalLabels, Counter>::default();
+        registry.register(
+            "switchyard_portal_connections",
+            "Socket.IO connections to the portal",
+            portal_connections.clone(),
+        );
+        registry.register(
+            "switchyard_portal_requests",
+            "Portal requests by message and outcome (ok or error)",
+            portal_requests.clone(),
+        );
         Metrics {
+            portal_connections,
+            portal_requests,
             registry,
             requests,
             latency,
@@ -98,6 +120,20 @@ impl Metrics {
             participants,
             streams,
         }
+    }
+
+    /// A portal connection opened (+1) or closed (-1).
+    pub fn portal_connections(&self, delta: i64) {
+        self.portal_connections.inc_by(delta);
+    }
+
+    /// Counts an answered portal request; `message` is one of the protocol's names (or
+    /// "unknown"), so the label set stays small.
+    pub fn portal_request(&self, message: &'static str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.portal_requests
+            .get_or_create(&PortalLabels { message, outcome })
+            .inc();
     }
 
     /// Counts a refused signature.

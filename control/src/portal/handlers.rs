@@ -17,7 +17,13 @@ use switchyard_dataplane_api::{Binding, ErrorCode, PeerCreate, PeerOffer, Reques
 type Portal_ = State<Arc<Portal>>;
 
 /// Answers a request: `("ok", data)` or `("error", {code, description})`.
-fn answer(ack: AckSender, result: Result<Value, PortalError>) {
+fn answer(
+    portal: &Portal,
+    ack: AckSender,
+    message: &'static str,
+    result: Result<Value, PortalError>,
+) {
+    portal.st.metrics.portal_request(message, result.is_ok());
     let _ = match result {
         Ok(Value::Null) => ack.send(&("ok",)),
         Ok(data) => ack.send(&("ok", data)),
@@ -33,7 +39,8 @@ fn data_of(d: Result<Value, socketioxide::ParserError>) -> Value {
 }
 
 /// Registers every handler on a new connection.
-pub async fn on_connect(socket: SocketRef) {
+pub async fn on_connect(socket: SocketRef, State(portal): Portal_) {
+    portal.st.metrics.portal_connections(1);
     socket.on("login", login);
     socket.on("relogin", relogin);
     socket.on("refreshReconnectionTicket", refresh_ticket);
@@ -50,9 +57,11 @@ pub async fn on_connect(socket: SocketRef) {
     socket.on_disconnect(on_disconnect);
 }
 
-async fn unknown(Event(name): Event, ack: AckSender) {
+async fn unknown(Event(name): Event, ack: AckSender, State(portal): Portal_) {
     answer(
+        &portal,
         ack,
+        "unknown",
         Err(PortalError::bad(format!("unknown message {name:?}"))),
     );
 }
@@ -72,7 +81,7 @@ async fn login(
     State(portal): Portal_,
 ) {
     let result = do_login(&socket, data_of(data), &portal).await;
-    answer(ack, result);
+    answer(&portal, ack, "login", result);
 }
 
 async fn do_login(
@@ -202,9 +211,9 @@ async fn relogin(
         Ok(participant) => {
             tracing::info!(participant = %participant, "portal relogin");
             let ticket = portal.ticket(&participant);
-            answer(ack, Ok(json!(ticket)));
+            answer(&portal, ack, "relogin", Ok(json!(ticket)));
         }
-        Err(e) => answer(ack, Err(e)),
+        Err(e) => answer(&portal, ack, "relogin", Err(e)),
     }
 }
 
@@ -216,7 +225,7 @@ async fn refresh_ticket(socket: SocketRef, ack: AckSender, State(portal): Portal
             .ok_or_else(PortalError::not_logged_in),
         None => Err(PortalError::not_logged_in()),
     };
-    answer(ack, result);
+    answer(&portal, ack, "refreshReconnectionTicket", result);
 }
 
 async fn logout(socket: SocketRef, ack: AckSender, State(portal): Portal_) {
@@ -224,13 +233,14 @@ async fn logout(socket: SocketRef, ack: AckSender, State(portal): Portal_) {
         Some(p) => {
             portal.leave(&p, "logged out").await;
             socket.leave_all();
-            answer(ack, Ok(Value::Null));
+            answer(&portal, ack, "logout", Ok(Value::Null));
         }
-        None => answer(ack, Err(PortalError::not_logged_in())),
+        None => answer(&portal, ack, "logout", Err(PortalError::not_logged_in())),
     }
 }
 
 async fn on_disconnect(socket: SocketRef, reason: DisconnectReason, State(portal): Portal_) {
+    portal.st.metrics.portal_connections(-1);
     let Some(participant) = portal.sockets().remove(&socket.id) else {
         return;
     };
@@ -303,7 +313,7 @@ async fn text(
         Ok(Value::Null)
     }
     .await;
-    answer(ack, result);
+    answer(&portal, ack, "text", result);
 }
 
 /// The transport a request names, or a new one.
@@ -364,7 +374,7 @@ async fn publish(
     State(portal): Portal_,
 ) {
     let result = do_publish(&socket, data_of(data), &portal).await;
-    answer(ack, result);
+    answer(&portal, ack, "publish", result);
 }
 
 /// The room's `inputLimit`, read when a publication is asked for (and checked again
@@ -529,7 +539,7 @@ async fn subscribe(
         }
         Ok(json!({"transportId": tid, "id": sub}))
     })();
-    answer(ack, result);
+    answer(&portal, ack, "subscribe", result);
 }
 
 fn rpc_error(e: DataplaneError) -> PortalError {
@@ -556,7 +566,7 @@ async fn soac(
     State(portal): Portal_,
 ) {
     let result = do_soac(&socket, data_of(data), &portal).await;
-    answer(ack, result);
+    answer(&portal, ack, "soac", result);
 }
 
 async fn do_soac(
@@ -762,7 +772,7 @@ async fn unpublish(
     State(portal): Portal_,
 ) {
     let r = end_own(&socket, data_of(data), &portal, true).await;
-    answer(ack, r);
+    answer(&portal, ack, "unpublish", r);
 }
 
 async fn unsubscribe(
@@ -772,7 +782,7 @@ async fn unsubscribe(
     State(portal): Portal_,
 ) {
     let r = end_own(&socket, data_of(data), &portal, false).await;
-    answer(ack, r);
+    answer(&portal, ack, "unsubscribe", r);
 }
 
 async fn stream_control(
@@ -846,7 +856,7 @@ async fn stream_control(
         Ok(Value::Null)
     }
     .await;
-    answer(ack, result);
+    answer(&portal, ack, "stream-control", result);
 }
 
 async fn subscription_control(
@@ -880,5 +890,5 @@ async fn subscription_control(
         }
     }
     .await;
-    answer(ack, result);
+    answer(&portal, ack, "subscription-control", result);
 }
