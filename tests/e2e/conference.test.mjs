@@ -84,7 +84,8 @@ test("three participants on the conference page see and hear each other", { time
     assert.ok(took <= 2000, `removed after ${took} ms`);
     for (const p of pages.slice(0, 2)) {
       assert.equal(await p.$$eval("#videos video", vs => vs.length), 2);
-      assert.equal((await p.$$eval("#people li", lis => lis.length)), 2);
+      // The leave notification follows the stream's removal.
+      await p.waitForFunction(() => document.querySelectorAll("#people li").length === 2, null, { timeout: 2000, polling: 50 });
     }
     assert.equal((await mauth(svc, "GET", `/v1/rooms/${room._id}/streams`)).json.length, 2);
     console.log(`stream removed on the others' pages ${took} ms after leaving`);
