@@ -45,7 +45,7 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 
 # The browser tests' npm packages (pinned by tests/e2e/package-lock.json).
-if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/socket.io-client ]; then
   echo "setup: installing the browser tests' npm packages"
   (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 fi
