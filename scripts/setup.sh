@@ -12,6 +12,10 @@ packages=(
   openssl           # tests make throwaway TLS certificates
   systemd           # systemd-analyze verifies the unit files
   chromium          # end-to-end tests in a real browser (headless)
+  ffmpeg            # the load generator encodes its clips with libvpx, libx264, libopus
+  janus             # the peer perf/run measures side by side
+  iproute2          # perf/run's network namespace and veth pair
+  util-linux        # taskset
 )
 # Node.js for the browser tests' driver (playwright-core); any 18+ will do.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

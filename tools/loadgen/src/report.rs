@@ -1,0 +1,470 @@
+//! The run's report (JSON), the processes' CPU and memory from /proc, and SVG charts.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::stats::Tick;
+
+/// CPU seconds (user + system) of a process, from /proc/<pid>/stat.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    // USER_HZ is 100 on every Linux architecture this runs on.
+    100.0
+}
+
+/// Resident memory of a process, KiB.
+pub fn rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The CPU seconds and RSS of a set of processes together.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Usage {
+    /// CPU seconds, user + system.
+    pub cpu_s: f64,
+    /// Resident memory, KiB.
+    pub rss_kib: u64,
+}
+
+/// Samples `pids` (the servers) now.
+pub fn usage(pids: &[String]) -> Usage {
+    let mut u = Usage::default();
+    for p in pids {
+        u.cpu_s += cpu_seconds(p).unwrap_or(0.0);
+        u.rss_kib += rss_kib(p).unwrap_or(0);
+    }
+    u
+}
+
+/// Latency percentiles, µs.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// The largest.
+    pub max_us: u64,
+}
+
+impl Latency {
+    /// Percentiles of a histogram.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// Figures of a measured window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Window {
+    /// Its length, s.
+    pub seconds: f64,
+    /// Publishers sending.
+    pub publishers: usize,
+    /// Subscribers connected.
+    pub subscribers: usize,
+    /// RTP packets publishers sent.
+    pub sent_packets: u64,
+    /// RTP packets subscribers received (what the server forwarded).
+    pub received_packets: u64,
+    /// Received per second.
+    pub received_pps: f64,
+    /// Received UDP payload, Mbit/s.
+    pub received_mbit_s: f64,
+    /// Fraction of expected packets missing.
+    pub loss: f64,
+    /// Added latency: send → server → receive, on one clock.
+    pub latency: Latency,
+    /// Jitter (RFC 3550) of the subscribers' streams at the end, µs: median and largest.
+    pub jitter_p50_us: f64,
+    /// The largest stream jitter, µs.
+    pub jitter_max_us: f64,
+    /// Time to first keyframe of subscriptions, ms.
+    pub ttff_ms: Latency,
+    /// Sessions that failed.
+    pub failures: u64,
+    /// The load generator's own CPU seconds in the window.
+    pub loadgen_cpu_s: f64,
+    /// The load generator's CPU use, in cores.
+    pub loadgen_cores: f64,
+    /// The servers' CPU seconds in the window (0 without --server-pid).
+    pub server_cpu_s: f64,
+    /// The servers' CPU use, in cores.
+    pub server_cores: f64,
+    /// Forwarded (received) packets per server CPU-second.
+    pub packets_per_server_cpu_s: f64,
+    /// Forwarded Mbit/s per server core busy.
+    pub mbit_s_per_server_core: f64,
+    /// Server RSS with publishers only, KiB.
+    pub server_rss_before_kib: u64,
+    /// Server RSS with every subscriber connected, KiB.
+    pub server_rss_after_kib: u64,
+    /// (after − before) / subscribers, KiB.
+    pub rss_per_subscriber_kib: f64,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    /// Seconds since the start.
+    pub t: u64,
+    /// Subscribers connected.
+    pub subscribers: usize,
+    /// Packets received in this second.
+    pub received_pps: u64,
+    /// Mbit/s received.
+    pub received_mbit_s: f64,
+    /// Loss in this second.
+    pub loss: f64,
+    /// Latency in this second.
+    pub latency: Latency,
+    /// Server CPU, % of one core.
+    pub server_cpu_percent: f64,
+    /// Load generator CPU, % of one core.
+    pub loadgen_cpu_percent: f64,
+    /// Server RSS, KiB.
+    pub server_rss_kib: u64,
+}
+
+/// One step of a ramp.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Subscribers during the step.
+    pub subscribers: usize,
+    /// Figures of the step's measured seconds.
+    pub window: Window,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// "switchyard" or "janus".
+    pub target: String,
+    /// "fixed", "ramp" or "churn".
+    pub scenario: String,
+    /// The settings of the run.
+    pub settings: serde_json::Value,
+    /// CPU model and cores.
+    pub machine: String,
+    /// The main window (fixed, churn) or the last good step (ramp).
+    pub window: Window,
+    /// Ramp steps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// Ramp: subscribers at the knee (the last step within the limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knee_subscribers: Option<usize>,
+    /// Ramp: why it stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    /// Churn: subscriptions started and ended during the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn_joins: Option<u64>,
+    /// Every second of the run.
+    pub series: Vec<Point>,
+    /// Errors of failed sessions (the first 20).
+    pub errors: Vec<String>,
+}
+
+/// Builds a window's figures from merged ticks and usage samples.
+#[allow(clippy::too_many_arguments)]
+pub fn window(
+    ticks: &Tick,
+    seconds: f64,
+    publishers: usize,
+    subscribers: usize,
+    jitter: &mut [f64],
+    loadgen_cpu_s: f64,
+    server_cpu_s: f64,
+    rss: (u64, u64),
+) -> Window {
+    jitter.sort_by(|a, b| a.total_cmp(b));
+    let secs = seconds.max(1e-9);
+    let mbit = ticks.received_bytes as f64 * 8.0 / 1e6 / secs;
+    let server_cores = server_cpu_s / secs;
+    Window {
+        seconds,
+        publishers,
+        subscribers,
+        sent_packets: ticks.sent_packets,
+        received_packets: ticks.received_packets,
+        received_pps: ticks.received_packets as f64 / secs,
+        received_mbit_s: mbit,
+        loss: ticks.loss(),
+        latency: Latency::of(&ticks.latency),
+        jitter_p50_us: jitter.get(jitter.len() / 2).copied().unwrap_or(0.0),
+        jitter_max_us: jitter.last().copied().unwrap_or(0.0),
+        ttff_ms: Latency::of(&ticks.ttff),
+        failures: ticks.failures,
+        loadgen_cpu_s,
+        loadgen_cores: loadgen_cpu_s / secs,
+        server_cpu_s,
+        server_cores,
+        packets_per_server_cpu_s: if server_cpu_s > 0.0 {
+            ticks.received_packets as f64 / server_cpu_s
+        } else {
+            0.0
+        },
+        mbit_s_per_server_core: if server_cores > 0.0 {
+            mbit / server_cores
+        } else {
+            0.0
+        },
+        server_rss_before_kib: rss.0,
+        server_rss_after_kib: rss.1,
+        rss_per_subscriber_kib: if subscribers > 0 {
+            (rss.1 as f64 - rss.0 as f64) / subscribers as f64
+        } else {
+            0.0
+        },
+    }
+}
+
+/// A line chart: `series` of (name, colour, points) over x, as SVG.
+pub fn svg_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, &str, Vec<(f64, f64)>)],
+) -> String {
+    let (w, h, left, bottom, top, right) = (720.0, 400.0, 70.0, 50.0, 40.0, 150.0);
+    let pts = series.iter().flat_map(|s| s.2.iter());
+    let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
+    for &(x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        (x0, x1) = (0.0, 1.0);
+    }
+    if x1 - x0 < 1e-9 {
+        x1 = x0 + 1.0;
+    }
+    let y1 = if y1 <= 0.0 { 1.0 } else { y1 * 1.1 };
+    let pw = w - left - right;
+    let ph = h - top - bottom;
+    let sx = |x: f64| left + (x - x0) / (x1 - x0) * pw;
+    let sy = |y: f64| top + ph - y / y1 * ph;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
+        w / 2.0,
+        esc(title)
+    );
+    let _ = writeln!(
+        s,
+        r#"<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
+        top + ph,
+        left + pw,
+        top + ph
+    );
+    let _ = writeln!(
+        s,
+        r#"<line x1="{left}" y1="{top}" x2="{left}" y2="{}" stroke="black"/>"#,
+        top + ph
+    );
+    for i in 0..=4 {
+        let fx = x0 + (x1 - x0) * i as f64 / 4.0;
+        let fy = y1 * i as f64 / 4.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            sx(fx),
+            top + ph + 16.0,
+            num(fx)
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            sy(fy) + 4.0,
+            num(fy)
+        );
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+            sy(fy),
+            left + pw,
+            sy(fy)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        left + pw / 2.0,
+        h - 10.0,
+        esc(x_label)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
+        top + ph / 2.0,
+        top + ph / 2.0,
+        esc(y_label)
+    );
+    for (i, (name, colour, points)) in series.iter().enumerate() {
+        let path: Vec<String> = points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
+        let ly = top + 14.0 + i as f64 * 18.0;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/>"#,
+            left + pw + 12.0,
+            left + pw + 32.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+            left + pw + 38.0,
+            ly + 4.0,
+            esc(name)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn num(v: f64) -> String {
+    if v.abs() >= 100.0 || v == v.trunc() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Writes latency.svg and cpu.svg for a report into `dir`.
+pub fn plot(dir: &Path, r: &Report) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let lat = |f: fn(&Latency) -> u64| -> Vec<(f64, f64)> {
+        r.series
+            .iter()
+            .filter(|p| p.received_pps > 0)
+            .map(|p| (p.t as f64, f(&p.latency) as f64 / 1000.0))
+            .collect()
+    };
+    let chart = svg_chart(
+        &format!("{}: added latency per second ({})", r.target, r.scenario),
+        "time (s)",
+        "latency (ms)",
+        &[
+            ("p50", "#1f77b4", lat(|l| l.p50_us)),
+            ("p99", "#ff7f0e", lat(|l| l.p99_us)),
+            ("p99.9", "#d62728", lat(|l| l.p999_us)),
+        ],
+    );
+    std::fs::write(dir.join("latency.svg"), chart)?;
+    let cpu: Vec<(f64, f64)> = r
+        .series
+        .iter()
+        .filter(|p| p.subscribers > 0)
+        .map(|p| (p.subscribers as f64, p.server_cpu_percent))
+        .collect();
+    let gen: Vec<(f64, f64)> = r
+        .series
+        .iter()
+        .filter(|p| p.subscribers > 0)
+        .map(|p| (p.subscribers as f64, p.loadgen_cpu_percent))
+        .collect();
+    let chart = svg_chart(
+        &format!("{}: CPU against subscribers ({})", r.target, r.scenario),
+        "subscribers",
+        "CPU (% of one core)",
+        &[
+            ("server", "#2ca02c", cpu),
+            ("load generator", "#9467bd", gen),
+        ],
+    );
+    std::fs::write(dir.join("cpu.svg"), chart)
+}
+
+/// CPU model and the cores this process may use.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cpu}, {cores} cores available to the load generator")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chart_is_svg_with_each_series() {
+        let s = svg_chart(
+            "t",
+            "x",
+            "y",
+            &[
+                ("a", "red", vec![(0.0, 1.0), (1.0, 2.0)]),
+                ("b", "blue", vec![]),
+            ],
+        );
+        assert!(s.starts_with("<svg"));
+        assert!(s.trim_end().ends_with("</svg>"));
+        assert_eq!(s.matches("<polyline").count(), 2);
+    }
+
+    #[test]
+    fn own_cpu_is_readable() {
+        assert!(cpu_seconds("self").is_some());
+        assert!(rss_kib("self").unwrap_or(0) > 0);
+    }
+}
