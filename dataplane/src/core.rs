@@ -333,6 +333,8 @@ impl LossInjector {
 /// One core's peers and routes.
 pub struct Core {
     index: u16,
+    /// The `now` of the call being handled (every public `handle_*` sets it).
+    now: Instant,
     candidates: Vec<Candidate>,
     cert: DtlsCert,
     max_peers: usize,
@@ -385,6 +387,7 @@ impl Core {
             .collect();
         Core {
             index,
+            now: Instant::now(),
             candidates,
             cert,
             max_peers,
@@ -445,6 +448,7 @@ impl Core {
         remote: SocketAddr,
         data: &[u8],
     ) {
+        self.now = now;
         CoreMetrics::add(&self.metrics.packets_in, 1);
         CoreMetrics::add(&self.metrics.bytes_in, data.len() as u64);
         let class = classify(data);
@@ -514,6 +518,7 @@ impl Core {
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         let due: Vec<PeerKey> = self
             .peers
             .iter()
@@ -559,6 +564,7 @@ impl Core {
 
     /// The management side asks.
     pub fn handle_command(&mut self, now: Instant, cmd: Command) {
+        self.now = now;
         match cmd {
             Command::CreatePeer { token, req, specs } => {
                 let result = self.create_peer(now, req, &specs);
@@ -672,6 +678,7 @@ impl Core {
 
     /// Another core hands something over.
     pub fn handle_core_msg(&mut self, now: Instant, msg: CoreMsg) {
+        self.now = now;
         match msg {
             CoreMsg::Media(pkt) => {
                 let subs = self
@@ -1124,9 +1131,11 @@ impl Core {
     /// Polls a peer until it has nothing more to say; events are queued for
     /// [`Core::run_pending`], so that handling one never nests inside another's drain.
     fn drain(&mut self, key: PeerKey) {
+        let now = self.now;
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        let mut nudged = false;
         loop {
             match peer.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
@@ -1137,6 +1146,16 @@ impl Core {
                     });
                 }
                 Ok(Output::Timeout(t)) => {
+                    // str0m sends written media only after its pacer takes a fresh look
+                    // at the queues, at its next timeout. When that is due already (it is,
+                    // right after a write), take it now rather than at the next timer
+                    // tick, which could be 20 ms away.
+                    if t <= now && !nudged {
+                        nudged = true;
+                        if peer.rtc.handle_input(Input::Timeout(now)).is_ok() {
+                            continue;
+                        }
+                    }
                     peer.next_timeout = t;
                     break;
                 }

@@ -175,6 +175,14 @@ fn parse_args() -> anyhow::Result<Args> {
     let table: toml::Table =
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let mut args = vec![cli.first().cloned().unwrap_or_default()];
+    args.extend(config_args(table));
+    args.extend(cli.into_iter().skip(1));
+    Args::try_parse_from(args).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A scenario file's settings as command-line options.
+fn config_args(table: toml::Table) -> Vec<String> {
+    let mut args = Vec::new();
     for (k, v) in table {
         let flag = format!("--{}", k.replace('_', "-"));
         match v {
@@ -192,8 +200,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
         }
     }
-    args.extend(cli.into_iter().skip(1));
-    Args::try_parse_from(args).map_err(|e| anyhow::anyhow!("{e}"))
+    args
 }
 
 fn scalar(v: &toml::Value) -> String {
@@ -881,5 +888,52 @@ fn print_summary(r: &Report, quiet: bool) {
         );
     } else if let Some(why) = &r.stop_reason {
         eprintln!("  ramp stopped at the first step: {why}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_files_become_options_the_command_line_overrides() {
+        let table: toml::Table = toml::from_str(
+            "scenario = \"ramp\"\nramp_step = 25\nloss_limit = 0.02\nevents = true\nquiet = false\nserver_pid = [1, 2]\nurl = \"http://a:1\"",
+        )
+        .unwrap_or_default();
+        let mut argv = vec!["loadgen".to_string()];
+        argv.extend(config_args(table));
+        argv.extend(["--ramp-step".to_string(), "40".to_string()]);
+        let a = Args::try_parse_from(argv).map_err(|e| e.to_string());
+        let a = match a {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(a.scenario, Scenario::Ramp);
+        assert_eq!(a.ramp_step, 40);
+        assert!((a.loss_limit - 0.02).abs() < 1e-12);
+        assert!(a.events);
+        assert!(!a.quiet);
+        assert_eq!(a.server_pid, vec![1, 2]);
+    }
+
+    #[test]
+    fn the_committed_scenario_files_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let table: toml::Table = match toml::from_str(&text) {
+                Ok(t) => t,
+                Err(err) => panic!("{}: {err}", e.path().display()),
+            };
+            let mut argv = vec!["loadgen".to_string(), "--url".into(), "http://x:1".into()];
+            argv.extend(config_args(table));
+            if let Err(err) = Args::try_parse_from(argv) {
+                panic!("{}: {err}", e.path().display());
+            }
+            n += 1;
+        }
+        assert!(n >= 3);
     }
 }

@@ -1,0 +1,151 @@
+//! Micro-benchmarks of the forwarding path's hot functions: SRTP protect/unprotect with
+//! the crypto provider str0m uses here (aws-lc-rs), the RTP sequence/timestamp rewrite,
+//! and the routing lookups a datagram goes through (classify, peer by address,
+//! subscribers by publication).
+//!
+//! `cargo bench -p switchyard-dataplane --bench hot_path`
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use str0m::crypto::{AeadAes128Gcm, Aes128CmSha1_80};
+use switchyard_dataplane::demux::{classify, PacketClass};
+use switchyard_dataplane::rewrite::Rewriter;
+
+const PAYLOAD: usize = 1160;
+
+fn srtp(c: &mut Criterion) {
+    let p = str0m_aws_lc_rs::default_provider();
+    let mut g = c.benchmark_group("srtp");
+    g.throughput(Throughput::Bytes(PAYLOAD as u64));
+    let header = [
+        0x80u8, 0x60, 0x12, 0x34, 0, 0, 0x10, 0, 0xde, 0xad, 0xbe, 0xef,
+    ];
+    let plain = vec![0x5au8; PAYLOAD];
+
+    // AEAD_AES_128_GCM (RFC 7714): the header is the AAD, a 16-byte tag follows.
+    let mut enc = p
+        .srtp_provider
+        .aead_aes_128_gcm()
+        .create_cipher([7; 16], true);
+    let mut dec = p
+        .srtp_provider
+        .aead_aes_128_gcm()
+        .create_cipher([7; 16], false);
+    let iv = AeadAes128Gcm::rtp_iv([3; 12], 0xdeadbeef, 0, 0x1234);
+    let mut sealed = vec![0u8; PAYLOAD + 16];
+    g.bench_function("aead_aes_128_gcm/protect", |b| {
+        b.iter(|| {
+            let _ = enc.encrypt(&iv, &header, black_box(&plain), &mut sealed);
+        })
+    });
+    let _ = enc.encrypt(&iv, &header, &plain, &mut sealed);
+    let mut opened = vec![0u8; PAYLOAD + 16];
+    g.bench_function("aead_aes_128_gcm/unprotect", |b| {
+        b.iter(|| {
+            let n = dec.decrypt(&iv, &[&header], black_box(&sealed), &mut opened);
+            assert!(n.is_ok());
+        })
+    });
+
+    // AES_CM_128_HMAC_SHA1_80 (RFC 3711): counter mode, then an 80-bit HMAC-SHA1 tag.
+    let mut cm_enc = p
+        .srtp_provider
+        .aes_128_cm_sha1_80()
+        .create_cipher([7; 16], true);
+    let mut cm_dec = p
+        .srtp_provider
+        .aes_128_cm_sha1_80()
+        .create_cipher([7; 16], false);
+    let hmac = |k: &[u8], d: &[&[u8]]| p.sha1_hmac_provider.sha1_hmac(k, d);
+    let key = [9u8; 20];
+    let cm_iv = Aes128CmSha1_80::rtp_iv([3; 14], 0xdeadbeef, 0x1234);
+    let mut packet = vec![0u8; 12 + PAYLOAD + 10];
+    packet[..12].copy_from_slice(&header);
+    g.bench_function("aes_128_cm_sha1_80/protect", |b| {
+        b.iter(|| {
+            let (head, body) = packet.split_at_mut(12);
+            let _ = cm_enc.encrypt(&cm_iv, black_box(&plain), &mut body[..PAYLOAD]);
+            let _ = head;
+            Aes128CmSha1_80::rtp_hmac(hmac, &key, &mut packet, 0x1234, 12 + PAYLOAD);
+        })
+    });
+    let mut out = vec![0u8; PAYLOAD];
+    g.bench_function("aes_128_cm_sha1_80/unprotect", |b| {
+        b.iter(|| {
+            let ok = Aes128CmSha1_80::rtp_verify(
+                hmac,
+                &key,
+                &packet[..12 + PAYLOAD],
+                0x1234,
+                &packet[12 + PAYLOAD..],
+            );
+            assert!(ok);
+            let _ = cm_dec.decrypt(&cm_iv, black_box(&packet[12..12 + PAYLOAD]), &mut out);
+        })
+    });
+    g.finish();
+}
+
+fn rewrite(c: &mut Criterion) {
+    let now = Instant::now();
+    c.bench_function("rtp_rewrite/in_order", |b| {
+        b.iter_batched_ref(
+            || (Rewriter::new(90_000, 1000), 50_000u64),
+            |(rw, seq)| {
+                for _ in 0..64 {
+                    *seq += 1;
+                    black_box(rw.rewrite(0x1111, *seq, (*seq as u32) * 3000, now));
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn routing(c: &mut Criterion) {
+    // A core with 1,000 peers and 100 publications of 10 subscribers each.
+    let local: SocketAddr = "10.0.0.1:40000".parse().unwrap_or_else(|_| unreachable!());
+    let mut by_addr = HashMap::new();
+    let mut remotes = Vec::new();
+    for i in 0..1000u32 {
+        let remote =
+            SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 50_000 + (i % 1000) as u16));
+        by_addr.insert((remote, local), i as u64);
+        remotes.push(remote);
+    }
+    let mut subscribers: HashMap<Arc<str>, Vec<(u64, Arc<str>)>> = HashMap::new();
+    let mut pubs = Vec::new();
+    for p in 0..100 {
+        let id: Arc<str> = Arc::from(format!("room-1-stream-{p:04}").as_str());
+        let subs = (0..10)
+            .map(|s| {
+                (
+                    (p * 10 + s) as u64,
+                    Arc::from(format!("sub-{p}-{s}").as_str()),
+                )
+            })
+            .collect();
+        subscribers.insert(id.clone(), subs);
+        pubs.push(id);
+    }
+    let rtp = [0x80u8, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xaa, 0xbb];
+    let mut i = 0usize;
+    c.bench_function("routing/classify+peer+subscribers", |b| {
+        b.iter(|| {
+            i = (i + 7) % remotes.len();
+            let class = classify(black_box(&rtp));
+            assert_eq!(class, PacketClass::Rtp);
+            let peer = by_addr.get(&(remotes[i], local));
+            let subs = subscribers.get(&pubs[i % pubs.len()]);
+            black_box((peer, subs.map(|s| s.len())))
+        })
+    });
+}
+
+criterion_group!(benches, srtp, rewrite, routing);
+criterion_main!(benches);

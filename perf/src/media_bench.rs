@@ -1,0 +1,708 @@
+//! `media-bench`: the same WebRTC load against Switchyard and Janus, side by side.
+//!
+//! Makes a network namespace joined to this one by a veth pair (Janus offers no loopback
+//! ICE candidates), starts each server inside it pinned to the same CPUs with `taskset`,
+//! runs `switchyard-loadgen` from this namespace on other CPUs with the servers' pids to
+//! sample, and prints for both: forwarded packets per server CPU-second, Mbit/s per
+//! server core, added latency p50/p99/p99.9, loss, RSS per subscriber, time to first
+//! frame, the load generator's own CPU, and the Switchyard/Janus ratios. Switchyard's
+//! figures are compared with `perf/baseline.json`; a regression beyond the noise margin
+//! exits non-zero. The namespace and the servers are removed however the run ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(about = "Switchyard and Janus under the same WebRTC load, side by side")]
+struct Args {
+    /// The short run of the test command.
+    #[arg(long)]
+    quick: bool,
+    /// The load generator.
+    #[arg(long, default_value = "target/release/switchyard-loadgen")]
+    loadgen: PathBuf,
+    /// Switchyard's control binary.
+    #[arg(long, default_value = "target/release/switchyard-control")]
+    control: PathBuf,
+    /// Switchyard's dataplane binary.
+    #[arg(long, default_value = "target/release/switchyard-dataplane")]
+    dataplane: PathBuf,
+    /// Janus's binary.
+    #[arg(long, default_value = "janus")]
+    janus: PathBuf,
+    /// Janus's plugins and transports (Debian's path).
+    #[arg(long, default_value = "/usr/lib/x86_64-linux-gnu/janus")]
+    janus_lib: PathBuf,
+    /// The CPUs both servers run on (taskset list).
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// The CPUs the load generator runs on.
+    #[arg(long)]
+    loadgen_cpus: Option<String>,
+    /// Only this scenario (by name).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Only this server: switchyard or janus.
+    #[arg(long)]
+    only: Option<String>,
+    /// Where each run's SVG charts go (a directory per scenario and server).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The committed baseline.
+    #[arg(long, default_value = "perf/baseline.json")]
+    baseline: PathBuf,
+    /// Where the results go.
+    #[arg(long, default_value = "perf/results/media.json")]
+    out: PathBuf,
+}
+
+/// One load, run against each server.
+#[derive(Debug, Clone)]
+struct Scenario {
+    name: &'static str,
+    about: &'static str,
+    loadgen: Vec<String>,
+}
+
+fn scenarios(quick: bool) -> Vec<Scenario> {
+    let a = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    if quick {
+        vec![
+            Scenario {
+                name: "quick-1x40",
+                about: "1 publisher (VP8 1 Mbit/s 30 fps + opus) → 40 subscribers, 8 s",
+                loadgen: a("--rooms 1 --publishers 1 --subscribers 40 --bitrate 1000 --duration 8 --settle 2"),
+            },
+            Scenario {
+                name: "quick-4x1x8",
+                about: "4 rooms × 1 publisher (VP8 600 kbit/s) × 8 subscribers, 8 s",
+                loadgen: a("--rooms 4 --publishers 1 --subscribers 8 --bitrate 600 --duration 8 --settle 2"),
+            },
+        ]
+    } else {
+        vec![
+            Scenario {
+                name: "1x200",
+                about: "1 publisher (VP8 2.5 Mbit/s 30 fps + opus) → 200 subscribers, 20 s",
+                loadgen: a("--rooms 1 --publishers 1 --subscribers 200 --bitrate 2500 --duration 20 --join-rate 40"),
+            },
+            Scenario {
+                name: "20x1x10",
+                about: "20 rooms × 1 publisher (VP8 1 Mbit/s) × 10 subscribers, 20 s",
+                loadgen: a("--rooms 20 --publishers 1 --subscribers 10 --bitrate 1000 --duration 20 --join-rate 40"),
+            },
+            Scenario {
+                name: "1x100-h264",
+                about: "1 publisher (H.264 1 Mbit/s 30 fps + opus) → 100 subscribers, 15 s",
+                loadgen: a("--rooms 1 --publishers 1 --subscribers 100 --video h264 --bitrate 1000 --duration 15"),
+            },
+            Scenario {
+                name: "ramp-600k",
+                about: "ramp: 1 publisher (VP8 600 kbit/s) + 50 subscribers every 5 s until loss > 1 % or p99 > 50 ms (max 1000)",
+                loadgen: a("--scenario ramp --rooms 1 --publishers 1 --subscribers 50 --ramp-step 50 --ramp-interval 5 --bitrate 600 --max-subscribers 1000 --join-rate 100"),
+            },
+        ]
+    }
+}
+
+/// The network namespace and its veth pair; removed on drop.
+struct Netns {
+    name: String,
+    inner_if: String,
+    host_ip: String,
+    inner_ip: String,
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (Debian's iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Netns {
+    fn create() -> anyhow::Result<Netns> {
+        // Namespaces left by runs that were killed.
+        if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let name = line.split_whitespace().next().unwrap_or("");
+                if let Some(pid) = name.strip_prefix("sy-perf-") {
+                    if !Path::new(&format!("/proc/{pid}")).exists() {
+                        let _ = ip(&["netns", "del", name]);
+                    }
+                }
+            }
+        }
+        let pid = std::process::id();
+        let net = 20 + pid % 200;
+        let ns = Netns {
+            name: format!("sy-perf-{pid}"),
+            inner_if: format!("syn{pid}"),
+            host_ip: format!("10.213.{net}.1"),
+            inner_ip: format!("10.213.{net}.2"),
+        };
+        let host_if = format!("syh{pid}");
+        ip(&["netns", "add", &ns.name])?;
+        ip(&[
+            "link",
+            "add",
+            &host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns.inner_if,
+        ])?;
+        ip(&["link", "set", &ns.inner_if, "netns", &ns.name])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", ns.host_ip),
+            "dev",
+            &host_if,
+        ])?;
+        ip(&["link", "set", &host_if, "up"])?;
+        let exec = |a: &[&str]| {
+            let mut v = vec!["netns", "exec", &ns.name, "ip"];
+            v.extend_from_slice(a);
+            ip(&v)
+        };
+        exec(&[
+            "addr",
+            "add",
+            &format!("{}/24", ns.inner_ip),
+            "dev",
+            &ns.inner_if,
+        ])?;
+        exec(&["link", "set", &ns.inner_if, "up"])?;
+        exec(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// A command run inside the namespace on `cpus`.
+    fn command(&self, cpus: &str, program: &Path) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, "taskset", "-c", cpus])
+            .arg(program);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// A server process; killed on drop.
+struct Server {
+    name: &'static str,
+    children: Vec<Child>,
+    url: String,
+    service_file: Option<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(|c| c.id()).collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_http(url: &str, children: &mut [Child], log: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "--max-time", "1", url])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return Ok(());
+        }
+        for c in children.iter_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                bail!(
+                    "a server exited ({status}) before {url} answered; its log:\n{}",
+                    tail(log)
+                );
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not answer within 20 s; log:\n{}", tail(log));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, Stdio, Stdio)> {
+    let path = dir.join(format!("{name}.log"));
+    let f = std::fs::File::create(&path)?;
+    let g = f.try_clone()?;
+    Ok((path, Stdio::from(f), Stdio::from(g)))
+}
+
+fn start_switchyard(args: &Args, ns: &Netns, cpus: &str) -> anyhow::Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"data_dir = "{data}"
+[log]
+level = "warn"
+format = "json"
+[management-api]
+ip_address = "{ip}"
+port = 3000
+[portal]
+ip_address = "{ip}"
+port = 8080
+[webrtc]
+network_interfaces = [{{name = "{ifname}"}}]
+minport = 40000
+maxport = 40063
+[dataplane]
+cores = "all"
+rpc_address = "127.0.0.1:7000"
+metrics_address = "127.0.0.1:7001"
+"#,
+            data = dir.path().join("data").display(),
+            ip = ns.inner_ip,
+            ifname = ns.inner_if
+        ),
+    )?;
+    let (log, out, err) = log_file(dir.path(), "dataplane")?;
+    let dp = ns
+        .command(cpus, &args.dataplane)
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("starting {}", args.dataplane.display()))?;
+    let mut children = vec![dp];
+    std::thread::sleep(Duration::from_millis(300));
+    let (clog, out, err) = log_file(dir.path(), "control")?;
+    let control = ns
+        .command(cpus, &args.control)
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("starting {}", args.control.display()))?;
+    children.push(control);
+    let url = format!("http://{}:3000", ns.inner_ip);
+    wait_http(&format!("{url}/healthz"), &mut children, &clog)?;
+    // Control connects to the dataplane just after it starts serving.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&clog)
+        .unwrap_or_default()
+        .contains("media dataplane connected")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = log;
+    Ok(Server {
+        name: "switchyard",
+        children,
+        url,
+        service_file: Some(dir.path().join("data/super-service.json")),
+        _dir: dir,
+    })
+}
+
+fn start_janus(args: &Args, ns: &Netns, cpus: &str) -> anyhow::Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let conf = dir.path();
+    let list = |sub: &str, keep: &str| -> String {
+        std::fs::read_dir(args.janus_lib.join(sub))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n.ends_with(".so") && n != keep)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    // Janus's own defaults, except: only the VideoRoom plugin and the HTTP transport, ICE on
+    // the namespace's veth only, and no logging beyond warnings.
+    std::fs::write(
+        conf.join("janus.jcfg"),
+        format!(
+            r#"general: {{
+    configs_folder = "{conf}"
+    plugins_folder = "{lib}/plugins"
+    transports_folder = "{lib}/transports"
+    events_folder = "{lib}/events"
+    loggers_folder = "{lib}/loggers"
+    debug_level = 3
+    admin_secret = "janusoverlord"
+}}
+certificates: {{
+}}
+media: {{
+    rtp_port_range = "20000-40000"
+}}
+nat: {{
+    ice_enforce_list = "{ifname}"
+}}
+plugins: {{
+    disable = "{plugins}"
+}}
+transports: {{
+    disable = "{transports}"
+}}
+loggers: {{
+    disable = "{loggers}"
+}}
+events: {{
+}}
+"#,
+            conf = conf.display(),
+            lib = args.janus_lib.display(),
+            ifname = ns.inner_if,
+            plugins = list("plugins", "libjanus_videoroom.so"),
+            transports = list("transports", "libjanus_http.so"),
+            loggers = list("loggers", ""),
+        ),
+    )?;
+    std::fs::write(
+        conf.join("janus.transport.http.jcfg"),
+        format!(
+            "general: {{\n    base_path = \"/janus\"\n    http = true\n    port = 8088\n    ip = \"{}\"\n    https = false\n}}\nadmin: {{\n    admin_http = false\n}}\ncors: {{\n}}\n",
+            ns.inner_ip
+        ),
+    )?;
+    std::fs::write(conf.join("janus.plugin.videoroom.jcfg"), "general: {\n}\n")?;
+    let (log, out, err) = log_file(conf, "janus")?;
+    let child = ns
+        .command(cpus, &args.janus)
+        .arg("-F")
+        .arg(conf)
+        .arg("-C")
+        .arg(conf.join("janus.jcfg"))
+        .arg("-o")
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {} (Debian's janus; scripts/setup.sh installs it)",
+                args.janus.display()
+            )
+        })?;
+    let mut children = vec![child];
+    let url = format!("http://{}:8088/janus", ns.inner_ip);
+    wait_http(&format!("{url}/info"), &mut children, &log)?;
+    Ok(Server {
+        name: "janus",
+        children,
+        url,
+        service_file: None,
+        _dir: dir,
+    })
+}
+
+fn run_loadgen(
+    args: &Args,
+    server: &Server,
+    sc: &Scenario,
+    cpus: &str,
+    dir: &Path,
+) -> anyhow::Result<Value> {
+    let report = dir.join(format!("{}-{}.json", sc.name, server.name));
+    let mut c = Command::new("taskset");
+    c.args(["-c", cpus])
+        .arg(&args.loadgen)
+        .args(["--target", server.name, "--url", &server.url, "--quiet"])
+        .args(&sc.loadgen)
+        .arg("--report")
+        .arg(&report);
+    for pid in server.pids() {
+        c.args(["--server-pid", &pid.to_string()]);
+    }
+    if let Some(f) = &server.service_file {
+        c.arg("--service-file").arg(f);
+    }
+    if let Some(p) = &args.plot {
+        c.arg("--plot")
+            .arg(p.join(format!("{}-{}", sc.name, server.name)));
+    }
+    let status = c
+        .status()
+        .with_context(|| format!("running {}", args.loadgen.display()))?;
+    if !status.success() {
+        bail!(
+            "the load generator failed against {} ({status})",
+            server.name
+        );
+    }
+    let text = std::fs::read_to_string(&report)?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn f(v: &Value, path: &[&str]) -> f64 {
+    let mut x = v;
+    for p in path {
+        x = &x[*p];
+    }
+    x.as_f64().unwrap_or(0.0)
+}
+
+/// The rows of the side-by-side table: label, path in the window, scale, decimals, and
+/// whether a higher value is better (for the ratio's reading).
+const ROWS: &[(&str, &[&str], f64, usize)] = &[
+    ("subscribers connected", &["subscribers"], 1.0, 0),
+    ("forwarded packets/s", &["received_pps"], 1.0, 0),
+    ("forwarded Mbit/s", &["received_mbit_s"], 1.0, 1),
+    ("server CPU (cores)", &["server_cores"], 1.0, 3),
+    (
+        "packets per server CPU-s",
+        &["packets_per_server_cpu_s"],
+        1.0,
+        0,
+    ),
+    (
+        "Mbit/s per server core",
+        &["mbit_s_per_server_core"],
+        1.0,
+        1,
+    ),
+    ("added latency p50 (ms)", &["latency", "p50_us"], 0.001, 2),
+    ("added latency p99 (ms)", &["latency", "p99_us"], 0.001, 2),
+    (
+        "added latency p99.9 (ms)",
+        &["latency", "p999_us"],
+        0.001,
+        2,
+    ),
+    ("loss (%)", &["loss"], 100.0, 3),
+    ("jitter p50 (ms)", &["jitter_p50_us"], 0.001, 2),
+    (
+        "time to first keyframe p50 (ms)",
+        &["ttff_ms", "p50_us"],
+        1.0,
+        0,
+    ),
+    (
+        "RSS per subscriber (KiB)",
+        &["rss_per_subscriber_kib"],
+        1.0,
+        1,
+    ),
+    (
+        "server RSS at full load (MiB)",
+        &["server_rss_after_kib"],
+        1.0 / 1024.0,
+        1,
+    ),
+    ("load generator CPU (cores)", &["loadgen_cores"], 1.0, 2),
+    ("failed sessions", &["failures"], 1.0, 0),
+];
+
+fn print_table(sc: &Scenario, results: &[(String, Value)]) {
+    println!("\n{} — {}", sc.name, sc.about);
+    let mut head = format!("  {:<34}", "");
+    for (name, _) in results {
+        head.push_str(&format!("{name:>14}"));
+    }
+    if results.len() == 2 {
+        head.push_str(&format!("{:>14}", "sy/janus"));
+    }
+    println!("{head}");
+    for (label, path, scale, dec) in ROWS {
+        let mut line = format!("  {label:<34}");
+        let vals: Vec<f64> = results
+            .iter()
+            .map(|(_, r)| f(&r["window"], path) * scale)
+            .collect();
+        for v in &vals {
+            line.push_str(&format!("{:>14.*}", *dec, v));
+        }
+        if vals.len() == 2 && vals[1].abs() > 1e-12 {
+            line.push_str(&format!("{:>13.2}x", vals[0] / vals[1]));
+        }
+        println!("{line}");
+    }
+    for (name, r) in results {
+        if let Some(k) = r["knee_subscribers"].as_u64() {
+            println!(
+                "  {name}: ramp knee at {k} subscribers ({})",
+                r["stop_reason"].as_str().unwrap_or("")
+            );
+        } else if let Some(why) = r["stop_reason"].as_str() {
+            println!("  {name}: ramp stopped at its first step: {why}");
+        }
+    }
+}
+
+fn cpu_lists() -> (String, String) {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    match n {
+        1 => ("0".into(), "0".into()),
+        2 | 3 => ("1".into(), "0".into()),
+        _ => ("1".into(), format!("2-{}", n - 1)),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if not_root() {
+        bail!("media-bench makes a network namespace and a veth pair: run it as root");
+    }
+    let (def_server, def_gen) = cpu_lists();
+    let server_cpus = args.server_cpus.clone().unwrap_or(def_server);
+    let loadgen_cpus = args.loadgen_cpus.clone().unwrap_or(def_gen);
+    let ns = Netns::create()?;
+    let out_dir = args
+        .out
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&out_dir)?;
+    println!(
+        "media-bench: servers on CPU {server_cpus}, load generator on CPU {loadgen_cpus}; namespace {} ({} ↔ {})",
+        ns.name, ns.host_ip, ns.inner_ip
+    );
+    let mut all = Vec::new();
+    for sc in scenarios(args.quick) {
+        if args.scenario.as_deref().is_some_and(|s| s != sc.name) {
+            continue;
+        }
+        let mut results: Vec<(String, Value)> = Vec::new();
+        for which in ["switchyard", "janus"] {
+            if args.only.as_deref().is_some_and(|o| o != which) {
+                continue;
+            }
+            let server = if which == "switchyard" {
+                start_switchyard(&args, &ns, &server_cpus)?
+            } else {
+                start_janus(&args, &ns, &server_cpus)?
+            };
+            let r = run_loadgen(&args, &server, &sc, &loadgen_cpus, &out_dir)?;
+            drop(server);
+            results.push((which.to_string(), r));
+        }
+        print_table(&sc, &results);
+        all.push(json!({
+            "scenario": sc.name,
+            "about": sc.about,
+            "results": results.iter().map(|(n, r)| json!({ "server": n, "window": r["window"], "knee_subscribers": r["knee_subscribers"], "steps": r["steps"] })).collect::<Vec<_>>(),
+        }));
+    }
+    let machine = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let doc = json!({
+        "machine": machine,
+        "server_cpus": server_cpus,
+        "loadgen_cpus": loadgen_cpus,
+        "quick": args.quick,
+        "scenarios": all,
+    });
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&doc)?)?;
+    compare(&args, &doc)
+}
+
+/// Compares Switchyard's packets per server CPU-second with the baseline.
+fn compare(args: &Args, doc: &Value) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.baseline)
+        .with_context(|| format!("reading {}", args.baseline.display()))?;
+    let base: Value = serde_json::from_str(&text)?;
+    let margin = base["media"]["noise_margin"].as_f64().unwrap_or(0.35);
+    println!(
+        "\nSwitchyard against the baseline {} (noise margin {:.0} %):",
+        args.baseline.display(),
+        margin * 100.0
+    );
+    let mut failed = Vec::new();
+    for s in doc["scenarios"].as_array().into_iter().flatten() {
+        let name = s["scenario"].as_str().unwrap_or("");
+        let Some(sy) = s["results"]
+            .as_array()
+            .and_then(|r| r.iter().find(|x| x["server"] == "switchyard"))
+        else {
+            continue;
+        };
+        let w = &sy["window"];
+        if f(w, &["failures"]) > 0.0 {
+            failed.push(format!("{name}: {} sessions failed", f(w, &["failures"])));
+        }
+        let got = f(w, &["packets_per_server_cpu_s"]);
+        let Some(want) = base["media"]["packets_per_server_cpu_s"][name].as_f64() else {
+            println!("  {name:<16} {got:>10.0} pkt per CPU-s (no baseline)");
+            continue;
+        };
+        let ratio = got / want;
+        let ok = ratio >= 1.0 - margin;
+        println!(
+            "  {name:<16} {got:>10.0} vs baseline {want:>10.0} pkt per CPU-s: {ratio:.2}x  {}",
+            if ok { "ok" } else { "REGRESSION" }
+        );
+        if !ok {
+            failed.push(format!(
+                "{name}: {got:.0} < {want:.0} × {:.2}",
+                1.0 - margin
+            ));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("media-bench: {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+/// Whether this process lacks root (namespaces need CAP_NET_ADMIN), read from /proc.
+fn not_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u != "0"))
+        })
+        .unwrap_or(true)
+}
