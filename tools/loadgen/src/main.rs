@@ -351,7 +351,7 @@ impl Run {
         );
         if !self.args.quiet {
             if self.plain_progress {
-                if p.t % 5 == 0 {
+                if p.t.is_multiple_of(5) {
                     eprintln!("{line}");
                 }
             } else {
@@ -399,15 +399,12 @@ impl Run {
         }
         let start = Instant::now();
         let mut started = 0usize;
-        loop {
-            let Some((fi, _)) = counts
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| **c < per_feed)
-                .min_by_key(|(_, c)| **c)
-            else {
-                break;
-            };
+        while let Some((fi, _)) = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c < per_feed)
+            .min_by_key(|(_, c)| **c)
+        {
             counts[fi] += 1;
             self.subscribe(fi);
             started += 1;

@@ -249,13 +249,11 @@ pub fn window(
     }
 }
 
-/// A line chart: `series` of (name, colour, points) over x, as SVG.
-pub fn svg_chart(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    series: &[(&str, &str, Vec<(f64, f64)>)],
-) -> String {
+/// One line of a chart: its name, colour and (x, y) points.
+pub type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
+/// A line chart of `series` over x, as SVG.
+pub fn svg_chart(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -> String {
     let (w, h, left, bottom, top, right) = (720.0, 400.0, 70.0, 50.0, 40.0, 150.0);
     let pts = series.iter().flat_map(|s| s.2.iter());
     let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
