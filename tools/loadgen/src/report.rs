@@ -400,18 +400,21 @@ pub fn plot(dir: &Path, r: &Report) -> std::io::Result<()> {
         ],
     );
     std::fs::write(dir.join("latency.svg"), chart)?;
-    let cpu: Vec<(f64, f64)> = r
-        .series
-        .iter()
-        .filter(|p| p.subscribers > 0)
-        .map(|p| (p.subscribers as f64, p.server_cpu_percent))
-        .collect();
-    let gen: Vec<(f64, f64)> = r
-        .series
-        .iter()
-        .filter(|p| p.subscribers > 0)
-        .map(|p| (p.subscribers as f64, p.loadgen_cpu_percent))
-        .collect();
+    // The mean CPU at each subscriber count (seconds while subscribers were joining
+    // would otherwise draw a saw-tooth).
+    let by_count = |f: fn(&Point) -> f64| -> Vec<(f64, f64)> {
+        let mut m: std::collections::BTreeMap<usize, (f64, u32)> = Default::default();
+        for p in r.series.iter().filter(|p| p.subscribers > 0) {
+            let e = m.entry(p.subscribers).or_default();
+            e.0 += f(p);
+            e.1 += 1;
+        }
+        m.into_iter()
+            .map(|(k, (sum, n))| (k as f64, sum / f64::from(n.max(1))))
+            .collect()
+    };
+    let cpu = by_count(|p| p.server_cpu_percent);
+    let gen = by_count(|p| p.loadgen_cpu_percent);
     let chart = svg_chart(
         &format!("{}: CPU against subscribers ({})", r.target, r.scenario),
         "subscribers",
