@@ -333,8 +333,6 @@ impl LossInjector {
 /// One core's peers and routes.
 pub struct Core {
     index: u16,
-    /// The `now` of the call being handled (every public `handle_*` sets it).
-    now: Instant,
     candidates: Vec<Candidate>,
     cert: DtlsCert,
     max_peers: usize,
@@ -387,7 +385,6 @@ impl Core {
             .collect();
         Core {
             index,
-            now: Instant::now(),
             candidates,
             cert,
             max_peers,
@@ -448,7 +445,6 @@ impl Core {
         remote: SocketAddr,
         data: &[u8],
     ) {
-        self.now = now;
         CoreMetrics::add(&self.metrics.packets_in, 1);
         CoreMetrics::add(&self.metrics.bytes_in, data.len() as u64);
         let class = classify(data);
@@ -512,13 +508,12 @@ impl Core {
             peer.addrs.push((local, remote));
             self.by_addr.insert((local, remote), key);
         }
-        self.drain(key);
+        self.drain(key, now);
         self.run_pending(now);
     }
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
         let due: Vec<PeerKey> = self
             .peers
             .iter()
@@ -531,7 +526,7 @@ impl Core {
                     tracing::debug!(peer = %p.id, error = %e, "timeout input failed");
                 }
             }
-            self.drain(key);
+            self.drain(key, now);
         }
         let stale: Vec<PeerKey> = self
             .peers
@@ -557,14 +552,13 @@ impl Core {
             .filter_map(|(id, p)| p.limiter.poll(now).then(|| id.clone()))
             .collect();
         for id in due {
-            self.send_keyframe_request(&id);
+            self.send_keyframe_request(&id, now);
         }
         self.run_pending(now);
     }
 
     /// The management side asks.
     pub fn handle_command(&mut self, now: Instant, cmd: Command) {
-        self.now = now;
         match cmd {
             Command::CreatePeer { token, req, specs } => {
                 let result = self.create_peer(now, req, &specs);
@@ -678,7 +672,6 @@ impl Core {
 
     /// Another core hands something over.
     pub fn handle_core_msg(&mut self, now: Instant, msg: CoreMsg) {
-        self.now = now;
         match msg {
             CoreMsg::Media(pkt) => {
                 let subs = self
@@ -1002,7 +995,7 @@ impl Core {
                 peer.subs.push(b);
             }
         }
-        self.drain(key);
+        self.drain(key, now);
         for publication in wanted {
             self.keyframe_wanted(&publication, now);
         }
@@ -1130,8 +1123,7 @@ impl Core {
 
     /// Polls a peer until it has nothing more to say; events are queued for
     /// [`Core::run_pending`], so that handling one never nests inside another's drain.
-    fn drain(&mut self, key: PeerKey) {
-        let now = self.now;
+    fn drain(&mut self, key: PeerKey, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -1388,14 +1380,14 @@ impl Core {
         };
         tx.write_rtp(write);
         CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
-        self.drain(key);
+        self.drain(key, now);
     }
 
     /// A subscriber of `publication` (here or on another core) wants a keyframe.
     fn keyframe_wanted(&mut self, publication: &Arc<str>, now: Instant) {
         if let Some(p) = self.publications.get_mut(publication) {
             if p.limiter.request(now) == Decision::Send {
-                self.send_keyframe_request(publication);
+                self.send_keyframe_request(publication, now);
             }
         } else if let Some(home) = self.homes.get(publication) {
             self.out.to_cores.push((
@@ -1407,7 +1399,7 @@ impl Core {
         }
     }
 
-    fn send_keyframe_request(&mut self, publication: &Arc<str>) {
+    fn send_keyframe_request(&mut self, publication: &Arc<str>, now: Instant) {
         let Some(key) = self.publications.get(publication).map(|p| p.peer) else {
             return;
         };
@@ -1429,7 +1421,7 @@ impl Core {
                 CoreMetrics::add(&self.metrics.keyframe_requests_sent, 1);
             }
             // One mutation, then a full drain, as str0m requires.
-            self.drain(key);
+            self.drain(key, now);
         }
     }
 }
