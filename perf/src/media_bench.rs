@@ -304,7 +304,7 @@ metrics_address = "127.0.0.1:7001"
             ifname = ns.inner_if
         ),
     )?;
-    let (log, out, err) = log_file(dir.path(), "dataplane")?;
+    let (_, out, err) = log_file(dir.path(), "dataplane")?;
     let dp = ns
         .command(cpus, &args.dataplane)
         .arg("--config")
@@ -336,7 +336,6 @@ metrics_address = "127.0.0.1:7001"
     {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = log;
     Ok(Server {
         name: "switchyard",
         children,
@@ -485,8 +484,8 @@ fn f(v: &Value, path: &[&str]) -> f64 {
     x.as_f64().unwrap_or(0.0)
 }
 
-/// The rows of the side-by-side table: label, path in the window, scale, decimals, and
-/// whether a higher value is better (for the ratio's reading).
+/// The rows of the side-by-side table: label, path in the report's window, scale and
+/// decimals.
 const ROWS: &[(&str, &[&str], f64, usize)] = &[
     ("subscribers connected", &["subscribers"], 1.0, 0),
     ("forwarded packets/s", &["received_pps"], 1.0, 0),
@@ -573,9 +572,7 @@ fn print_table(sc: &Scenario, results: &[(String, Value)]) {
 }
 
 fn cpu_lists() -> (String, String) {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let n = switchyard_perf::available_cores();
     match n {
         1 => ("0".into(), "0".into()),
         2 | 3 => ("1".into(), "0".into()),
@@ -628,14 +625,7 @@ fn main() -> anyhow::Result<()> {
             "results": results.iter().map(|(n, r)| json!({ "server": n, "window": r["window"], "knee_subscribers": r["knee_subscribers"], "steps": r["steps"] })).collect::<Vec<_>>(),
         }));
     }
-    let machine = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
+    let machine = switchyard_perf::cpu_model();
     let doc = json!({
         "machine": machine,
         "server_cpus": server_cpus,

@@ -87,40 +87,9 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: &str, ticks: f64) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("odd /proc stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ut: f64 = f.get(11).context("no utime")?.parse()?;
-    let st: f64 = f.get(12).context("no stime")?.parse()?;
-    Ok((ut + st) / ticks)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+/// CPU seconds of `pid`, or an error naming it.
+fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+    switchyard_perf::cpu_seconds(pid).with_context(|| format!("reading /proc/{pid}/stat"))
 }
 
 struct Control {
@@ -204,10 +173,9 @@ async fn phase(
     concurrency: usize,
     make: MakeRequest,
 ) -> anyhow::Result<PhaseResult> {
-    let ticks = clock_ticks();
     let pid = ctl.child.id().to_string();
-    let cpu0 = cpu_seconds(&pid, ticks)?;
-    let me0 = cpu_seconds("self", ticks)?;
+    let cpu0 = cpu_seconds(&pid)?;
+    let me0 = cpu_seconds("self")?;
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -268,8 +236,8 @@ async fn phase(
         errors += e;
     }
     let secs = start.elapsed().as_secs_f64();
-    let server_cpu = cpu_seconds(&pid, ticks)? - cpu0;
-    let client_cpu = cpu_seconds("self", ticks)? - me0;
+    let server_cpu = cpu_seconds(&pid)? - cpu0;
+    let client_cpu = cpu_seconds("self")? - me0;
     Ok(PhaseResult {
         requests: n,
         errors,
@@ -289,18 +257,11 @@ async fn phase(
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    format!("{cores} cores, {cpu}")
+    format!(
+        "{} cores, {}",
+        switchyard_perf::available_cores(),
+        switchyard_perf::cpu_model()
+    )
 }
 
 #[tokio::main]
@@ -370,7 +331,7 @@ async fn main() -> anyhow::Result<()> {
     let report = Report {
         machine: machine(),
         concurrency: c,
-        server_rss_kib: rss_kib(ctl.child.id()),
+        server_rss_kib: switchyard_perf::rss_kib(&ctl.child.id().to_string()).unwrap_or(0),
         phases,
     };
     println!(

@@ -391,7 +391,7 @@ impl Run {
 
     /// Starts subscribers (round-robin over the feeds) at the join rate until every
     /// feed has `per_feed`, then waits for them to connect.
-    async fn bring_up(&mut self, per_feed: usize) -> anyhow::Result<()> {
+    async fn bring_up(&mut self, per_feed: usize) {
         let rate = self.args.join_rate.max(1) as f64;
         let mut counts = vec![0usize; self.feeds.len()];
         for (fi, _) in self.subs.values() {
@@ -411,11 +411,9 @@ impl Run {
             let due = start + Duration::from_secs_f64(started as f64 / rate);
             self.pump_until(due).await;
         }
-        let want = self.subs.len();
+        // Failed subscribers leave `subs`, so this waits for every one still trying.
         let ok = self
-            .pump_while(Duration::from_secs(30), |r| {
-                r.connected_subs() >= want.min(r.subs.len()) && r.subs.values().all(|s| s.1)
-            })
+            .pump_while(Duration::from_secs(30), |r| r.subs.values().all(|s| s.1))
             .await;
         if !ok {
             self.progress.println(format!(
@@ -424,7 +422,6 @@ impl Run {
                 self.subs.len()
             ));
         }
-        Ok(())
     }
 
     fn event(&self, name: &str) {
@@ -436,17 +433,25 @@ impl Run {
         }
     }
 
-    /// Measures a window of `seconds` from the next whole second; returns its figures.
-    async fn measure(&mut self, seconds: u64, rss: (u64, u64)) -> Window {
+    /// Measures a window of `seconds` from the next whole second; returns its figures and
+    /// how many subscribers were replaced: `churn` leave and as many join at the start of
+    /// every second of the window.
+    async fn measure(&mut self, seconds: u64, rss: (u64, u64), churn: usize) -> (Window, u64) {
         let first = self.now_s().ceil() as u64;
         self.pump_until(self.epoch + Duration::from_secs(first))
             .await;
         let u0 = report::usage(&self.pids);
         let own0 = report::cpu_seconds("self").unwrap_or(0.0);
         self.event("measure-start");
+        let mut joins = 0u64;
+        for sec in 0..seconds {
+            if churn > 0 {
+                joins += self.churn(sec, churn);
+            }
+            self.pump_until(self.epoch + Duration::from_secs(first + sec + 1))
+                .await;
+        }
         let last = first + seconds;
-        self.pump_until(self.epoch + Duration::from_secs(last))
-            .await;
         let u1 = report::usage(&self.pids);
         let own1 = report::cpu_seconds("self").unwrap_or(0.0);
         self.event("measure-end");
@@ -464,17 +469,39 @@ impl Run {
         {
             total.merge(t);
         }
-        let mut jitter = self.jitter.clone();
-        report::window(
+        let window = report::window(
             &total,
             seconds as f64,
             self.feeds.len(),
             self.connected_subs(),
-            &mut jitter,
             own1 - own0,
             u1.cpu_s - u0.cpu_s,
             rss,
-        )
+        );
+        (window, joins)
+    }
+
+    /// Replaces `rate` connected subscribers (chosen by `sec`) with new ones of the same
+    /// feeds; returns how many joined.
+    fn churn(&mut self, sec: u64, rate: usize) -> u64 {
+        let mut ids: Vec<(u64, usize)> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.1)
+            .map(|(id, s)| (*id, s.0))
+            .collect();
+        ids.sort_unstable();
+        let mut joins = 0;
+        for k in 0..rate.min(ids.len()) {
+            let pick = (sec as usize * 7919 + k * 104_729) % ids.len();
+            let (id, fi) = ids[pick];
+            if self.subs.contains_key(&id) {
+                self.unsubscribe(id);
+                self.subscribe(fi);
+                joins += 1;
+            }
+        }
+        joins
     }
 }
 
@@ -530,11 +557,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )?);
     let threads = args
         .threads
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+        .unwrap_or_else(switchyard_perf::available_cores)
         .max(1);
     let target = match args.target {
         TargetKind::Switchyard => Target::Switchyard {
@@ -663,14 +686,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut window = match run.args.scenario {
         Scenario::Fixed => {
             let s = run.args.subscribers;
-            run.bring_up(s).await?;
+            run.bring_up(s).await;
             run.event("subscribers-ready");
             let rss_after = report::usage(&run.pids).rss_kib;
             let settle = run.args.settle;
             run.pump_until(Instant::now() + Duration::from_secs(settle))
                 .await;
             let d = run.args.duration;
-            run.measure(d, (rss_before, rss_after)).await
+            run.measure(d, (rss_before, rss_after), 0).await.0
         }
         Scenario::Ramp => {
             let mut last_good = Window::default();
@@ -682,12 +705,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .min(run.args.max_subscribers);
             loop {
                 let per_feed = total.div_ceil(feeds);
-                run.bring_up(per_feed).await?;
+                run.bring_up(per_feed).await;
                 let rss_after = report::usage(&run.pids).rss_kib;
                 run.pump_until(Instant::now() + Duration::from_secs(1))
                     .await;
                 let d = run.args.ramp_interval;
-                let w = run.measure(d, (rss_before, rss_after)).await;
+                let (w, _) = run.measure(d, (rss_before, rss_after), 0).await;
                 let subs = w.subscribers;
                 let p99_ms = w.latency.p99_us as f64 / 1000.0;
                 let over = if w.loss > run.args.loss_limit {
@@ -733,72 +756,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         Scenario::Churn => {
             let s = run.args.subscribers;
-            run.bring_up(s).await?;
+            run.bring_up(s).await;
             run.event("subscribers-ready");
             let rss_after = report::usage(&run.pids).rss_kib;
-            // Churn runs alongside the measurement: a second at a time.
-            let first = run.now_s().ceil() as u64;
-            run.pump_until(epoch + Duration::from_secs(first)).await;
-            let u0 = report::usage(&run.pids);
-            let own0 = report::cpu_seconds("self").unwrap_or(0.0);
-            run.event("measure-start");
-            let d = run.args.duration;
-            let mut joins = 0u64;
-            for sec in 0..d {
-                let mut ids: Vec<(u64, usize)> = run
-                    .subs
-                    .iter()
-                    .filter(|(_, s)| s.1)
-                    .map(|(id, s)| (*id, s.0))
-                    .collect();
-                ids.sort_unstable();
-                for k in 0..run.args.churn_rate.min(ids.len()) {
-                    let pick = (sec as usize * 7919 + k * 104_729) % ids.len();
-                    let (id, fi) = ids[pick];
-                    if run.subs.contains_key(&id) {
-                        run.unsubscribe(id);
-                        run.subscribe(fi);
-                        joins += 1;
-                    }
-                }
-                run.pump_until(epoch + Duration::from_secs(first + sec + 1))
-                    .await;
-            }
-            let u1 = report::usage(&run.pids);
-            let own1 = report::cpu_seconds("self").unwrap_or(0.0);
-            run.event("measure-end");
-            let last = first + d;
-            let _ = run
-                .pump_while(Duration::from_secs(3), |r| {
-                    r.done.last().is_some_and(|t| t.index >= last)
-                })
-                .await;
-            let mut total = Tick::new(0);
-            for t in run
-                .done
-                .iter()
-                .filter(|t| t.index > first && t.index <= last)
-            {
-                total.merge(t);
-            }
+            let (d, rate) = (run.args.duration, run.args.churn_rate);
+            let (w, joins) = run.measure(d, (rss_before, rss_after), rate).await;
             churn_joins = Some(joins);
-            let mut jitter = run.jitter.clone();
-            report::window(
-                &total,
-                d as f64,
-                run.feeds.len(),
-                run.connected_subs(),
-                &mut jitter,
-                own1 - own0,
-                u1.cpu_s - u0.cpu_s,
-                (rss_before, rss_after),
-            )
+            w
         }
     };
     shutdown(&mut run).await;
     run.progress.finish_and_clear();
     // Sessions hand in their streams' jitter when they end.
-    let mut jitter = run.jitter.clone();
+    let mut jitter = std::mem::take(&mut run.jitter);
     jitter.sort_by(|a, b| a.total_cmp(b));
     window.jitter_p50_us = jitter.get(jitter.len() / 2).copied().unwrap_or(0.0);
     window.jitter_max_us = jitter.last().copied().unwrap_or(0.0);

@@ -78,7 +78,10 @@ pub enum MediaError {
     Malformed(PathBuf, &'static str),
 }
 
-/// Encodes (once, cached in `dir`) and loads a clip of `seconds` at `kbps` and `fps`.
+/// How long the looped clip is.
+const CLIP_SECONDS: u32 = 10;
+
+/// Encodes (once, cached in `dir`) and loads a clip at `kbps` and `fps`.
 pub fn load(
     dir: &Path,
     codec: VideoCodec,
@@ -90,114 +93,53 @@ pub fn load(
         path: dir.into(),
         source,
     })?;
-    let seconds = 10;
     let (w, h) = match kbps {
         0..=350 => (320, 240),
         351..=1200 => (640, 360),
         1201..=2200 => (960, 540),
         _ => (1280, 720),
     };
-    let gop = (fps * 2).to_string();
-    let rate = format!("{kbps}k");
-    let src = format!("testsrc2=size={w}x{h}:rate={fps}");
+    let gop = fps * 2;
+    let input = format!("-f lavfi -i testsrc2=size={w}x{h}:rate={fps} -t {CLIP_SECONDS}");
     let max_payload = mtu.saturating_sub(TRAILER + 40).max(200);
-    let (name, video) = match codec {
-        VideoCodec::Vp8 => {
-            let file = dir.join(format!("vp8-{kbps}k-{fps}fps.ivf"));
-            let args = [
-                "-f",
-                "lavfi",
-                "-i",
-                &src,
-                "-t",
-                &seconds.to_string(),
-                "-c:v",
-                "libvpx",
-                "-b:v",
-                &rate,
-                "-minrate",
-                &rate,
-                "-maxrate",
-                &rate,
-                "-g",
-                &gop,
-                "-deadline",
-                "realtime",
-                "-cpu-used",
-                "8",
-                "-f",
-                "ivf",
-            ];
-            encode(&file, &args)?;
-            let data = read(&file)?;
-            (file.clone(), parse_ivf(&file, &data, max_payload)?)
-        }
-        VideoCodec::H264 => {
-            let file = dir.join(format!("h264-{kbps}k-{fps}fps.h264"));
-            let bufsize = format!("{}k", kbps / 2);
-            let args = [
-                "-f",
-                "lavfi",
-                "-i",
-                &src,
-                "-t",
-                &seconds.to_string(),
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-tune",
-                "zerolatency",
-                "-profile:v",
-                "baseline",
-                "-pix_fmt",
-                "yuv420p",
-                "-b:v",
-                &rate,
-                "-maxrate",
-                &rate,
-                "-bufsize",
-                &bufsize,
-                "-g",
-                &gop,
-                "-x264-params",
-                "aud=1:repeat-headers=1",
-                "-bsf:v",
-                "h264_mp4toannexb",
-                "-f",
-                "h264",
-            ];
-            encode(&file, &args)?;
-            let data = read(&file)?;
-            (file.clone(), parse_annexb(&data, max_payload))
-        }
+    let (file, encoder) = match codec {
+        VideoCodec::Vp8 => (
+            dir.join(format!("vp8-{kbps}k-{fps}fps.ivf")),
+            format!(
+                "-c:v libvpx -b:v {kbps}k -minrate {kbps}k -maxrate {kbps}k -g {gop} \
+                 -deadline realtime -cpu-used 8 -f ivf"
+            ),
+        ),
+        VideoCodec::H264 => (
+            dir.join(format!("h264-{kbps}k-{fps}fps.h264")),
+            format!(
+                "-c:v libx264 -preset veryfast -tune zerolatency -profile:v baseline \
+                 -pix_fmt yuv420p -b:v {kbps}k -maxrate {kbps}k -bufsize {}k -g {gop} \
+                 -x264-params aud=1:repeat-headers=1 -bsf:v h264_mp4toannexb -f h264",
+                kbps / 2
+            ),
+        ),
+    };
+    encode(&file, &format!("{input} {encoder}"))?;
+    let data = read(&file)?;
+    let video = match codec {
+        VideoCodec::Vp8 => parse_ivf(&file, &data, max_payload)?,
+        VideoCodec::H264 => parse_annexb(&data, max_payload),
     };
     if video.is_empty() || !video[0].keyframe {
         return Err(MediaError::Malformed(
-            name,
+            file,
             "no video frames, or the first is not a keyframe",
         ));
     }
     let audio_file = dir.join("opus-32k.ogg");
-    let args = [
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        &seconds.to_string(),
-        "-c:a",
-        "libopus",
-        "-b:a",
-        "32k",
-        "-frame_duration",
-        "20",
-        "-application",
-        "voip",
-        "-f",
-        "ogg",
-    ];
-    encode(&audio_file, &args)?;
+    encode(
+        &audio_file,
+        &format!(
+            "-f lavfi -i sine=frequency=440:sample_rate=48000 -t {CLIP_SECONDS} -c:a libopus \
+             -b:a 32k -frame_duration 20 -application voip -f ogg"
+        ),
+    )?;
     let audio = parse_ogg(&read(&audio_file)?);
     if audio.is_empty() {
         return Err(MediaError::Malformed(audio_file, "no opus packets"));
@@ -224,15 +166,16 @@ fn read(path: &Path) -> Result<Vec<u8>, MediaError> {
     })
 }
 
-/// Runs ffmpeg into a temporary file and renames it, unless `out` already exists.
-fn encode(out: &Path, args: &[&str]) -> Result<(), MediaError> {
+/// Runs ffmpeg with `args` (separated by white space; no argument holds any) into a
+/// temporary file and renames it, unless `out` already exists.
+fn encode(out: &Path, args: &str) -> Result<(), MediaError> {
     if out.exists() {
         return Ok(());
     }
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     let result = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
+        .args(args.split_whitespace())
         .arg(&tmp)
         .output()
         .map_err(|e| MediaError::Ffmpeg(e.to_string()))?;

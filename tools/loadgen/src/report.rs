@@ -7,31 +7,8 @@ use serde::Serialize;
 
 use crate::stats::Tick;
 
-/// CPU seconds (user + system) of a process, from /proc/<pid>/stat.
-pub fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / clock_ticks())
-}
-
-fn clock_ticks() -> f64 {
-    // USER_HZ is 100 on every Linux architecture this runs on.
-    100.0
-}
-
-/// Resident memory of a process, KiB.
-pub fn rss_kib(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
+pub use switchyard_perf::cpu_seconds;
+use switchyard_perf::rss_kib;
 
 /// The CPU seconds and RSS of a set of processes together.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -104,7 +81,8 @@ pub struct Window {
     pub loss: f64,
     /// Added latency: send → server → receive, on one clock.
     pub latency: Latency,
-    /// Jitter (RFC 3550) of the subscribers' streams at the end, µs: median and largest.
+    /// Jitter (RFC 3550) of the subscribers' streams when they ended, µs: the median (set
+    /// once every session has ended; 0 in ramp steps).
     pub jitter_p50_us: f64,
     /// The largest stream jitter, µs.
     pub jitter_max_us: f64,
@@ -202,12 +180,10 @@ pub fn window(
     seconds: f64,
     publishers: usize,
     subscribers: usize,
-    jitter: &mut [f64],
     loadgen_cpu_s: f64,
     server_cpu_s: f64,
     rss: (u64, u64),
 ) -> Window {
-    jitter.sort_by(|a, b| a.total_cmp(b));
     let secs = seconds.max(1e-9);
     let mbit = ticks.received_bytes as f64 * 8.0 / 1e6 / secs;
     let server_cores = server_cpu_s / secs;
@@ -221,8 +197,8 @@ pub fn window(
         received_mbit_s: mbit,
         loss: ticks.loss(),
         latency: Latency::of(&ticks.latency),
-        jitter_p50_us: jitter.get(jitter.len() / 2).copied().unwrap_or(0.0),
-        jitter_max_us: jitter.last().copied().unwrap_or(0.0),
+        jitter_p50_us: 0.0,
+        jitter_max_us: 0.0,
         ttff_ms: Latency::of(&ticks.ttff),
         failures: ticks.failures,
         loadgen_cpu_s,
@@ -429,18 +405,11 @@ pub fn plot(dir: &Path, r: &Report) -> std::io::Result<()> {
 
 /// CPU model and the cores this process may use.
 pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    format!("{cpu}, {cores} cores available to the load generator")
+    format!(
+        "{}, {} cores available to the load generator",
+        switchyard_perf::cpu_model(),
+        switchyard_perf::available_cores()
+    )
 }
 
 #[cfg(test)]
@@ -461,11 +430,5 @@ mod tests {
         assert!(s.starts_with("<svg"));
         assert!(s.trim_end().ends_with("</svg>"));
         assert_eq!(s.matches("<polyline").count(), 2);
-    }
-
-    #[test]
-    fn own_cpu_is_readable() {
-        assert!(cpu_seconds("self").is_some());
-        assert!(rss_kib("self").unwrap_or(0) > 0);
     }
 }

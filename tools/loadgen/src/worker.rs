@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::media::{Media, VideoCodec};
-use crate::session::{Role, Session, SessionEnd, WorkerCtx};
+use crate::session::{Role, Session, SessionEnd, SessionError, WorkerCtx};
 use crate::signal::janus::Janus;
 use crate::signal::switchyard::Switchyard;
 use crate::signal::SignalError;
@@ -273,6 +273,17 @@ async fn stopped(rx: oneshot::Receiver<()>) {
     let _ = rx.await;
 }
 
+/// Why a session did not start or ended early.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    #[error("a {0} of another target")]
+    Mismatch(&'static str),
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn publisher(
     id: u64,
@@ -284,13 +295,13 @@ async fn publisher(
     stop: oneshot::Receiver<()>,
     reports: mpsc::UnboundedSender<Report>,
 ) {
-    let result: Result<(), String> = async {
-        let mut s = Session::new(ctx.local_ip, codec).map_err(|e| e.to_string())?;
-        let (offer, pending) = s.offer(true).map_err(|e| e.to_string())?;
+    let result: Result<(), Failure> = async {
+        let mut s = Session::new(ctx.local_ip, codec)?;
+        let (offer, pending) = s.offer(true)?;
         let user = format!("loadgen-pub-{id}");
-        let (answer, feed, leave): (String, Feed, Leave) = match (&*signal, &room) {
+        let (answer, feed, leave) = match (&*signal, &room) {
             (Signal::Switchyard(sy), RoomRef::Switchyard(r)) => {
-                let (answer, res, stream) = sy.publish(r, &user, offer).await.map_err(se)?;
+                let (answer, res, stream) = sy.publish(r, &user, offer).await?;
                 let feed = Feed::Switchyard {
                     room: r.clone(),
                     stream,
@@ -298,32 +309,24 @@ async fn publisher(
                 (answer, feed, Leave::Switchyard(res))
             }
             (Signal::Janus(j), RoomRef::Janus(r)) => {
-                let (answer, feed, handle) = j.publish(*r, &user, offer).await.map_err(se)?;
+                let (answer, feed, handle) = j.publish(*r, &user, offer).await?;
                 (answer, Feed::Janus { room: *r, feed }, Leave::Janus(handle))
             }
-            _ => return Err("room of another target".to_string()),
+            _ => return Err(Failure::Mismatch("room")),
         };
-        s.accept_answer(pending, &answer)
-            .map_err(|e| e.to_string())?;
-        let r = reports.clone();
-        let end = s
-            .run(
-                ctx.clone(),
-                Role::Publisher(media),
-                stopped(stop),
-                move || {
-                    let _ = r.send(Report::PublisherReady { feed });
-                },
-            )
-            .await;
-        leave.run(&signal).await;
-        match end {
-            Ok(end) => {
-                let _ = reports.send(Report::Ended { end });
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        s.accept_answer(pending, &answer)?;
+        let ready = Report::PublisherReady { feed };
+        live(
+            s,
+            Role::Publisher(media),
+            stop,
+            ready,
+            leave,
+            &signal,
+            &ctx,
+            &reports,
+        )
+        .await
     }
     .await;
     if let Err(e) = result {
@@ -341,44 +344,27 @@ async fn subscriber(
     reports: mpsc::UnboundedSender<Report>,
 ) {
     let started = Instant::now();
-    let result: Result<(), String> = async {
-        let mut s = Session::new(ctx.local_ip, codec).map_err(|e| e.to_string())?;
+    let result: Result<(), Failure> = async {
+        let mut s = Session::new(ctx.local_ip, codec)?;
         let user = format!("loadgen-sub-{id}");
         let leave = match (&*signal, &feed) {
             (Signal::Switchyard(sy), Feed::Switchyard { room, stream }) => {
-                let (offer, pending) = s.offer(false).map_err(|e| e.to_string())?;
-                let (answer, res) = sy.subscribe(room, stream, &user, offer).await.map_err(se)?;
-                s.accept_answer(pending, &answer)
-                    .map_err(|e| e.to_string())?;
+                let (offer, pending) = s.offer(false)?;
+                let (answer, res) = sy.subscribe(room, stream, &user, offer).await?;
+                s.accept_answer(pending, &answer)?;
                 Leave::Switchyard(res)
             }
             (Signal::Janus(j), Feed::Janus { room, feed }) => {
-                let (handle, offer) = j.subscribe_offer(*room, *feed).await.map_err(se)?;
-                let answer = s.accept_offer(&offer).map_err(|e| e.to_string())?;
-                j.start(handle, answer).await.map_err(se)?;
+                let (handle, offer) = j.subscribe_offer(*room, *feed).await?;
+                let answer = s.accept_offer(&offer)?;
+                j.start(handle, answer).await?;
                 Leave::Janus(handle)
             }
-            _ => return Err("feed of another target".to_string()),
+            _ => return Err(Failure::Mismatch("feed")),
         };
-        let r = reports.clone();
-        let end = s
-            .run(
-                ctx.clone(),
-                Role::Subscriber { started },
-                stopped(stop),
-                move || {
-                    let _ = r.send(Report::SubscriberReady { id });
-                },
-            )
-            .await;
-        leave.run(&signal).await;
-        match end {
-            Ok(end) => {
-                let _ = reports.send(Report::Ended { end });
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        let ready = Report::SubscriberReady { id };
+        let role = Role::Subscriber { started };
+        live(s, role, stop, ready, leave, &signal, &ctx, &reports).await
     }
     .await;
     if let Err(e) = result {
@@ -386,8 +372,28 @@ async fn subscriber(
     }
 }
 
-fn se(e: SignalError) -> String {
-    e.to_string()
+/// Runs a negotiated session until it is stopped, sending `ready` once it connects; then
+/// ends it on the server and reports what it measured.
+#[allow(clippy::too_many_arguments)]
+async fn live(
+    s: Session,
+    role: Role,
+    stop: oneshot::Receiver<()>,
+    ready: Report,
+    leave: Leave,
+    signal: &Signal,
+    ctx: &Rc<WorkerCtx>,
+    reports: &mpsc::UnboundedSender<Report>,
+) -> Result<(), Failure> {
+    let r = reports.clone();
+    let end = s
+        .run(ctx.clone(), role, stopped(stop), move || {
+            let _ = r.send(ready);
+        })
+        .await;
+    leave.run(signal).await;
+    let _ = reports.send(Report::Ended { end: end? });
+    Ok(())
 }
 
 /// How a session is ended on the server.
