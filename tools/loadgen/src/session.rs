@@ -332,7 +332,6 @@ struct PubState {
     video: Option<TxStream>,
     audio: Option<TxStream>,
     frame: usize,
-    packet: usize,
     last_keyframe: Option<Instant>,
 }
 
@@ -343,7 +342,6 @@ impl PubState {
             video: None,
             audio: None,
             frame: 0,
-            packet: 0,
             last_keyframe: None,
         }
     }
@@ -453,7 +451,6 @@ impl PubState {
                         sent += 1;
                     }
                     v.seq += 1;
-                    self.packet += 1;
                 }
                 v.ts = v.ts.wrapping_add(ts_step);
                 v.next += frame_time;
