@@ -197,7 +197,11 @@ impl Session {
                     for _ in 0..32 {
                         self.drain(&ctx, &mut state, &mut conn)?;
                         match self.sock.try_recv_from(&mut buf) {
-                            Ok((n, source)) => self.receive(&ctx, now, source, &buf[..n])?,
+                            // Each datagram's own arrival time: the batch's first would
+                            // under-count the later ones' latency by the work done since.
+                            Ok((n, source)) => {
+                                self.receive(&ctx, Instant::now(), source, &buf[..n])?
+                            }
                             Err(_) => break,
                         }
                     }
