@@ -422,6 +422,12 @@ impl Core {
         std::mem::take(&mut self.out)
     }
 
+    /// What the core wants done, to be emptied in place (the driver does, so that the
+    /// outbox's buffers keep their capacity and steady forwarding allocates none).
+    pub fn outbox_mut(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
     /// The earliest time the core needs [`Core::handle_timeout`].
     pub fn next_timeout(&self) -> Option<Instant> {
         let peers = self.peers.values().map(|p| {
@@ -673,16 +679,7 @@ impl Core {
     /// Another core hands something over.
     pub fn handle_core_msg(&mut self, now: Instant, msg: CoreMsg) {
         match msg {
-            CoreMsg::Media(pkt) => {
-                let subs = self
-                    .subscribers
-                    .get(&pkt.publication)
-                    .cloned()
-                    .unwrap_or_default();
-                for (key, sub) in subs {
-                    self.write_to_subscriber(key, &sub, &pkt, now);
-                }
-            }
+            CoreMsg::Media(pkt) => self.fan_out(&pkt, now),
             CoreMsg::KeyframeRequest { publication } => self.keyframe_wanted(&publication, now),
             CoreMsg::Interest {
                 publication,
@@ -1300,14 +1297,26 @@ impl Core {
                 .push((*core, CoreMsg::Media(packet.clone())));
             CoreMetrics::add(&self.metrics.handed_off, 1);
         }
-        let subs = self
-            .subscribers
-            .get(&publication)
-            .cloned()
-            .unwrap_or_default();
         let now = packet.arrival;
-        for (sub_key, sub) in subs {
-            self.write_to_subscriber(sub_key, &sub, &packet, now);
+        self.fan_out(&packet, now);
+    }
+
+    /// Writes a packet to every local subscription of its publication.
+    fn fan_out(&mut self, pkt: &MediaPacket, now: Instant) {
+        // The list is lent out of the map while it is walked (writing to a subscriber
+        // never changes who subscribes: closes wait in `pending`), instead of cloned.
+        let Some(subs) = self
+            .subscribers
+            .get_mut(&pkt.publication)
+            .map(std::mem::take)
+        else {
+            return;
+        };
+        for (key, sub) in &subs {
+            self.write_to_subscriber(*key, sub, pkt, now);
+        }
+        if let Some(slot) = self.subscribers.get_mut(&pkt.publication) {
+            *slot = subs;
         }
     }
 

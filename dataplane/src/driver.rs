@@ -4,17 +4,21 @@
 //! Tasks on the core's executor, all sharing the `Core` through a `RefCell` (one thread,
 //! never held across an await): one receive loop per media socket, one timer loop, one
 //! loop per other core's hand-off channel, and the command loop. After each input the
-//! outbox is flushed at once: datagrams go out with a non-blocking `sendto` on the same
-//! socket (a full socket buffer drops and counts), hand-offs go into bounded channels
+//! outbox is flushed at once: datagrams go out in batches of up to 64 with one non-blocking
+//! `sendmmsg` on the same socket (a datagram the full socket buffer refuses is dropped and
+//! counted), hand-offs go into bounded channels
 //! (a full one drops and counts — a slow core never blocks this one), events go to the
 //! management executor.
 
-use crate::core::{Command, Core, CoreEvent, CoreMsg};
+use crate::core::{Command, Core, CoreEvent, CoreMsg, Datagram};
 use crate::metrics::{CoreMetrics, DropReason};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use std::cell::RefCell;
+use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,37 +46,46 @@ pub struct MediaSocket {
     pub socket: socket2::Socket,
 }
 
+/// The most datagrams handed to the kernel in one `sendmmsg`.
+const SEND_BATCH: usize = 64;
+
+/// A media socket's sending side: the socket and the `sendmmsg` headers, allocated once.
+struct Sender {
+    local: SocketAddr,
+    socket: StdUdpSocket,
+    headers: RefCell<MultiHeaders<SockaddrStorage>>,
+}
+
 struct Ctx {
     core: RefCell<Core>,
-    send: Vec<(SocketAddr, StdUdpSocket)>,
+    send: Vec<Sender>,
     to_cores: Vec<Option<ConnectedSender<CoreMsg>>>,
     events: LocalSender<CoreEvent>,
     metrics: Arc<CoreMetrics>,
 }
 
 impl Ctx {
-    /// Carries out what the core asked for.
+    /// Carries out what the core asked for. The outbox is emptied in place, so its
+    /// buffers keep their capacity from one input to the next.
     fn flush(&self) {
-        let out = self.core.borrow_mut().take_outbox();
-        for d in out.transmits {
-            let Some((_, sock)) = self
-                .send
-                .iter()
-                .find(|(a, _)| *a == d.from)
-                .or_else(|| self.send.first())
-            else {
-                self.metrics.dropped(DropReason::SendFailed);
-                continue;
-            };
-            match sock.send_to(&d.data, d.to) {
-                Ok(n) => {
-                    CoreMetrics::add(&self.metrics.packets_out, 1);
-                    CoreMetrics::add(&self.metrics.bytes_out, n as u64);
-                }
-                Err(_) => self.metrics.dropped(DropReason::SendFailed),
+        let mut core = self.core.borrow_mut();
+        let out = core.outbox_mut();
+        let mut start = 0;
+        while start < out.transmits.len() {
+            // A run of datagrams from the same local address goes out in one batch.
+            let from = out.transmits[start].from;
+            let mut end = start + 1;
+            while end < out.transmits.len()
+                && end - start < SEND_BATCH
+                && out.transmits[end].from == from
+            {
+                end += 1;
             }
+            self.send_batch(&out.transmits[start..end]);
+            start = end;
         }
-        for (to, msg) in out.to_cores {
+        out.transmits.clear();
+        for (to, msg) in out.to_cores.drain(..) {
             match self.to_cores.get(usize::from(to)).and_then(|s| s.as_ref()) {
                 Some(s) => {
                     if s.try_send(msg).is_err() {
@@ -82,9 +95,56 @@ impl Ctx {
                 None => self.metrics.dropped(DropReason::CrossCoreFull),
             }
         }
-        for e in out.events {
+        for e in out.events.drain(..) {
             // Unbounded and local: events are few (peer set-up and teardown).
             let _ = self.events.try_send(e);
+        }
+    }
+
+    /// Sends datagrams that share a local address with as few `sendmmsg` calls as the
+    /// kernel allows. A datagram the kernel refuses (a full socket buffer) is dropped and
+    /// counted, as a lone `sendto` would be; the rest still go.
+    fn send_batch(&self, batch: &[Datagram]) {
+        let Some(sender) = self
+            .send
+            .iter()
+            .find(|s| s.local == batch[0].from)
+            .or_else(|| self.send.first())
+        else {
+            self.metrics
+                .dropped_n(DropReason::SendFailed, batch.len() as u64);
+            return;
+        };
+        let mut headers = sender.headers.borrow_mut();
+        let fd = sender.socket.as_raw_fd();
+        let slices: [[IoSlice; 1]; SEND_BATCH] =
+            std::array::from_fn(|i| [IoSlice::new(batch.get(i).map_or(&[][..], |d| &d.data[..]))]);
+        let addrs: [Option<SockaddrStorage>; SEND_BATCH] =
+            std::array::from_fn(|i| batch.get(i).map(|d| SockaddrStorage::from(d.to)));
+        let cmsgs: [ControlMessage; 0] = [];
+        let mut next = 0;
+        while next < batch.len() {
+            let sent = sendmmsg(
+                fd,
+                &mut headers,
+                &slices[next..batch.len()],
+                &addrs[next..batch.len()],
+                cmsgs,
+                MsgFlags::empty(),
+            )
+            .map(Iterator::count);
+            match sent {
+                Ok(n) if n > 0 => {
+                    let bytes: usize = batch[next..next + n].iter().map(|d| d.data.len()).sum();
+                    CoreMetrics::add(&self.metrics.packets_out, n as u64);
+                    CoreMetrics::add(&self.metrics.bytes_out, bytes as u64);
+                    next += n;
+                }
+                _ => {
+                    self.metrics.dropped(DropReason::SendFailed);
+                    next += 1;
+                }
+            }
         }
     }
 }
@@ -133,7 +193,11 @@ pub async fn run(
                     tracing::error!(addr = %ms.local, "cannot make the media socket non-blocking");
                     continue;
                 }
-                send.push((ms.local, std));
+                send.push(Sender {
+                    local: ms.local,
+                    socket: std,
+                    headers: RefCell::new(MultiHeaders::preallocate(SEND_BATCH, None)),
+                });
                 recv.push((ms.local, glommio::net::UdpSocket::from(ms.socket)));
             }
             Err(e) => {

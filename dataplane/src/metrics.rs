@@ -88,8 +88,13 @@ pub struct CoreMetrics {
 impl CoreMetrics {
     /// Counts a drop.
     pub fn dropped(&self, why: DropReason) {
+        self.dropped_n(why, 1);
+    }
+
+    /// Counts `n` drops for one reason.
+    pub fn dropped_n(&self, why: DropReason, n: u64) {
         let i = DropReason::ALL.iter().position(|d| *d == why).unwrap_or(0);
-        self.drops[i].fetch_add(1, Relaxed);
+        self.drops[i].fetch_add(n, Relaxed);
     }
 
     /// The drops so far for one reason.

@@ -9,11 +9,22 @@ use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
-use switchyard_dataplane::core::{Command, Core, CoreEvent, PublicationSpec};
+use switchyard_dataplane::core::{Command, Core, CoreEvent, Outbox, PublicationSpec};
 use switchyard_dataplane::metrics::CoreMetrics;
 use switchyard_dataplane_api::{Binding, PeerCreate, PeerCreated, PeerOffer, RpcError};
 
 static INIT: Once = Once::new();
+
+/// Empties a core's outbox in place, as the driver does, so that its buffers keep their
+/// capacity from one input to the next.
+pub fn take_outbox(core: &mut Core) -> Outbox {
+    let out = core.outbox_mut();
+    Outbox {
+        transmits: out.transmits.drain(..).collect(),
+        to_cores: out.to_cores.drain(..).collect(),
+        events: out.events.drain(..).collect(),
+    }
+}
 
 pub fn init() {
     INIT.call_once(|| {
@@ -42,6 +53,9 @@ pub struct Net {
     pub core_events: Vec<CoreEvent>,
     /// Drop every datagram from a client to a core whose index is in this list.
     pub blackhole: Vec<usize>,
+    /// Called with `true` just before a core handles a client's datagram and with `false`
+    /// once its outbox is taken (the allocation test counts in between).
+    pub around_core_input: Option<fn(bool)>,
     token: u64,
     queue: std::collections::VecDeque<switchyard_dataplane::core::Datagram>,
     delivering: bool,
@@ -79,6 +93,7 @@ impl Net {
             created: Vec::new(),
             core_events: Vec::new(),
             blackhole: Vec::new(),
+            around_core_input: None,
             token: 0,
             queue: Default::default(),
             delivering: false,
@@ -183,7 +198,7 @@ impl Net {
         core: usize,
         client: usize,
     ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
-        let mut outbox = self.cores[core].take_outbox();
+        let mut outbox = take_outbox(&mut self.cores[core]);
         let result = outbox.events.drain(..).find_map(|e| match e {
             CoreEvent::Created { result, .. } => Some(result),
             other => {
@@ -204,14 +219,14 @@ impl Net {
         result
     }
 
-    fn route(&mut self, from_core: usize, outbox: switchyard_dataplane::core::Outbox) {
+    fn route(&mut self, from_core: usize, outbox: Outbox) {
         for d in outbox.transmits {
             self.queue.push_back(d);
         }
         for (to, msg) in outbox.to_cores {
             let now = self.now;
             self.cores[to as usize].handle_core_msg(now, msg);
-            let ob = self.cores[to as usize].take_outbox();
+            let ob = take_outbox(&mut self.cores[to as usize]);
             self.route(to as usize, ob);
         }
         self.core_events.extend(outbox.events);
@@ -255,8 +270,14 @@ impl Net {
                             continue;
                         }
                         let data: Vec<u8> = t.contents.into();
+                        if let Some(hook) = self.around_core_input {
+                            hook(true);
+                        }
                         self.cores[k].handle_datagram(self.now, t.destination, t.source, &data);
-                        let ob = self.cores[k].take_outbox();
+                        if let Some(hook) = self.around_core_input {
+                            hook(false);
+                        }
+                        let ob = take_outbox(&mut self.cores[k]);
                         self.route(k, ob);
                     }
                 }
@@ -278,7 +299,7 @@ impl Net {
             if let Some(t) = self.cores[k].next_timeout() {
                 if t <= self.now {
                     self.cores[k].handle_timeout(self.now);
-                    let ob = self.cores[k].take_outbox();
+                    let ob = take_outbox(&mut self.cores[k]);
                     self.route(k, ob);
                 }
                 next = next.min(t.max(self.now + Duration::from_micros(100)));

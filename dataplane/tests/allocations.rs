@@ -1,0 +1,189 @@
+//! Heap allocations on the forwarding path, counted by a global allocator: a publisher's
+//! packets are handled by the core (decrypt, route, rewrite, encrypt for each subscriber,
+//! the outbox taken) while every allocation is counted, for one subscriber and for eight.
+//! The difference is what each extra forwarded copy costs. Each allocation is charged to
+//! the innermost of Switchyard's code or str0m's on its stack (from a backtrace), so the
+//! test can hold Switchyard's own share of the per-copy cost at zero and str0m's at what
+//! its egress needs today (a buffer for the plain packet and one for the encrypted).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
+
+mod common;
+
+use common::Net;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::backtrace::Backtrace;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use str0m::media::MediaKind;
+use switchyard_dataplane_api::Binding;
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+/// Allocations charged to Switchyard, to str0m, to neither (std, the allocator's callers).
+static ALLOCATIONS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+thread_local! {
+    /// Set while an allocation is being attributed (taking a backtrace allocates too).
+    static ATTRIBUTING: Cell<bool> = const { Cell::new(false) };
+}
+
+const OURS: usize = 0;
+const STR0M: usize = 1;
+const OTHER: usize = 2;
+
+/// Charges the allocation being made to whoever's frame is innermost on the stack.
+fn attribute() {
+    if ATTRIBUTING.with(|a| a.replace(true)) {
+        return;
+    }
+    let trace = Backtrace::force_capture().to_string();
+    let owner = trace
+        .lines()
+        .find_map(|l| {
+            if l.contains("switchyard_dataplane::") {
+                Some(OURS)
+            } else if l.contains("str0m") {
+                Some(STR0M)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(OTHER);
+    ALLOCATIONS[owner].fetch_add(1, Ordering::Relaxed);
+    ATTRIBUTING.with(|a| a.set(false));
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; counting only
+// touches atomics.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            attribute();
+        }
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            attribute();
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn count(on: bool) {
+    COUNTING.store(on, Ordering::Relaxed);
+}
+
+/// Sends `frames` frames (audio every 20 ms, a two-packet video frame every 40 ms) and
+/// returns (allocations inside the core by owner, packets the core forwarded).
+fn measure(net: &mut Net, publisher: usize, first: u64, frames: u64) -> ([u64; 3], u64) {
+    let before_fwd = net_forwarded(net);
+    for a in &ALLOCATIONS {
+        a.store(0, Ordering::Relaxed);
+    }
+    net.around_core_input = Some(count);
+    for i in first..first + frames {
+        net.write(publisher, MediaKind::Audio, 960 * i, &[0xA0; 80]);
+        if i % 2 == 0 {
+            net.write(publisher, MediaKind::Video, 3000 * i, &[0x10; 1800]);
+        }
+        let until = net.now + Duration::from_millis(20);
+        while net.now < until {
+            net.step(Duration::from_millis(5));
+        }
+    }
+    net.around_core_input = None;
+    (
+        std::array::from_fn(|i| ALLOCATIONS[i].load(Ordering::Relaxed)),
+        net_forwarded(net) - before_fwd,
+    )
+}
+
+fn net_forwarded(net: &Net) -> u64 {
+    net.metrics[0].rtp_forwarded.load(Ordering::Relaxed)
+}
+
+/// One publisher and `subscribers` subscribers on one core, media flowing for 2 s.
+fn room(subscribers: usize) -> (Net, usize) {
+    let mut net = Net::new(1, 0.0);
+    let (p, offer) = net.client("publisher", true, false);
+    let publish = vec![Binding::Publish {
+        publication: "s1".into(),
+        mids: None,
+        audio: true,
+        video: true,
+    }];
+    let (_, spec) = net.connect(0, p, offer, "pub", publish, vec![]).unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let mut subs = Vec::new();
+    for i in 0..subscribers {
+        let (s, offer) = net.client(&format!("sub{i}"), false, true);
+        let bind = vec![Binding::Subscribe {
+            subscription: format!("sub{i}"),
+            publication: "s1".into(),
+            mids: None,
+            audio: true,
+            video: true,
+        }];
+        net.connect(0, s, offer, &format!("sub{i}"), bind, spec.clone())
+            .unwrap();
+        subs.push(s);
+    }
+    assert!(net.run_until(Duration::from_secs(5), |n| subs
+        .iter()
+        .all(|s| n.connected(*s))));
+    (net, p)
+}
+
+#[test]
+fn forwarding_allocates_nothing_of_its_own_per_copy() {
+    let mut per_room = Vec::new();
+    for subscribers in [1usize, 8] {
+        let (mut net, p) = room(subscribers);
+        // Warm up: caches, queues and maps reach their steady size.
+        measure(&mut net, p, 0, 300);
+        let (allocs, forwarded) = measure(&mut net, p, 300, 60);
+        assert!(
+            forwarded >= 85 * subscribers as u64,
+            "forwarded {forwarded}"
+        );
+        println!(
+            "{subscribers} subscriber(s), {forwarded} packets forwarded: allocations by \
+             Switchyard {}, str0m {}, other {}",
+            allocs[OURS], allocs[STR0M], allocs[OTHER]
+        );
+        per_room.push((allocs, forwarded));
+    }
+    let (a1, f1) = per_room[0];
+    let (a8, f8) = per_room[1];
+    let copies = (f8 - f1) as f64;
+    let per_copy = |who: usize| (a8[who] as f64 - a1[who] as f64) / copies;
+    println!(
+        "each extra forwarded copy: Switchyard {:.2}, str0m {:.2}, other {:.2} allocations",
+        per_copy(OURS),
+        per_copy(STR0M),
+        per_copy(OTHER)
+    );
+    // Switchyard's fan-out (routing, rewriting, the outbox) allocates nothing per copy.
+    assert!(
+        per_copy(OURS) < 0.05,
+        "Switchyard allocates {:.2} times per forwarded copy",
+        per_copy(OURS)
+    );
+    // str0m builds each copy in a new buffer and encrypts it into another; its handling
+    // of the subscribers' RTCP adds a little. More than that is a regression.
+    assert!(
+        per_copy(STR0M) + per_copy(OTHER) <= 2.6,
+        "str0m allocates {:.2} times per forwarded copy",
+        per_copy(STR0M) + per_copy(OTHER)
+    );
+}
