@@ -152,14 +152,39 @@ pub fn tracks(rtc: &Rtc, media: &[(Mid, MediaKind)]) -> (Vec<Track>, Vec<Payload
     (tracks, params)
 }
 
-/// The send stream of a section, declared if str0m did not make one.
+/// How long a subscription keeps what it sent, to answer NACKs with RTX. A NACK arrives
+/// one round trip after the loss; older ones are not worth answering (the subscriber's
+/// jitter buffer has moved on and asks for a keyframe instead).
+pub const RTX_HISTORY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The most packets a video subscription keeps for RTX (1 s of 4 Mbit/s video). The
+/// history is a ring of str0m packet records (a few hundred bytes each; payloads are shared
+/// with the publication) that grows until it holds `RTX_HISTORY`: with str0m's default
+/// (1,000 packets over 3 s) it was most of a subscriber's memory.
+pub const RTX_PACKETS: usize = 400;
+
+/// The share of retransmissions in a stream above which queued resends are dropped
+/// (str0m's default).
+const RTX_RATIO_CAP: Option<f32> = Some(0.15);
+
+/// The send stream of a section, declared if str0m did not make one, with the dataplane's
+/// RTX history.
 pub fn send_stream(rtc: &mut Rtc, mid: Mid, kind: MediaKind) -> Ssrc {
     let mut api = rtc.direct_api();
-    if let Some(tx) = api.stream_tx_by_mid(mid, None) {
-        return tx.ssrc();
-    }
-    let ssrc = api.new_ssrc();
-    let rtx = (kind == MediaKind::Video).then(|| api.new_ssrc());
-    api.declare_stream_tx(ssrc, rtx, mid, None);
-    ssrc
+    let tx = match api.stream_tx_by_mid(mid, None) {
+        Some(tx) => tx,
+        None => {
+            let ssrc = api.new_ssrc();
+            let rtx = (kind == MediaKind::Video).then(|| api.new_ssrc());
+            api.declare_stream_tx(ssrc, rtx, mid, None)
+        }
+    };
+    // Audio is not retransmitted (written not nackable): its history stays empty.
+    let packets = if kind == MediaKind::Video {
+        RTX_PACKETS
+    } else {
+        1
+    };
+    tx.set_rtx_cache(packets, RTX_HISTORY, RTX_RATIO_CAP);
+    tx.ssrc()
 }
