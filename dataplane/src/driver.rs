@@ -8,14 +8,17 @@
 //! `sendmmsg` on the same socket (a datagram the full socket buffer refuses is dropped and
 //! counted), hand-offs go into bounded channels
 //! (a full one drops and counts — a slow core never blocks this one), events go to the
-//! management executor.
+//! management executor. The time spent on inputs is summed, and every
+//! [`LOAD_WINDOW`] the core is told its load (the share of wall time it was busy), which
+//! it uses to shed past saturation (see [`crate::overload`]).
 
 use crate::core::{Command, Core, CoreEvent, CoreMsg, Datagram};
 use crate::metrics::{CoreMetrics, DropReason};
+use crate::overload::LOAD_WINDOW;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
@@ -58,6 +61,8 @@ struct Sender {
 
 struct Ctx {
     core: RefCell<Core>,
+    /// Time spent handling inputs (and flushing their outboxes) since the last load report.
+    busy: Cell<Duration>,
     send: Vec<Sender>,
     to_cores: Vec<Option<ConnectedSender<CoreMsg>>>,
     events: LocalSender<CoreEvent>,
@@ -65,6 +70,11 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// Counts the time since `start` (when an input began) as busy.
+    fn worked_since(&self, start: Instant) {
+        self.busy.set(self.busy.get() + start.elapsed());
+    }
+
     /// Carries out what the core asked for. The outbox is emptied in place, so its
     /// buffers keep their capacity from one input to the next.
     fn flush(&self) {
@@ -208,6 +218,7 @@ pub async fn run(
     let (ev_tx, ev_rx) = local_channel::new_unbounded();
     let ctx = Rc::new(Ctx {
         core: RefCell::new(core),
+        busy: Cell::new(Duration::ZERO),
         send,
         to_cores,
         events: ev_tx,
@@ -230,13 +241,12 @@ pub async fn run(
             loop {
                 match sock.recv_from(&mut buf).await {
                     Ok((n, from)) => {
-                        ctx.core.borrow_mut().handle_datagram(
-                            Instant::now(),
-                            local,
-                            from,
-                            &buf[..n],
-                        );
+                        let now = Instant::now();
+                        ctx.core
+                            .borrow_mut()
+                            .handle_datagram(now, local, from, &buf[..n]);
                         ctx.flush();
+                        ctx.worked_since(now);
                     }
                     Err(e) => {
                         tracing::warn!(addr = %local, error = %e, "media socket receive failed");
@@ -251,6 +261,7 @@ pub async fn run(
     {
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
+            let mut window_start = Instant::now();
             loop {
                 let next = ctx.core.borrow().next_timeout();
                 let now = Instant::now();
@@ -259,8 +270,18 @@ pub async fn run(
                     None => MAX_TICK,
                 };
                 glommio::timer::sleep(wait.max(Duration::from_millis(1))).await;
-                ctx.core.borrow_mut().handle_timeout(Instant::now());
+                let now = Instant::now();
+                ctx.core.borrow_mut().handle_timeout(now);
                 ctx.flush();
+                ctx.worked_since(now);
+                let window = now.saturating_duration_since(window_start);
+                if window >= LOAD_WINDOW {
+                    let busy = ctx.busy.replace(Duration::ZERO);
+                    let load = (busy.as_secs_f64() / window.as_secs_f64()).min(1.0);
+                    ctx.core.borrow_mut().handle_load(now, load);
+                    ctx.flush();
+                    window_start = now;
+                }
             }
         })
         .detach();
@@ -270,8 +291,10 @@ pub async fn run(
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
-                ctx.core.borrow_mut().handle_core_msg(Instant::now(), msg);
+                let now = Instant::now();
+                ctx.core.borrow_mut().handle_core_msg(now, msg);
                 ctx.flush();
+                ctx.worked_since(now);
             }
         })
         .detach();

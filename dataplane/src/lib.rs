@@ -4,7 +4,8 @@
 //! - sans-IO pieces, each tested with a virtual clock: [`demux`] (whose datagram is it),
 //!   [`rewrite`] (per-subscription sequence numbers and timestamps), [`keyframe`] (merging
 //!   keyframe requests), [`sdp`] (rejecting media a role may not use), [`peer`] (a str0m
-//!   `Rtc` in ICE-lite, RTP mode, answering an offer);
+//!   `Rtc` in ICE-lite, RTP mode, answering an offer), [`overload`] (how much to shed
+//!   past saturation);
 //! - [`core::Core`], one core's state machine: peers, routes, forwarding, all driven by
 //!   `handle_*` calls that take `now` and fill an outbox;
 //! - [`driver`], the thin glommio loop per core: its sockets, timer and channels;
@@ -22,6 +23,7 @@ pub mod driver;
 pub mod keyframe;
 pub mod metrics;
 pub mod mgmt;
+pub mod overload;
 pub mod peer;
 pub mod rewrite;
 pub mod sdp;

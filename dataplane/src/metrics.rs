@@ -24,11 +24,13 @@ pub enum DropReason {
     SendFailed,
     /// Older than the subscription, or for a track the subscriber does not have.
     NotRoutable,
+    /// Video of a subscription shed because the core was saturated.
+    Overload,
 }
 
 impl DropReason {
     /// Every reason, for iteration.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Malformed,
         DropReason::UnknownSource,
         DropReason::NotAccepted,
@@ -37,6 +39,7 @@ impl DropReason {
         DropReason::CrossCoreFull,
         DropReason::SendFailed,
         DropReason::NotRoutable,
+        DropReason::Overload,
     ];
 
     /// The label value.
@@ -50,6 +53,7 @@ impl DropReason {
             DropReason::CrossCoreFull => "cross_core_full",
             DropReason::SendFailed => "send_failed",
             DropReason::NotRoutable => "not_routable",
+            DropReason::Overload => "overload",
         }
     }
 }
@@ -70,7 +74,7 @@ pub struct CoreMetrics {
     /// Packets handed to other cores.
     pub handed_off: AtomicU64,
     /// Drops, indexed like [`DropReason::ALL`].
-    pub drops: [AtomicU64; 8],
+    pub drops: [AtomicU64; 9],
     /// Peers on the core now.
     pub peers: AtomicU64,
     /// Publishers on the core now.
@@ -83,6 +87,11 @@ pub struct CoreMetrics {
     pub keyframe_requests_received: AtomicU64,
     /// Keyframe requests sent to publishers (after rate limiting).
     pub keyframe_requests_sent: AtomicU64,
+    /// The share of wall time the core spent handling inputs, in percent, over the last
+    /// load window.
+    pub load_percent: AtomicU64,
+    /// Video subscriptions shed because the core is saturated.
+    pub shed_subscriptions: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -192,6 +201,16 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             "switchyard_dataplane_publishers",
             "Publishers on the core",
             |m| &m.publishers,
+        ),
+        (
+            "switchyard_dataplane_load_percent",
+            "Share of wall time the core spent handling inputs over the last 100 ms",
+            |m| &m.load_percent,
+        ),
+        (
+            "switchyard_dataplane_shed_subscriptions",
+            "Video subscriptions shed because the core is saturated",
+            |m| &m.shed_subscriptions,
         ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} gauge");

@@ -73,6 +73,13 @@ impl Rewriter {
         Some(out)
     }
 
+    /// Re-anchors at the next packet, as if its source were new: after a pause the
+    /// outgoing numbering continues without a gap (the subscriber would otherwise ask for
+    /// every packet it did not get) and the timestamps advance by the time paused.
+    pub fn resume(&mut self) {
+        self.source = None;
+    }
+
     /// Starts a new source so that its first packet continues the outgoing stream.
     fn switch_to(&mut self, ssrc: u32, seq: u64, ts: u32, now: Instant) -> Source {
         let (next_seq, next_ts) = match self.last {
@@ -148,6 +155,26 @@ mod tests {
         let next = r.rewrite(0xbbbb, 60_001, 4_000_003_000, switch_at).unwrap();
         assert_eq!(next.seq, first.seq + 1);
         assert_eq!(next.ts, first.ts.wrapping_add(3000));
+    }
+
+    #[test]
+    fn resuming_after_a_pause_leaves_no_gap() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000, 100);
+        let a = r.rewrite(5, 1_000, 90_000, t0).unwrap();
+        r.resume();
+        // 50 packets (1 s) later, same source.
+        let b = r
+            .rewrite(5, 1_050, 180_000, t0 + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(b.seq, a.seq + 1, "no gap to NACK");
+        assert_eq!(b.ts, a.ts.wrapping_add(90_000), "a second later");
+        let c = r
+            .rewrite(5, 1_051, 183_000, t0 + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(c.seq, b.seq + 1);
+        // What was sent before the pause is not sent again.
+        assert_eq!(r.rewrite(5, 1_020, 150_000, t0), None);
     }
 
     #[test]

@@ -315,6 +315,14 @@ impl Net {
         }
     }
 
+    /// Tells a core how busy it was over the last load window, and routes what it does.
+    pub fn load(&mut self, core: usize, busy: f64) {
+        let now = self.now;
+        self.cores[core].handle_load(now, busy);
+        let ob = take_outbox(&mut self.cores[core]);
+        self.route(core, ob);
+    }
+
     /// Steps until `cond` holds or `limit` of virtual time passes.
     pub fn run_until(&mut self, limit: Duration, mut cond: impl FnMut(&Net) -> bool) -> bool {
         let end = self.now + limit;

@@ -1,0 +1,272 @@
+//! Forwarding: a publisher's packet to every subscription of its publication, on this
+//! core and (handed over once per core) on others; keyframe requests upstream; and load
+//! shedding past saturation (see [`crate::overload`]).
+
+use super::*;
+
+impl Core {
+    /// The driver reports how busy the core was over the last load window (the share of
+    /// wall time spent handling inputs, 0–1). Past saturation the most recently started
+    /// video subscriptions stop getting video (audio goes on); when the load falls their
+    /// video comes back with a keyframe.
+    pub fn handle_load(&mut self, now: Instant, busy: f64) {
+        self.metrics.load_percent.store(
+            (busy * 100.0).round() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        // Video subscriptions, latest first: (created, peer, index among its bindings).
+        let mut video: Vec<(u64, PeerKey, usize)> = Vec::new();
+        for (key, peer) in &self.peers {
+            for (i, b) in peer.subs.iter().enumerate() {
+                if b.outs.iter().any(|o| o.kind == MediaKind::Video) {
+                    video.push((b.created, *key, i));
+                }
+            }
+        }
+        let before = self.shedder.shed();
+        let shed = self.shedder.observe(now, busy, video.len());
+        if shed == before && before == 0 {
+            return;
+        }
+        video.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let mut restored: Vec<Arc<str>> = Vec::new();
+        for (rank, (_, key, i)) in video.iter().enumerate() {
+            let Some(b) = self.peers.get_mut(key).and_then(|p| p.subs.get_mut(*i)) else {
+                continue;
+            };
+            let shed_now = rank < shed;
+            if b.shed && !shed_now {
+                for o in b.outs.iter_mut().filter(|o| o.kind == MediaKind::Video) {
+                    o.rewriter.resume();
+                }
+                if !restored.contains(&b.publication) {
+                    restored.push(b.publication.clone());
+                }
+            }
+            b.shed = shed_now;
+        }
+        self.metrics
+            .shed_subscriptions
+            .store(shed as u64, std::sync::atomic::Ordering::Relaxed);
+        if shed != before {
+            tracing::info!(core = self.index, busy, shed, "load shedding changed");
+        }
+        for publication in restored {
+            self.keyframe_wanted(&publication, now);
+        }
+        self.run_pending(now);
+    }
+
+    pub(super) fn forward(&mut self, key: PeerKey, pkt: RtpPacket) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let ssrc = pkt.header.ssrc;
+        let Some(mid) = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+            self.metrics.dropped(DropReason::NotRoutable);
+            return;
+        };
+        let Some(binding) = peer
+            .pubs
+            .iter_mut()
+            .find(|b| b.media.iter().any(|(m, _)| *m == mid))
+        else {
+            self.metrics.dropped(DropReason::NotRoutable);
+            return;
+        };
+        let Some(kind) = binding
+            .media
+            .iter()
+            .find(|(m, _)| *m == mid)
+            .map(|(_, k)| *k)
+        else {
+            return;
+        };
+        let pt = pkt.header.payload_type;
+        let Some(params) = peer
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.pt() == pt)
+            .copied()
+        else {
+            self.metrics.dropped(DropReason::CodecMismatch);
+            return;
+        };
+        if kind == MediaKind::Video && !binding.video_ssrcs.contains(&ssrc) {
+            binding.video_ssrcs.push(ssrc);
+        }
+        let publication = binding.publication.clone();
+        let Some(p) = self.publications.get(&publication) else {
+            return;
+        };
+        if (kind == MediaKind::Audio && !p.audio_on) || (kind == MediaKind::Video && !p.video_on) {
+            // Paused at the source: nobody gets it.
+            return;
+        }
+        let ext = ExtensionValues {
+            audio_level: pkt.header.ext_vals.audio_level,
+            voice_activity: pkt.header.ext_vals.voice_activity,
+            video_orientation: pkt.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
+        let packet = Arc::new(MediaPacket {
+            publication: publication.clone(),
+            kind,
+            params,
+            ssrc: *ssrc,
+            seq: *pkt.seq_no,
+            ts: pkt.header.timestamp,
+            marker: pkt.header.marker,
+            ext,
+            payload: pkt.payload,
+            arrival: pkt.timestamp,
+        });
+        for core in &p.remote_cores {
+            self.out
+                .to_cores
+                .push((*core, CoreMsg::Media(packet.clone())));
+            CoreMetrics::add(&self.metrics.handed_off, 1);
+        }
+        let now = packet.arrival;
+        self.fan_out(&packet, now);
+    }
+
+    /// Writes a packet to every local subscription of its publication.
+    pub(super) fn fan_out(&mut self, pkt: &MediaPacket, now: Instant) {
+        // The list is lent out of the map while it is walked (writing to a subscriber
+        // never changes who subscribes: closes wait in `pending`), instead of cloned.
+        let Some(subs) = self
+            .subscribers
+            .get_mut(&pkt.publication)
+            .map(std::mem::take)
+        else {
+            return;
+        };
+        for (key, sub) in &subs {
+            self.write_to_subscriber(*key, sub, pkt, now);
+        }
+        if let Some(slot) = self.subscribers.get_mut(&pkt.publication) {
+            *slot = subs;
+        }
+    }
+
+    pub(super) fn write_to_subscriber(
+        &mut self,
+        key: PeerKey,
+        subscription: &Arc<str>,
+        pkt: &MediaPacket,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if !peer.connected {
+            return;
+        }
+        let Some(binding) = peer
+            .subs
+            .iter_mut()
+            .find(|b| b.subscription == *subscription)
+        else {
+            return;
+        };
+        if (pkt.kind == MediaKind::Audio && !binding.audio_on)
+            || (pkt.kind == MediaKind::Video && !binding.video_on)
+        {
+            return;
+        }
+        if pkt.kind == MediaKind::Video && binding.shed {
+            self.metrics.dropped(DropReason::Overload);
+            return;
+        }
+        let Some(out) = binding.outs.iter_mut().find(|o| o.kind == pkt.kind) else {
+            self.metrics.dropped(DropReason::NotRoutable);
+            return;
+        };
+        let in_pt = pkt.params.pt();
+        let out_pt = match out.pt_map.iter().find(|(i, _)| *i == in_pt) {
+            Some((_, o)) => *o,
+            None => {
+                let allowed = peer
+                    .rtc
+                    .media(out.mid)
+                    .map(|m| m.remote_pts().to_vec())
+                    .unwrap_or_default();
+                let o = peer
+                    .rtc
+                    .codec_config()
+                    .match_params(pkt.params)
+                    .map(|p| p.pt())
+                    .filter(|pt| allowed.contains(pt));
+                out.pt_map.push((in_pt, o));
+                o
+            }
+        };
+        let Some(pt) = out_pt else {
+            self.metrics.dropped(DropReason::CodecMismatch);
+            return;
+        };
+        let Some(rw) = out.rewriter.rewrite(pkt.ssrc, pkt.seq, pkt.ts, now) else {
+            self.metrics.dropped(DropReason::NotRoutable);
+            return;
+        };
+        let ssrc = out.ssrc;
+        let nackable = pkt.kind == MediaKind::Video;
+        let write = RtpWrite::new(pt, rw.seq.into(), rw.ts, pkt.arrival, pkt.payload.clone())
+            .marker(pkt.marker)
+            .ext_vals(pkt.ext.clone())
+            .nackable(nackable);
+        let mut api = peer.rtc.direct_api();
+        let Some(tx) = api.stream_tx(&ssrc) else {
+            self.metrics.dropped(DropReason::NotRoutable);
+            return;
+        };
+        tx.write_rtp(write);
+        CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
+        self.drain(key, now);
+    }
+
+    /// A subscriber of `publication` (here or on another core) wants a keyframe.
+    pub(super) fn keyframe_wanted(&mut self, publication: &Arc<str>, now: Instant) {
+        if let Some(p) = self.publications.get_mut(publication) {
+            if p.limiter.request(now) == Decision::Send {
+                self.send_keyframe_request(publication, now);
+            }
+        } else if let Some(home) = self.homes.get(publication) {
+            self.out.to_cores.push((
+                *home,
+                CoreMsg::KeyframeRequest {
+                    publication: publication.clone(),
+                },
+            ));
+        }
+    }
+
+    pub(super) fn send_keyframe_request(&mut self, publication: &Arc<str>, now: Instant) {
+        let Some(key) = self.publications.get(publication).map(|p| p.peer) else {
+            return;
+        };
+        let ssrcs: Vec<Ssrc> = match self.peers.get(&key) {
+            Some(peer) => peer
+                .pubs
+                .iter()
+                .filter(|b| b.publication == *publication)
+                .flat_map(|b| b.video_ssrcs.clone())
+                .collect(),
+            None => return,
+        };
+        for ssrc in ssrcs {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                return;
+            };
+            if let Some(rx) = peer.rtc.direct_api().stream_rx(&ssrc) {
+                rx.request_keyframe(KeyframeRequestKind::Pli);
+                CoreMetrics::add(&self.metrics.keyframe_requests_sent, 1);
+            }
+            // One mutation, then a full drain, as str0m requires.
+            self.drain(key, now);
+        }
+    }
+}
