@@ -28,7 +28,7 @@ impl Core {
         if shed == before && before == 0 {
             return;
         }
-        video.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        video.sort_unstable_by_key(|v| std::cmp::Reverse(v.0));
         let mut restored: Vec<Arc<str>> = Vec::new();
         for (rank, (_, key, i)) in video.iter().enumerate() {
             let Some(b) = self.peers.get_mut(key).and_then(|p| p.subs.get_mut(*i)) else {
