@@ -20,10 +20,10 @@ fn run(net: &mut Net, publisher: usize, frame: &mut u64, ms: u64, busy: f64) {
         let i = *frame;
         *frame += 1;
         net.write(publisher, MediaKind::Audio, 960 * i, &[0xA0; 80]);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             net.write(publisher, MediaKind::Video, 3000 * i, &[0x10; 1800]);
         }
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             net.load(0, busy);
         }
         let until = net.now + Duration::from_millis(20);
