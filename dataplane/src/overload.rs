@@ -20,11 +20,15 @@ use std::time::{Duration, Instant};
 /// How often the driver reports the core's load.
 pub const LOAD_WINDOW: Duration = Duration::from_millis(100);
 
-/// Busier than this (share of wall time) and the core sheds more.
-pub const SHED_ABOVE: f64 = 0.90;
+/// Busier than this (share of wall time, smoothed) and the core sheds more.
+pub const SHED_ABOVE: f64 = 0.95;
 
-/// Less busy than this and the core restores some of what it shed.
-pub const RESTORE_BELOW: f64 = 0.70;
+/// Less busy than this (smoothed) and the core restores some of what it shed.
+pub const RESTORE_BELOW: f64 = 0.75;
+
+/// The weight of the newest window in the smoothed load: a keyframe fanned out to a few
+/// hundred subscribers fills one 100 ms window on its own, and must not shed anyone.
+pub const SMOOTHING: f64 = 0.3;
 
 /// The least time between two changes, so each change can show in the load first.
 pub const STEP: Duration = Duration::from_millis(300);
@@ -34,22 +38,25 @@ pub const STEP: Duration = Duration::from_millis(300);
 pub struct Shedder {
     shed: usize,
     last_change: Option<Instant>,
+    load: f64,
 }
 
 impl Shedder {
     /// Takes the core's load over the last window (`busy`, 0–1) and how many video
     /// subscriptions it has; returns how many of them to shed now.
     ///
-    /// It sheds a tenth of them (at least one) per step while the core is saturated, and
-    /// restores a twentieth (at least one) per step once it is well below: slower back
-    /// than down, so that it settles instead of oscillating around the knee.
+    /// The load is smoothed ([`SMOOTHING`]). It sheds a tenth of the subscriptions (at
+    /// least one) per step while the core is saturated, and restores a twentieth (at least
+    /// one) per step once it is well below: slower back than down, so that it settles
+    /// instead of oscillating around the knee.
     pub fn observe(&mut self, now: Instant, busy: f64, video_subscriptions: usize) -> usize {
+        self.load = SMOOTHING * busy.clamp(0.0, 1.0) + (1.0 - SMOOTHING) * self.load;
         let due = self.last_change.is_none_or(|t| now >= t + STEP);
         if due {
-            if busy > SHED_ABOVE && self.shed < video_subscriptions {
+            if self.load > SHED_ABOVE && self.shed < video_subscriptions {
                 self.shed += (video_subscriptions / 10).max(1);
                 self.last_change = Some(now);
-            } else if busy < RESTORE_BELOW && self.shed > 0 {
+            } else if self.load < RESTORE_BELOW && self.shed > 0 {
                 self.shed = self.shed.saturating_sub((video_subscriptions / 20).max(1));
                 self.last_change = Some(now);
             }
@@ -62,43 +69,65 @@ impl Shedder {
     pub fn shed(&self) -> usize {
         self.shed
     }
+
+    /// The smoothed load (0–1).
+    pub fn load(&self) -> f64 {
+        self.load
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Feeds `busy` every 100 ms for `ms`, starting at `*t`; returns the last answer.
+    fn feed(s: &mut Shedder, t: &mut Instant, ms: u64, busy: f64, subs: usize) -> usize {
+        let mut shed = s.shed();
+        for _ in 0..ms / 100 {
+            *t += LOAD_WINDOW;
+            shed = s.observe(*t, busy, subs);
+        }
+        shed
+    }
+
     #[test]
     fn sheds_while_saturated_and_restores_slower() {
-        let t0 = Instant::now();
+        let mut t = Instant::now();
         let mut s = Shedder::default();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        assert_eq!(s.observe(at(0), 0.5, 100), 0, "not saturated: nothing shed");
-        assert_eq!(s.observe(at(100), 0.95, 100), 10, "a tenth at once");
-        assert_eq!(s.observe(at(200), 0.99, 100), 10, "then waits a step");
-        assert_eq!(s.observe(at(400), 0.99, 100), 20);
-        assert_eq!(s.observe(at(700), 0.8, 100), 20, "between the marks: holds");
         assert_eq!(
-            s.observe(at(1000), 0.5, 100),
-            15,
-            "back a twentieth per step"
+            feed(&mut s, &mut t, 2000, 0.85, 100),
+            0,
+            "busy, not saturated"
         );
-        assert_eq!(s.observe(at(1300), 0.5, 100), 10);
-        assert_eq!(s.observe(at(1600), 0.5, 100), 5);
-        assert_eq!(s.observe(at(1900), 0.5, 100), 0);
-        assert_eq!(s.observe(at(2200), 0.5, 100), 0);
+        // Saturated: once the smoothed load passes the mark, a tenth per 300 ms step.
+        assert_eq!(feed(&mut s, &mut t, 500, 1.0, 100), 10);
+        assert_eq!(feed(&mut s, &mut t, 300, 1.0, 100), 20);
+        assert_eq!(feed(&mut s, &mut t, 300, 1.0, 100), 30);
+        // Between the marks: holds.
+        assert_eq!(feed(&mut s, &mut t, 2000, 0.85, 100), 30);
+        // Well below: back a twentieth per step.
+        assert_eq!(feed(&mut s, &mut t, 100, 0.5, 100), 25);
+        assert_eq!(feed(&mut s, &mut t, 300, 0.5, 100), 20);
+        assert_eq!(feed(&mut s, &mut t, 3000, 0.5, 100), 0);
+    }
+
+    #[test]
+    fn one_busy_window_sheds_nothing() {
+        let mut t = Instant::now();
+        let mut s = Shedder::default();
+        feed(&mut s, &mut t, 2000, 0.6, 100);
+        // A keyframe to every subscriber fills a window or two.
+        assert_eq!(feed(&mut s, &mut t, 200, 1.0, 100), 0);
+        assert_eq!(feed(&mut s, &mut t, 1000, 0.6, 100), 0);
     }
 
     #[test]
     fn never_sheds_more_than_there_is() {
-        let t0 = Instant::now();
+        let mut t = Instant::now();
         let mut s = Shedder::default();
-        for i in 0..20 {
-            s.observe(t0 + STEP * i, 1.0, 3);
-        }
-        assert_eq!(s.shed(), 3);
+        assert_eq!(feed(&mut s, &mut t, 6000, 1.0, 3), 3);
         // Subscriptions leave: the count follows.
-        assert_eq!(s.observe(t0 + STEP * 21, 1.0, 1), 1);
-        assert_eq!(s.observe(t0 + STEP * 22, 0.1, 1), 0);
+        assert_eq!(feed(&mut s, &mut t, 100, 1.0, 1), 1);
+        assert_eq!(feed(&mut s, &mut t, 3000, 0.1, 1), 0);
     }
 }
