@@ -87,8 +87,8 @@ pub struct CoreMetrics {
     pub keyframe_requests_received: AtomicU64,
     /// Keyframe requests sent to publishers (after rate limiting).
     pub keyframe_requests_sent: AtomicU64,
-    /// The share of wall time the core spent handling inputs, in percent, over the last
-    /// load window.
+    /// The share of wall time the core spends handling inputs, in percent (smoothed over
+    /// about a second).
     pub load_percent: AtomicU64,
     /// Video subscriptions shed because the core is saturated.
     pub shed_subscriptions: AtomicU64,
@@ -204,7 +204,7 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
         ),
         (
             "switchyard_dataplane_load_percent",
-            "Share of wall time the core spent handling inputs over the last 100 ms",
+            "Share of wall time the core spends handling inputs, smoothed over about a second",
             |m| &m.load_percent,
         ),
         (

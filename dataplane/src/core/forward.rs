@@ -10,10 +10,6 @@ impl Core {
     /// video subscriptions stop getting video (audio goes on); when the load falls their
     /// video comes back with a keyframe.
     pub fn handle_load(&mut self, now: Instant, busy: f64) {
-        self.metrics.load_percent.store(
-            (busy * 100.0).round() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
         // Video subscriptions, latest first: (created, peer, index among its bindings).
         let mut video: Vec<(u64, PeerKey, usize)> = Vec::new();
         for (key, peer) in &self.peers {
@@ -25,6 +21,10 @@ impl Core {
         }
         let before = self.shedder.shed();
         let shed = self.shedder.observe(now, busy, video.len());
+        self.metrics.load_percent.store(
+            (self.shedder.load() * 100.0).round() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if shed == before && before == 0 {
             return;
         }
