@@ -8,17 +8,18 @@
 //! `sendmmsg` on the same socket (a datagram the full socket buffer refuses is dropped and
 //! counted), hand-offs go into bounded channels
 //! (a full one drops and counts — a slow core never blocks this one), events go to the
-//! management executor. The time spent on inputs is summed, and every
-//! [`LOAD_WINDOW`] the core is told its load (the share of wall time it was busy), which
-//! it uses to shed past saturation (see [`crate::overload`]).
+//! management executor. Every [`LOAD_WINDOW`] the core is told its load — the CPU time
+//! its thread used (user and system: the kernel's send path counts) over the wall time —
+//! which it uses to shed past saturation (see [`crate::overload`]).
 
 use crate::core::{Command, Core, CoreEvent, CoreMsg, Datagram};
 use crate::metrics::{CoreMetrics, DropReason};
 use crate::overload::LOAD_WINDOW;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::IoSlice;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
@@ -61,8 +62,6 @@ struct Sender {
 
 struct Ctx {
     core: RefCell<Core>,
-    /// Time spent handling inputs (and flushing their outboxes) since the last load report.
-    busy: Cell<Duration>,
     send: Vec<Sender>,
     to_cores: Vec<Option<ConnectedSender<CoreMsg>>>,
     events: LocalSender<CoreEvent>,
@@ -70,11 +69,6 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// Counts the time since `start` (when an input began) as busy.
-    fn worked_since(&self, start: Instant) {
-        self.busy.set(self.busy.get() + start.elapsed());
-    }
-
     /// Carries out what the core asked for. The outbox is emptied in place, so its
     /// buffers keep their capacity from one input to the next.
     fn flush(&self) {
@@ -218,7 +212,6 @@ pub async fn run(
     let (ev_tx, ev_rx) = local_channel::new_unbounded();
     let ctx = Rc::new(Ctx {
         core: RefCell::new(core),
-        busy: Cell::new(Duration::ZERO),
         send,
         to_cores,
         events: ev_tx,
@@ -246,7 +239,6 @@ pub async fn run(
                             .borrow_mut()
                             .handle_datagram(now, local, from, &buf[..n]);
                         ctx.flush();
-                        ctx.worked_since(now);
                     }
                     Err(e) => {
                         tracing::warn!(addr = %local, error = %e, "media socket receive failed");
@@ -262,6 +254,7 @@ pub async fn run(
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
             let mut window_start = Instant::now();
+            let mut cpu_at_start = thread_cpu_time();
             loop {
                 let next = ctx.core.borrow().next_timeout();
                 let now = Instant::now();
@@ -273,14 +266,15 @@ pub async fn run(
                 let now = Instant::now();
                 ctx.core.borrow_mut().handle_timeout(now);
                 ctx.flush();
-                ctx.worked_since(now);
                 let window = now.saturating_duration_since(window_start);
                 if window >= LOAD_WINDOW {
-                    let busy = ctx.busy.replace(Duration::ZERO);
-                    let load = (busy.as_secs_f64() / window.as_secs_f64()).min(1.0);
+                    let cpu = thread_cpu_time();
+                    let used = cpu.saturating_sub(cpu_at_start);
+                    let load = (used.as_secs_f64() / window.as_secs_f64()).min(1.0);
                     ctx.core.borrow_mut().handle_load(now, load);
                     ctx.flush();
                     window_start = now;
+                    cpu_at_start = cpu;
                 }
             }
         })
@@ -294,7 +288,6 @@ pub async fn run(
                 let now = Instant::now();
                 ctx.core.borrow_mut().handle_core_msg(now, msg);
                 ctx.flush();
-                ctx.worked_since(now);
             }
         })
         .detach();
@@ -303,5 +296,19 @@ pub async fn run(
     while let Some(cmd) = commands.recv().await {
         ctx.core.borrow_mut().handle_command(Instant::now(), cmd);
         ctx.flush();
+    }
+}
+
+/// CPU time (user + system) this thread has used.
+fn thread_cpu_time() -> Duration {
+    match getrusage(UsageWho::RUSAGE_THREAD) {
+        Ok(u) => {
+            let micros = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(t.tv_sec().max(0) as u64)
+                    + Duration::from_micros(t.tv_usec().max(0) as u64)
+            };
+            micros(u.user_time()) + micros(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
     }
 }

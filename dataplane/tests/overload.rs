@@ -83,11 +83,11 @@ fn saturated_core_sheds_newest_video_first_and_restores_it() {
     let m = net.metrics[0].clone();
     assert_eq!(m.shed_subscriptions.load(Relaxed), 0, "not saturated");
 
-    // Saturated: once the smoothed load passes the mark (0.8 s), one more subscription
+    // Saturated: once the smoothed load passes the mark (0.5 s), one more subscription
     // shed per 300 ms step, newest first.
-    run(&mut net, p, &mut frame, 1500, 0.99);
+    run(&mut net, p, &mut frame, 1200, 0.99);
     assert_eq!(m.shed_subscriptions.load(Relaxed), 3);
-    assert_eq!(m.load_percent.load(Relaxed), 99);
+    assert!(m.load_percent.load(Relaxed) >= 95);
     // Between the marks the core holds what it shed.
     let shed_from = net.now;
     run(&mut net, p, &mut frame, 1000, 0.8);

@@ -109,6 +109,11 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
                 about: "ramp: 1 publisher (VP8 600 kbit/s) + 50 subscribers every 5 s until loss > 1 % or p99 > 50 ms (max 1000)",
                 loadgen: a("--scenario ramp --rooms 1 --publishers 1 --subscribers 50 --ramp-step 50 --ramp-interval 5 --bitrate 600 --max-subscribers 1000 --join-rate 100"),
             },
+            Scenario {
+                name: "overload-2500k",
+                about: "past the knee: 1 publisher (VP8 2.5 Mbit/s) + 50 subscribers every 5 s from 100 to 400, not stopping at loss or latency",
+                loadgen: a("--scenario ramp --rooms 1 --publishers 1 --subscribers 100 --ramp-step 50 --ramp-interval 5 --bitrate 2500 --max-subscribers 400 --join-rate 100 --loss-limit 0.95 --latency-limit-ms 60000"),
+            },
         ]
     }
 }
