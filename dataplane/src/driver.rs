@@ -8,16 +8,15 @@
 //! `sendmmsg` on the same socket (a datagram the full socket buffer refuses is dropped and
 //! counted), hand-offs go into bounded channels
 //! (a full one drops and counts — a slow core never blocks this one), events go to the
-//! management executor. Every [`LOAD_WINDOW`] the core is told its load — the CPU time
-//! its thread used (user and system: the kernel's send path counts) over the wall time —
-//! which it uses to shed past saturation (see [`crate::overload`]).
+//! management executor. Every [`LOAD_WINDOW`] the core is told its load (see
+//! [`crate::load`]), which it uses to shed past saturation (see [`crate::overload`]).
 
 use crate::core::{Command, Core, CoreEvent, CoreMsg, Datagram};
+use crate::load::LoadMeter;
 use crate::metrics::{CoreMetrics, DropReason};
 use crate::overload::LOAD_WINDOW;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
-use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use std::cell::RefCell;
 use std::io::IoSlice;
@@ -153,8 +152,9 @@ impl Ctx {
     }
 }
 
-/// Runs one core until its command channel closes.
+/// Runs one core, pinned to `cpu`, until its command channel closes.
 pub async fn run(
+    cpu: usize,
     core: Core,
     sockets: Vec<MediaSocket>,
     links: CoreLinks,
@@ -254,7 +254,7 @@ pub async fn run(
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
             let mut window_start = Instant::now();
-            let mut cpu_at_start = thread_cpu_time();
+            let mut meter = LoadMeter::new(cpu, window_start);
             loop {
                 let next = ctx.core.borrow().next_timeout();
                 let now = Instant::now();
@@ -268,13 +268,10 @@ pub async fn run(
                 ctx.flush();
                 let window = now.saturating_duration_since(window_start);
                 if window >= LOAD_WINDOW {
-                    let cpu = thread_cpu_time();
-                    let used = cpu.saturating_sub(cpu_at_start);
-                    let load = (used.as_secs_f64() / window.as_secs_f64()).min(1.0);
+                    let load = meter.sample(now);
                     ctx.core.borrow_mut().handle_load(now, load);
                     ctx.flush();
                     window_start = now;
-                    cpu_at_start = cpu;
                 }
             }
         })
@@ -296,19 +293,5 @@ pub async fn run(
     while let Some(cmd) = commands.recv().await {
         ctx.core.borrow_mut().handle_command(Instant::now(), cmd);
         ctx.flush();
-    }
-}
-
-/// CPU time (user + system) this thread has used.
-fn thread_cpu_time() -> Duration {
-    match getrusage(UsageWho::RUSAGE_THREAD) {
-        Ok(u) => {
-            let micros = |t: nix::sys::time::TimeVal| {
-                Duration::from_secs(t.tv_sec().max(0) as u64)
-                    + Duration::from_micros(t.tv_usec().max(0) as u64)
-            };
-            micros(u.user_time()) + micros(u.system_time())
-        }
-        Err(_) => Duration::ZERO,
     }
 }

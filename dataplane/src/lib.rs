@@ -8,7 +8,8 @@
 //!   past saturation);
 //! - [`core::Core`], one core's state machine: peers, routes, forwarding, all driven by
 //!   `handle_*` calls that take `now` and fill an outbox;
-//! - [`driver`], the thin glommio loop per core: its sockets, timer and channels;
+//! - [`driver`], the thin glommio loop per core: its sockets, timer and channels, and
+//!   [`load`], its measure of how busy the core is;
 //! - [`mgmt`], the management executor: control's RPC (`switchyard-dataplane-api`), the
 //!   publication registry, metrics over HTTP.
 //!
@@ -21,6 +22,7 @@ pub mod core;
 pub mod demux;
 pub mod driver;
 pub mod keyframe;
+pub mod load;
 pub mod metrics;
 pub mod mgmt;
 pub mod overload;

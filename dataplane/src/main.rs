@@ -170,9 +170,10 @@ fn run(config: Config, check_only: bool) -> anyhow::Result<()> {
             to_cores: to_iter.next().context("core channel")?,
             from_cores: from_iter.next().context("core channel")?,
         };
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(*cpu))
+        let pinned = *cpu;
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(pinned))
             .name(&format!("core-{i}"))
-            .spawn(move || driver::run(core, sockets, links, metrics))
+            .spawn(move || driver::run(pinned, core, sockets, links, metrics))
             .map_err(|e| anyhow::anyhow!("starting core {i} on CPU {cpu}: {e}"))?;
         handles.push(handle);
         tracing::info!(core = i, cpu, ports = ?pairs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), "core started");

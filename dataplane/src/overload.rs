@@ -6,8 +6,7 @@
 //! NACKs and keyframe requests — more work for a core that has none to spare.
 //!
 //! So past saturation the core sheds on purpose. The driver measures how busy the core
-//! was (the CPU time its thread used over the wall time, kernel time included) and
-//! reports it every [`LOAD_WINDOW`]; the [`Shedder`] turns that into how many video subscriptions to stop
+//! was ([`crate::load`]) and reports it every [`LOAD_WINDOW`]; the [`Shedder`] turns that into how many video subscriptions to stop
 //! serving. The core stops the lowest-priority ones first — the most recently started,
 //! so that people already watching keep watching — and keeps their audio (a few percent
 //! of the packets, and what a conversation needs). Each shed packet is counted
@@ -20,10 +19,9 @@ use std::time::{Duration, Instant};
 /// How often the driver reports the core's load.
 pub const LOAD_WINDOW: Duration = Duration::from_millis(100);
 
-/// Busier than this (the share of wall time the core's thread is on a CPU, smoothed) and
-/// the core sheds more. Not 1: the core shares its CPU with the kernel's softirqs and,
-/// on small machines, with control; at this share the load generator already sees the
-/// input queue grow.
+/// Busier than this (see [`crate::load`]; smoothed) and the core sheds more. Not 1:
+/// the CPU's time comes in 10 ms ticks and the smoothing lags, and at this share the
+/// input queue already grows.
 pub const SHED_ABOVE: f64 = 0.90;
 
 /// Less busy than this (smoothed) and the core restores some of what it shed.
