@@ -287,7 +287,7 @@ fn start_switchyard(args: &Args, ns: &Netns, cpus: &str) -> anyhow::Result<Serve
         format!(
             r#"data_dir = "{data}"
 [log]
-level = "warn"
+level = "warn,switchyard_control::dataplane=info"
 format = "json"
 [management-api]
 ip_address = "{ip}"
@@ -309,17 +309,33 @@ metrics_address = "127.0.0.1:7001"
             ifname = ns.inner_if
         ),
     )?;
-    let (_, out, err) = log_file(dir.path(), "dataplane")?;
-    let dp = ns
-        .command(cpus, &args.dataplane)
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .with_context(|| format!("starting {}", args.dataplane.display()))?;
+    // The previous run's dataplane is dead (killed and reaped), but the kernel tears its
+    // io_uring down asynchronously and the sockets it held stay bound for a moment: retry
+    // while the media port is still taken.
+    let mut tries = 0;
+    let (dlog, dp) = loop {
+        let (dlog, out, err) = log_file(dir.path(), "dataplane")?;
+        let mut dp = ns
+            .command(cpus, &args.dataplane)
+            .arg("--config")
+            .arg(&cfg)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {}", args.dataplane.display()))?;
+        std::thread::sleep(Duration::from_millis(300));
+        let exited = matches!(dp.try_wait(), Ok(Some(_)));
+        let in_use = std::fs::read_to_string(&dlog)
+            .unwrap_or_default()
+            .contains("Address already in use");
+        if exited && in_use && tries < 20 {
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(250));
+            continue;
+        }
+        break (dlog, dp);
+    };
     let mut children = vec![dp];
-    std::thread::sleep(Duration::from_millis(300));
     let (clog, out, err) = log_file(dir.path(), "control")?;
     let control = ns
         .command(cpus, &args.control)
@@ -337,8 +353,14 @@ metrics_address = "127.0.0.1:7001"
     while !std::fs::read_to_string(&clog)
         .unwrap_or_default()
         .contains("media dataplane connected")
-        && Instant::now() < deadline
     {
+        if Instant::now() > deadline {
+            bail!(
+                "control did not connect to the dataplane within 10 s; dataplane log:\n{}\ncontrol log:\n{}",
+                tail(&dlog),
+                tail(&clog)
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(Server {
