@@ -16,7 +16,6 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use str0m::media::MediaKind;
-use switchyard_dataplane_api::Binding;
 
 struct Counting;
 
@@ -112,43 +111,11 @@ fn net_forwarded(net: &Net) -> u64 {
     net.metrics[0].rtp_forwarded.load(Ordering::Relaxed)
 }
 
-/// One publisher and `subscribers` subscribers on one core, media flowing for 2 s.
-fn room(subscribers: usize) -> (Net, usize) {
-    let mut net = Net::new(1, 0.0);
-    let (p, offer) = net.client("publisher", true, false);
-    let publish = vec![Binding::Publish {
-        publication: "s1".into(),
-        mids: None,
-        audio: true,
-        video: true,
-    }];
-    let (_, spec) = net.connect(0, p, offer, "pub", publish, vec![]).unwrap();
-    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
-    let mut subs = Vec::new();
-    for i in 0..subscribers {
-        let (s, offer) = net.client(&format!("sub{i}"), false, true);
-        let bind = vec![Binding::Subscribe {
-            subscription: format!("sub{i}"),
-            publication: "s1".into(),
-            mids: None,
-            audio: true,
-            video: true,
-        }];
-        net.connect(0, s, offer, &format!("sub{i}"), bind, spec.clone())
-            .unwrap();
-        subs.push(s);
-    }
-    assert!(net.run_until(Duration::from_secs(5), |n| subs
-        .iter()
-        .all(|s| n.connected(*s))));
-    (net, p)
-}
-
 #[test]
 fn forwarding_allocates_nothing_of_its_own_per_copy() {
     let mut per_room = Vec::new();
     for subscribers in [1usize, 8] {
-        let (mut net, p) = room(subscribers);
+        let (mut net, p, _) = common::one_publisher_room(subscribers);
         // Warm up: caches, queues and maps reach their steady size.
         measure(&mut net, p, 0, 300);
         let (allocs, forwarded) = measure(&mut net, p, 300, 60);

@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use str0m::media::MediaKind;
 use switchyard_dataplane::metrics::DropReason;
-use switchyard_dataplane_api::Binding;
 
 /// Media for `ms` milliseconds (audio every 20 ms, a two-packet video frame every 40 ms),
 /// telling core 0 its load every 100 ms.
@@ -53,31 +52,7 @@ fn received(net: &Net, client: usize, since: Instant) -> (usize, usize) {
 
 #[test]
 fn saturated_core_sheds_newest_video_first_and_restores_it() {
-    let mut net = Net::new(1, 0.0);
-    let (p, offer) = net.client("publisher", true, false);
-    let publish = vec![Binding::Publish {
-        publication: "s1".into(),
-        mids: None,
-        audio: true,
-        video: true,
-    }];
-    let (_, spec) = net.connect(0, p, offer, "pub", publish, vec![]).unwrap();
-    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
-    let mut subs = Vec::new();
-    for i in 0..4 {
-        let (s, offer) = net.client(&format!("sub{i}"), false, true);
-        let bind = vec![Binding::Subscribe {
-            subscription: format!("sub{i}"),
-            publication: "s1".into(),
-            mids: None,
-            audio: true,
-            video: true,
-        }];
-        net.connect(0, s, offer, &format!("sub{i}"), bind, spec.clone())
-            .unwrap();
-        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
-        subs.push(s);
-    }
+    let (mut net, p, subs) = common::one_publisher_room(4);
     let mut frame = 0;
     run(&mut net, p, &mut frame, 1000, 0.5);
     let m = net.metrics[0].clone();

@@ -402,3 +402,35 @@ impl Net {
             .collect()
     }
 }
+
+/// One core with a connected frame-mode publisher of "s1" (audio and video) and
+/// `subscribers` connected RTP-mode subscribers "sub0", "sub1", … playing it, started in
+/// that order. Returns the network, the publisher and the subscribers.
+pub fn one_publisher_room(subscribers: usize) -> (Net, usize, Vec<usize>) {
+    let mut net = Net::new(1, 0.0);
+    let (p, offer) = net.client("publisher", true, false);
+    let publish = vec![Binding::Publish {
+        publication: "s1".into(),
+        mids: None,
+        audio: true,
+        video: true,
+    }];
+    let (_, spec) = net.connect(0, p, offer, "pub", publish, vec![]).unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let mut subs = Vec::new();
+    for i in 0..subscribers {
+        let (s, offer) = net.client(&format!("sub{i}"), false, true);
+        let bind = vec![Binding::Subscribe {
+            subscription: format!("sub{i}"),
+            publication: "s1".into(),
+            mids: None,
+            audio: true,
+            video: true,
+        }];
+        net.connect(0, s, offer, &format!("sub{i}"), bind, spec.clone())
+            .unwrap();
+        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
+        subs.push(s);
+    }
+    (net, p, subs)
+}
