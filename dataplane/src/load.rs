@@ -1,10 +1,12 @@
 //! How busy a core is: the driver's measurement behind [`crate::overload`].
 //!
-//! Two figures, and the core's load is the larger: the CPU time the core's thread used
-//! (user and system — the kernel's UDP send path runs on it) over the wall time, and the
-//! share of time its CPU was not idle (from `/proc/stat`), which also counts what shares
-//! the CPU with it — softirqs, control on a small machine, a noisy neighbour. Either one
-//! near 1 means the core cannot get more time than it has.
+//! Two figures: the CPU time the core's thread used (user and system — the kernel's UDP
+//! send path runs on it) over the wall time, and the share of time its CPU was not idle
+//! (from `/proc/stat`), which also counts what shares the CPU with it — softirqs, control
+//! on a small machine. The load is the thread's share, or, when the core is the CPU's main
+//! user (half of it or more), the larger of the two: a full CPU then means a full core. A
+//! core using little of a CPU that something else fills (a browser on a test machine) is
+//! not overloaded — the scheduler gives it the time it asks for.
 
 use nix::sys::resource::{getrusage, UsageWho};
 use std::time::{Duration, Instant};
@@ -45,8 +47,18 @@ impl LoadMeter {
         if wall <= 0.0 {
             return 0.0;
         }
-        (used / wall).max(cpu_busy).clamp(0.0, 1.0)
+        combine(used / wall, cpu_busy)
     }
+}
+
+/// The load from the thread's share of wall time and its CPU's busy share (0–1).
+pub fn combine(thread: f64, cpu_busy: f64) -> f64 {
+    let load = if thread >= 0.5 {
+        thread.max(cpu_busy)
+    } else {
+        thread
+    };
+    load.clamp(0.0, 1.0)
 }
 
 /// CPU time (user + system) the calling thread has used.
@@ -121,6 +133,16 @@ mod tests {
     fn busy_share_between_readings() {
         assert_eq!(busy_share((100, 1000), (190, 1100)), 0.9);
         assert_eq!(busy_share((100, 1000), (100, 1000)), 0.0);
+    }
+
+    #[test]
+    fn a_full_cpu_counts_only_when_the_core_is_its_main_user() {
+        // Saturated: the core holds most of the CPU, softirqs and control the rest.
+        assert_eq!(combine(0.88, 1.0), 1.0);
+        // A browser fills the CPU; the core uses 5 % of it and gets what it asks for.
+        assert_eq!(combine(0.05, 1.0), 0.05);
+        assert_eq!(combine(0.6, 0.7), 0.7);
+        assert_eq!(combine(1.2, 0.3), 1.0);
     }
 
     #[test]
