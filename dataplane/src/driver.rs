@@ -108,10 +108,13 @@ impl Ctx {
     /// kernel allows. A datagram the kernel refuses (a full socket buffer) is dropped and
     /// counted, as a lone `sendto` would be; the rest still go.
     fn send_batch(&self, batch: &[Datagram]) {
+        let Some(first) = batch.first() else {
+            return;
+        };
         let Some(sender) = self
             .send
             .iter()
-            .find(|s| s.local == batch[0].from)
+            .find(|s| s.local == first.from)
             .or_else(|| self.send.first())
         else {
             self.metrics

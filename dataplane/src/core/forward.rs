@@ -5,10 +5,10 @@
 use super::*;
 
 impl Core {
-    /// The driver reports how busy the core was over the last load window (the share of
-    /// wall time spent handling inputs, 0–1). Past saturation the most recently started
-    /// video subscriptions stop getting video (audio goes on); when the load falls their
-    /// video comes back with a keyframe.
+    /// The driver reports how busy the core was over the last load window (0–1, see
+    /// [`crate::load`]). Past saturation the most recently started video subscriptions
+    /// stop getting video (audio goes on); when the load falls their video comes back with
+    /// a keyframe (see [`crate::overload`]).
     pub fn handle_load(&mut self, now: Instant, busy: f64) {
         // Video subscriptions, latest first: (created, peer, index among its bindings).
         let mut video: Vec<(u64, PeerKey, usize)> = Vec::new();
