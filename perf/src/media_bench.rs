@@ -335,8 +335,16 @@ metrics_address = "127.0.0.1:7001"
         }
         break (dlog, dp);
     };
-    let mut children = vec![dp];
-    let (clog, out, err) = log_file(dir.path(), "control")?;
+    // Owned by a Server from here: an early return kills what was started.
+    let dir_path = dir.path().to_path_buf();
+    let mut server = Server {
+        name: "switchyard",
+        children: vec![dp],
+        url: format!("http://{}:3000", ns.inner_ip),
+        service_file: Some(dir_path.join("data/super-service.json")),
+        _dir: dir,
+    };
+    let (clog, out, err) = log_file(&dir_path, "control")?;
     let control = ns
         .command(cpus, &args.control)
         .arg("--config")
@@ -345,9 +353,9 @@ metrics_address = "127.0.0.1:7001"
         .stderr(err)
         .spawn()
         .with_context(|| format!("starting {}", args.control.display()))?;
-    children.push(control);
-    let url = format!("http://{}:3000", ns.inner_ip);
-    wait_http(&format!("{url}/healthz"), &mut children, &clog)?;
+    server.children.push(control);
+    let healthz = format!("{}/healthz", server.url);
+    wait_http(&healthz, &mut server.children, &clog)?;
     // Control connects to the dataplane just after it starts serving.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !std::fs::read_to_string(&clog)
@@ -363,13 +371,7 @@ metrics_address = "127.0.0.1:7001"
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(Server {
-        name: "switchyard",
-        children,
-        url,
-        service_file: Some(dir.path().join("data/super-service.json")),
-        _dir: dir,
-    })
+    Ok(server)
 }
 
 fn start_janus(args: &Args, ns: &Netns, cpus: &str) -> anyhow::Result<Server> {
@@ -453,16 +455,17 @@ events: {{
                 args.janus.display()
             )
         })?;
-    let mut children = vec![child];
+    // Owned by a Server from here: an early return kills the process.
     let url = format!("http://{}:8088/janus", ns.inner_ip);
-    wait_http(&format!("{url}/info"), &mut children, &log)?;
-    Ok(Server {
+    let mut server = Server {
         name: "janus",
-        children,
+        children: vec![child],
         url,
         service_file: None,
         _dir: dir,
-    })
+    };
+    wait_http(&format!("{}/info", server.url), &mut server.children, &log)?;
+    Ok(server)
 }
 
 fn run_loadgen(
