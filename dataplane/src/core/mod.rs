@@ -429,9 +429,15 @@ impl Core {
         self.peers.len()
     }
 
-    /// Takes what the core wants done.
+    /// Takes what the core wants done, as owned copies; the outbox's own buffers stay with
+    /// the core and keep their capacity (the driver uses [`Core::outbox_mut`] instead and
+    /// copies nothing).
     pub fn take_outbox(&mut self) -> Outbox {
-        std::mem::take(&mut self.out)
+        Outbox {
+            transmits: self.out.transmits.drain(..).collect(),
+            to_cores: self.out.to_cores.drain(..).collect(),
+            events: self.out.events.drain(..).collect(),
+        }
     }
 
     /// What the core wants done, to be emptied in place (the driver does, so that the

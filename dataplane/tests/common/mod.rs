@@ -15,17 +15,6 @@ use switchyard_dataplane_api::{Binding, PeerCreate, PeerCreated, PeerOffer, RpcE
 
 static INIT: Once = Once::new();
 
-/// Empties a core's outbox in place, as the driver does, so that its buffers keep their
-/// capacity from one input to the next.
-pub fn take_outbox(core: &mut Core) -> Outbox {
-    let out = core.outbox_mut();
-    Outbox {
-        transmits: out.transmits.drain(..).collect(),
-        to_cores: out.to_cores.drain(..).collect(),
-        events: out.events.drain(..).collect(),
-    }
-}
-
 pub fn init() {
     INIT.call_once(|| {
         str0m::crypto::from_feature_flags().install_process_default();
@@ -198,7 +187,7 @@ impl Net {
         core: usize,
         client: usize,
     ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
-        let mut outbox = take_outbox(&mut self.cores[core]);
+        let mut outbox = self.cores[core].take_outbox();
         let result = outbox.events.drain(..).find_map(|e| match e {
             CoreEvent::Created { result, .. } => Some(result),
             other => {
@@ -226,7 +215,7 @@ impl Net {
         for (to, msg) in outbox.to_cores {
             let now = self.now;
             self.cores[to as usize].handle_core_msg(now, msg);
-            let ob = take_outbox(&mut self.cores[to as usize]);
+            let ob = self.cores[to as usize].take_outbox();
             self.route(to as usize, ob);
         }
         self.core_events.extend(outbox.events);
@@ -277,7 +266,7 @@ impl Net {
                         if let Some(hook) = self.around_core_input {
                             hook(false);
                         }
-                        let ob = take_outbox(&mut self.cores[k]);
+                        let ob = self.cores[k].take_outbox();
                         self.route(k, ob);
                     }
                 }
@@ -299,7 +288,7 @@ impl Net {
             if let Some(t) = self.cores[k].next_timeout() {
                 if t <= self.now {
                     self.cores[k].handle_timeout(self.now);
-                    let ob = take_outbox(&mut self.cores[k]);
+                    let ob = self.cores[k].take_outbox();
                     self.route(k, ob);
                 }
                 next = next.min(t.max(self.now + Duration::from_micros(100)));
@@ -319,7 +308,7 @@ impl Net {
     pub fn load(&mut self, core: usize, busy: f64) {
         let now = self.now;
         self.cores[core].handle_load(now, busy);
-        let ob = take_outbox(&mut self.cores[core]);
+        let ob = self.cores[core].take_outbox();
         self.route(core, ob);
     }
 
