@@ -14,8 +14,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::backtrace::Backtrace;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
-use str0m::media::MediaKind;
 
 struct Counting;
 
@@ -91,14 +89,7 @@ fn measure(net: &mut Net, publisher: usize, first: u64, frames: u64) -> ([u64; 3
     }
     net.around_core_input = Some(count);
     for i in first..first + frames {
-        net.write(publisher, MediaKind::Audio, 960 * i, &[0xA0; 80]);
-        if i % 2 == 0 {
-            net.write(publisher, MediaKind::Video, 3000 * i, &[0x10; 1800]);
-        }
-        let until = net.now + Duration::from_millis(20);
-        while net.now < until {
-            net.step(Duration::from_millis(5));
-        }
+        net.frame(publisher, i, &[0x10; 1800]);
     }
     net.around_core_input = None;
     (

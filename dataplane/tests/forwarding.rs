@@ -6,46 +6,15 @@
 
 mod common;
 
-use common::Net;
+use common::{publish, subscribe, Net};
 use std::time::Duration;
 use str0m::media::MediaKind;
 use switchyard_dataplane_api::{Binding, MediaKind as Kind};
 
-fn publish(audio: bool, video: bool) -> Vec<Binding> {
-    vec![Binding::Publish {
-        publication: "s1".into(),
-        mids: None,
-        audio,
-        video,
-    }]
-}
-
-fn subscribe(id: &str) -> Vec<Binding> {
-    vec![Binding::Subscribe {
-        subscription: id.into(),
-        publication: "s1".into(),
-        mids: None,
-        audio: true,
-        video: true,
-    }]
-}
-
 /// Sends `frames` frames of audio and video, 20 ms apart.
 fn send_media(net: &mut Net, publisher: usize, frames: u64) {
     for i in 0..frames {
-        net.write(publisher, MediaKind::Audio, 960 * i, &[0xA0; 80]);
-        if i % 2 == 0 {
-            net.write(
-                publisher,
-                MediaKind::Video,
-                3000 * i,
-                &vec![0x10 + (i % 7) as u8; 1800],
-            );
-        }
-        let until = net.now + Duration::from_millis(20);
-        while net.now < until {
-            net.step(Duration::from_millis(5));
-        }
+        net.frame(publisher, i, &[0x10 + (i % 7) as u8; 1800]);
     }
     // Let what is in flight arrive.
     let until = net.now + Duration::from_millis(300);

@@ -8,8 +8,7 @@ mod common;
 
 use common::Net;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
-use str0m::media::MediaKind;
+use std::time::Instant;
 use switchyard_dataplane::metrics::DropReason;
 
 /// Media for `ms` milliseconds (audio every 20 ms, a two-packet video frame every 40 ms),
@@ -18,17 +17,10 @@ fn run(net: &mut Net, publisher: usize, frame: &mut u64, ms: u64, busy: f64) {
     for _ in 0..ms / 20 {
         let i = *frame;
         *frame += 1;
-        net.write(publisher, MediaKind::Audio, 960 * i, &[0xA0; 80]);
-        if i.is_multiple_of(2) {
-            net.write(publisher, MediaKind::Video, 3000 * i, &[0x10; 1800]);
-        }
         if i.is_multiple_of(5) {
             net.load(0, busy);
         }
-        let until = net.now + Duration::from_millis(20);
-        while net.now < until {
-            net.step(Duration::from_millis(5));
-        }
+        net.frame(publisher, i, &[0x10; 1800]);
     }
 }
 

@@ -348,6 +348,20 @@ impl Net {
         self.pump_client(client);
     }
 
+    /// Frame `i` of a frame-mode publisher's media, then 20 ms of network time: 80 bytes
+    /// of audio (48 kHz, 20 ms frames) every frame, a video frame of `video` (two packets
+    /// at 1,800 bytes; 90 kHz, 40 ms apart) every other frame.
+    pub fn frame(&mut self, publisher: usize, i: u64, video: &[u8]) {
+        self.write(publisher, MediaKind::Audio, 960 * i, &[0xA0; 80]);
+        if i.is_multiple_of(2) {
+            self.write(publisher, MediaKind::Video, 3000 * i, video);
+        }
+        let until = self.now + Duration::from_millis(20);
+        while self.now < until {
+            self.step(Duration::from_millis(5));
+        }
+    }
+
     /// Adds receive-only audio and video sections to a client's connection; returns the
     /// new offer and the new sections' mids.
     pub fn add_receivers(&mut self, client: usize) -> (String, Vec<String>) {
@@ -392,31 +406,42 @@ impl Net {
     }
 }
 
+/// Publishing "s1" with audio and/or video.
+pub fn publish(audio: bool, video: bool) -> Vec<Binding> {
+    vec![Binding::Publish {
+        publication: "s1".into(),
+        mids: None,
+        audio,
+        video,
+    }]
+}
+
+/// Subscription `id`, playing "s1" (audio and video).
+pub fn subscribe(id: &str) -> Vec<Binding> {
+    vec![Binding::Subscribe {
+        subscription: id.into(),
+        publication: "s1".into(),
+        mids: None,
+        audio: true,
+        video: true,
+    }]
+}
+
 /// One core with a connected frame-mode publisher of "s1" (audio and video) and
 /// `subscribers` connected RTP-mode subscribers "sub0", "sub1", … playing it, started in
 /// that order. Returns the network, the publisher and the subscribers.
 pub fn one_publisher_room(subscribers: usize) -> (Net, usize, Vec<usize>) {
     let mut net = Net::new(1, 0.0);
     let (p, offer) = net.client("publisher", true, false);
-    let publish = vec![Binding::Publish {
-        publication: "s1".into(),
-        mids: None,
-        audio: true,
-        video: true,
-    }];
-    let (_, spec) = net.connect(0, p, offer, "pub", publish, vec![]).unwrap();
+    let (_, spec) = net
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
+        .unwrap();
     assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
     let mut subs = Vec::new();
     for i in 0..subscribers {
-        let (s, offer) = net.client(&format!("sub{i}"), false, true);
-        let bind = vec![Binding::Subscribe {
-            subscription: format!("sub{i}"),
-            publication: "s1".into(),
-            mids: None,
-            audio: true,
-            video: true,
-        }];
-        net.connect(0, s, offer, &format!("sub{i}"), bind, spec.clone())
+        let id = format!("sub{i}");
+        let (s, offer) = net.client(&id, false, true);
+        net.connect(0, s, offer, &id, subscribe(&id), spec.clone())
             .unwrap();
         assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
         subs.push(s);
