@@ -87,8 +87,9 @@ pub struct CoreMetrics {
     pub keyframe_requests_received: AtomicU64,
     /// Keyframe requests sent to publishers (after rate limiting).
     pub keyframe_requests_sent: AtomicU64,
-    /// The share of wall time the core spends handling inputs, in percent (smoothed over
-    /// about a second).
+    /// The core's load in percent, as overload shedding reads it: its thread's CPU share,
+    /// or with half its CPU or more the CPU's busy share if larger (see `crate::load`);
+    /// smoothed over about a second.
     pub load_percent: AtomicU64,
     /// Video subscriptions shed because the core is saturated.
     pub shed_subscriptions: AtomicU64,
@@ -204,7 +205,7 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
         ),
         (
             "switchyard_dataplane_load_percent",
-            "Share of wall time the core spends handling inputs, smoothed over about a second",
+            "Core load as overload shedding reads it (CPU share of the core's thread, or of its CPU when the core uses half of it or more), smoothed over about a second",
             |m| &m.load_percent,
         ),
         (
