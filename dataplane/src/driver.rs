@@ -10,6 +10,12 @@
 //! (a full one drops and counts — a slow core never blocks this one), events go to the
 //! management executor. Every [`LOAD_WINDOW`] the core is told its load (see
 //! [`crate::load`]), which it uses to shed past saturation (see [`crate::overload`]).
+//!
+//! Added latency: one received datagram in [`LATENCY_SAMPLE_EVERY`] has its kernel receive
+//! timestamp read (`SIOCGSTAMPNS`, taken when the datagram entered the network stack, so
+//! time queued in the socket counts); each copy it caused is counted in the core's latency
+//! histogram with the time from that stamp to the return of the `sendmmsg` that carried it
+//! (so a fan-out to 200 shows how long its later copies wait behind the earlier ones).
 
 use crate::core::{Command, Core, CoreEvent, CoreMsg, Datagram};
 use crate::load::LoadMeter;
@@ -24,10 +30,37 @@ use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The longest the timer loop sleeps without looking at the core.
 const MAX_TICK: Duration = Duration::from_millis(20);
+
+/// One received datagram in this many has its added latency measured.
+pub const LATENCY_SAMPLE_EVERY: u32 = 4;
+
+/// `SIOCGSTAMPNS` on 64-bit Linux (`SIOCGSTAMPNS_OLD`, a `struct timespec`): the receive
+/// time of the last datagram read from the socket. The first call turns stamping on.
+const SIOCGSTAMPNS: u64 = 0x8907;
+
+/// The kernel's receive time of the last datagram read from `fd`, if it keeps one.
+/// (nix wraps neither this request nor one glommio's receive could use instead.)
+#[allow(unsafe_code)]
+fn receive_stamp(fd: std::os::fd::RawFd) -> Option<SystemTime> {
+    let mut ts = nix::libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the request writes one `struct timespec` into the pointer given, which is
+    // a live, properly aligned timespec; a bad fd only makes the call fail.
+    let rc =
+        unsafe { nix::libc::ioctl(fd, SIOCGSTAMPNS as _, &mut ts as *mut nix::libc::timespec) };
+    if rc != 0 || ts.tv_sec <= 0 {
+        return None;
+    }
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u32::try_from(ts.tv_nsec).ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
 
 /// A core's channels, made before its executor starts.
 pub struct CoreLinks {
@@ -68,9 +101,16 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// Carries out what the core asked for. The outbox is emptied in place, so its
-    /// buffers keep their capacity from one input to the next.
+    /// Carries out what the core asked for and says how many datagrams it sent. The
+    /// outbox is emptied in place, so its buffers keep their capacity from one input to
+    /// the next.
     fn flush(&self) {
+        self.flush_stamped(None);
+    }
+
+    /// [`Self::flush`] for a datagram received at `stamp` (kernel time), whose copies are
+    /// counted in the latency histogram if it is given.
+    fn flush_stamped(&self, stamp: Option<SystemTime>) {
         let mut core = self.core.borrow_mut();
         let out = core.outbox_mut();
         let mut start = 0;
@@ -84,7 +124,7 @@ impl Ctx {
             {
                 end += 1;
             }
-            self.send_batch(&out.transmits[start..end]);
+            self.send_batch(&out.transmits[start..end], stamp);
             start = end;
         }
         out.transmits.clear();
@@ -107,7 +147,7 @@ impl Ctx {
     /// Sends datagrams that share a local address with as few `sendmmsg` calls as the
     /// kernel allows. A datagram the kernel refuses (a full socket buffer) is dropped and
     /// counted, as a lone `sendto` would be; the rest still go.
-    fn send_batch(&self, batch: &[Datagram]) {
+    fn send_batch(&self, batch: &[Datagram], stamp: Option<SystemTime>) {
         let Some(first) = batch.first() else {
             return;
         };
@@ -144,6 +184,10 @@ impl Ctx {
                     let bytes: usize = batch[next..next + n].iter().map(|d| d.data.len()).sum();
                     CoreMetrics::add(&self.metrics.packets_out, n as u64);
                     CoreMetrics::add(&self.metrics.bytes_out, bytes as u64);
+                    if let Some(d) = stamp.and_then(|at| SystemTime::now().duration_since(at).ok())
+                    {
+                        self.metrics.forward_latency.record_n(d, n as u64);
+                    }
                     next += n;
                 }
                 _ => {
@@ -234,14 +278,18 @@ pub async fn run(
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
             let mut buf = vec![0u8; 2048];
+            let fd = sock.as_raw_fd();
+            let mut sample = 0u32;
             loop {
                 match sock.recv_from(&mut buf).await {
                     Ok((n, from)) => {
+                        sample = (sample + 1) % LATENCY_SAMPLE_EVERY;
+                        let stamp = if sample == 0 { receive_stamp(fd) } else { None };
                         let now = Instant::now();
                         ctx.core
                             .borrow_mut()
                             .handle_datagram(now, local, from, &buf[..n]);
-                        ctx.flush();
+                        ctx.flush_stamped(stamp);
                     }
                     Err(e) => {
                         tracing::warn!(addr = %local, error = %e, "media socket receive failed");

@@ -93,6 +93,69 @@ pub struct CoreMetrics {
     pub load_percent: AtomicU64,
     /// Video subscriptions shed because the core is saturated.
     pub shed_subscriptions: AtomicU64,
+    /// Per forwarded copy of a sampled datagram: the time from the datagram's arrival
+    /// (the kernel's receive timestamp) to the copy being handed to the kernel.
+    pub forward_latency: LatencyHistogram,
+}
+
+/// Upper bounds of [`LatencyHistogram`]'s buckets, in microseconds (one more bucket,
+/// `+Inf`, takes the rest).
+pub const LATENCY_BOUNDS_US: [u64; 20] = [
+    10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000,
+    100_000, 500_000, 1_000_000,
+];
+
+/// A fixed-bucket latency histogram written by one core (relaxed atomics) and rendered
+/// as a Prometheus histogram.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Counts per bucket (not cumulative), the last one `+Inf`.
+    buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    /// The sum of every sample, nanoseconds.
+    sum_ns: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Counts one sample.
+    pub fn record(&self, d: std::time::Duration) {
+        self.record_n(d, 1);
+    }
+
+    /// Counts `n` samples of the same value.
+    pub fn record_n(&self, d: std::time::Duration, n: u64) {
+        let us = d.as_micros();
+        let i = LATENCY_BOUNDS_US
+            .iter()
+            .position(|b| us <= u128::from(*b))
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.buckets[i].fetch_add(n, Relaxed);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns.saturating_mul(n), Relaxed);
+    }
+
+    /// The samples so far.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Relaxed)).sum()
+    }
+
+    /// Appends the histogram's Prometheus lines for core `core` (buckets cumulative).
+    fn render(&self, out: &mut String, name: &str, core: usize) {
+        let mut cumulative = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cumulative += b.load(Relaxed);
+            let le = match LATENCY_BOUNDS_US.get(i) {
+                Some(us) => format!("{}", *us as f64 / 1e6),
+                None => "+Inf".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{core=\"{core}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{core=\"{core}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {cumulative}");
+    }
 }
 
 impl CoreMetrics {
@@ -219,6 +282,11 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             let _ = writeln!(out, "{name}{{core=\"{i}\"}} {}", get(m).load(Relaxed));
         }
     }
+    let name = "switchyard_dataplane_forward_latency_seconds";
+    let _ = writeln!(out, "# HELP {name} Per forwarded copy, time from the datagram's arrival (kernel receive timestamp) to the copy being handed to the kernel; the copies of one received datagram in {} are counted.\n# TYPE {name} histogram", crate::driver::LATENCY_SAMPLE_EVERY);
+    for (i, m) in cores.iter().enumerate() {
+        m.forward_latency.render(&mut out, name, i);
+    }
     out
 }
 
@@ -244,6 +312,33 @@ mod tests {
         );
         assert!(
             text.contains("switchyard_dataplane_peers{core=\"1\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn latency_histogram_is_cumulative_with_inf() {
+        let m = Arc::new(CoreMetrics::default());
+        let h = &m.forward_latency;
+        h.record(std::time::Duration::from_micros(5));
+        h.record(std::time::Duration::from_micros(150));
+        h.record(std::time::Duration::from_micros(151));
+        h.record_n(std::time::Duration::from_secs(3), 2);
+        assert_eq!(h.count(), 5);
+        let text = render(&[m]);
+        let name = "switchyard_dataplane_forward_latency_seconds";
+        for (le, n) in [
+            ("0.00001", 1),
+            ("0.00015", 2),
+            ("0.0002", 3),
+            ("1", 3),
+            ("+Inf", 5),
+        ] {
+            let line = format!("{name}_bucket{{core=\"0\",le=\"{le}\"}} {n}");
+            assert!(text.contains(&line), "{line} missing in\n{text}");
+        }
+        assert!(
+            text.contains(&format!("{name}_count{{core=\"0\"}} 5")),
             "{text}"
         );
     }

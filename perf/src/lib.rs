@@ -59,9 +59,118 @@ pub fn available_cores() -> usize {
         .unwrap_or(1)
 }
 
+/// A Prometheus histogram read from metrics text: `(upper bound in seconds, cumulative
+/// count)` per bucket, summed over every series of that name (e.g. every core), the
+/// `+Inf` bucket last as `f64::INFINITY`.
+pub fn prometheus_histogram(text: &str, name: &str) -> Vec<(f64, u64)> {
+    let prefix = format!("{name}_bucket{{");
+    let mut buckets: Vec<(f64, u64)> = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Some(le) = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("le=\""))
+            .and_then(|l| l.strip_suffix('"'))
+        else {
+            continue;
+        };
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            match le.parse::<f64>() {
+                Ok(b) => b,
+                Err(_) => continue,
+            }
+        };
+        let Ok(count) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        match buckets.iter_mut().find(|(b, _)| *b == bound) {
+            Some((_, c)) => *c += count as u64,
+            None => buckets.push((bound, count as u64)),
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// What a histogram gained between two readings of it (same buckets).
+pub fn histogram_delta(before: &[(f64, u64)], after: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    after
+        .iter()
+        .map(|(b, c)| {
+            let old = before
+                .iter()
+                .find(|(ob, _)| ob == b)
+                .map_or(0, |(_, oc)| *oc);
+            (*b, c.saturating_sub(old))
+        })
+        .collect()
+}
+
+/// The `q` quantile (0–1) of a cumulative histogram, in the buckets' unit, interpolated
+/// linearly inside the bucket it falls in (the `+Inf` bucket answers its lower bound).
+/// `None` when the histogram is empty.
+pub fn histogram_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut lower = (0.0, 0u64);
+    for &(bound, count) in buckets {
+        if count as f64 >= rank {
+            if bound.is_infinite() {
+                return Some(lower.0);
+            }
+            let in_bucket = (count - lower.1) as f64;
+            let frac = if in_bucket > 0.0 {
+                (rank - lower.1 as f64) / in_bucket
+            } else {
+                1.0
+            };
+            return Some(lower.0 + (bound - lower.0) * frac);
+        }
+        lower = (bound, count);
+    }
+    Some(lower.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_read_summed_over_cores_and_quantiles() {
+        let text = "# TYPE h histogram\n\
+            h_bucket{core=\"0\",le=\"0.0001\"} 50\n\
+            h_bucket{core=\"0\",le=\"0.0002\"} 90\n\
+            h_bucket{core=\"0\",le=\"+Inf\"} 100\n\
+            h_sum{core=\"0\"} 0.5\n\
+            h_bucket{core=\"1\",le=\"0.0001\"} 50\n\
+            h_bucket{core=\"1\",le=\"0.0002\"} 90\n\
+            h_bucket{core=\"1\",le=\"+Inf\"} 100\n\
+            other_bucket{le=\"1\"} 7\n";
+        let h = prometheus_histogram(text, "h");
+        assert_eq!(h, vec![(0.0001, 100), (0.0002, 180), (f64::INFINITY, 200)]);
+        // The median is the first bucket's top; 0.7 is halfway through the second.
+        let p50 = histogram_quantile(&h, 0.5).unwrap_or(0.0);
+        assert!((p50 - 0.0001).abs() < 1e-12, "{p50}");
+        let p70 = histogram_quantile(&h, 0.7).unwrap_or(0.0);
+        assert!((p70 - 0.00015).abs() < 1e-9, "{p70}");
+        // Past the last finite bound the answer is that bound.
+        assert_eq!(histogram_quantile(&h, 0.99), Some(0.0002));
+        let before = vec![(0.0001, 100), (0.0002, 100), (f64::INFINITY, 100)];
+        let d = histogram_delta(&before, &h);
+        assert_eq!(d, vec![(0.0001, 0), (0.0002, 80), (f64::INFINITY, 100)]);
+        assert_eq!(histogram_quantile(&[(1.0, 0)], 0.5), None);
+        assert_eq!(histogram_quantile(&[], 0.5), None);
+    }
 
     #[test]
     fn own_usage_is_readable() {

@@ -222,6 +222,8 @@ struct Server {
     children: Vec<Child>,
     url: String,
     service_file: Option<PathBuf>,
+    /// The dataplane's metrics (Switchyard), for its own added-latency histogram.
+    metrics: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -302,7 +304,7 @@ maxport = 40063
 [dataplane]
 cores = "all"
 rpc_address = "127.0.0.1:7000"
-metrics_address = "127.0.0.1:7001"
+metrics_address = "{ip}:7001"
 "#,
             data = dir.path().join("data").display(),
             ip = ns.inner_ip,
@@ -342,6 +344,7 @@ metrics_address = "127.0.0.1:7001"
         children: vec![dp],
         url: format!("http://{}:3000", ns.inner_ip),
         service_file: Some(dir_path.join("data/super-service.json")),
+        metrics: Some(format!("http://{}:7001/metrics", ns.inner_ip)),
         _dir: dir,
     };
     let (clog, out, err) = log_file(&dir_path, "control")?;
@@ -462,6 +465,7 @@ events: {{
         children: vec![child],
         url,
         service_file: None,
+        metrics: None,
         _dir: dir,
     };
     wait_http(&format!("{}/info", server.url), &mut server.children, &log)?;
@@ -488,6 +492,9 @@ fn run_loadgen(
     }
     if let Some(f) = &server.service_file {
         c.arg("--service-file").arg(f);
+    }
+    if let Some(m) = &server.metrics {
+        c.args(["--server-metrics", m]);
     }
     if let Some(p) = &args.plot {
         c.arg("--plot")
@@ -541,6 +548,24 @@ const ROWS: &[(&str, &[&str], f64, usize)] = &[
         0.001,
         2,
     ),
+    (
+        "server's own latency p50 (µs)",
+        &["server_latency", "p50_us"],
+        1.0,
+        0,
+    ),
+    (
+        "server's own latency p99 (µs)",
+        &["server_latency", "p99_us"],
+        1.0,
+        0,
+    ),
+    (
+        "server's own latency p99.9 (µs)",
+        &["server_latency", "p999_us"],
+        1.0,
+        0,
+    ),
     ("loss (%)", &["loss"], 100.0, 3),
     ("jitter p50 (ms)", &["jitter_p50_us"], 0.001, 2),
     (
@@ -577,14 +602,29 @@ fn print_table(sc: &Scenario, results: &[(String, Value)]) {
     println!("{head}");
     for (label, path, scale, dec) in ROWS {
         let mut line = format!("  {label:<34}");
+        // A figure a server does not report (its own latency, from Janus) shows as "-".
+        let present: Vec<bool> = results
+            .iter()
+            .map(|(_, r)| {
+                let mut x = &r["window"];
+                for p in path.iter() {
+                    x = &x[*p];
+                }
+                !x.is_null()
+            })
+            .collect();
         let vals: Vec<f64> = results
             .iter()
             .map(|(_, r)| f(&r["window"], path) * scale)
             .collect();
-        for v in &vals {
-            line.push_str(&format!("{:>14.*}", *dec, v));
+        for (v, here) in vals.iter().zip(&present) {
+            if *here {
+                line.push_str(&format!("{:>14.*}", *dec, v));
+            } else {
+                line.push_str(&format!("{:>14}", "-"));
+            }
         }
-        if vals.len() == 2 && vals[1].abs() > 1e-12 {
+        if vals.len() == 2 && present.iter().all(|p| *p) && vals[1].abs() > 1e-12 {
             line.push_str(&format!("{:>13.2}x", vals[0] / vals[1]));
         }
         println!("{line}");

@@ -42,6 +42,13 @@ test("two WHEP players decode a WHIP publication", async () => {
     assert.ok(await metricValue(svc.metrics, "switchyard_dataplane_rtp_forwarded_total") > 100);
     assert.ok(await metricValue(svc.metrics, "switchyard_dataplane_packets_in_total") > 100);
     assert.equal(await metricValue(svc.metrics, "switchyard_dataplane_peers"), 3);
+    // Added latency is sampled from the kernel's receive stamps: some samples, each well
+    // under a second on a local machine.
+    const lat = "switchyard_dataplane_forward_latency_seconds";
+    const samples = await metricValue(svc.metrics, lat + "_count");
+    assert.ok(samples > 10, `${samples} latency samples`);
+    const mean = (await metricValue(svc.metrics, lat + "_sum")) / samples;
+    assert.ok(mean > 0 && mean < 0.5, `mean added latency ${mean} s`);
   } finally {
     await browser.close();
     await svc.stop();

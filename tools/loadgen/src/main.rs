@@ -141,6 +141,11 @@ struct Args {
     /// A server process to sample for CPU and RSS (repeat for several).
     #[arg(long)]
     server_pid: Vec<u32>,
+    /// Switchyard: the dataplane's metrics URL (`http://host:7101/metrics`); its
+    /// added-latency histogram, read at each window's start and end, goes into the report
+    /// as the window's `server_latency`.
+    #[arg(long)]
+    server_metrics: Option<String>,
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -442,6 +447,7 @@ impl Run {
             .await;
         let u0 = report::usage(&self.pids);
         let own0 = report::cpu_seconds("self").unwrap_or(0.0);
+        let h0 = self.server_histogram().await;
         self.event("measure-start");
         let mut joins = 0u64;
         for sec in 0..seconds {
@@ -454,6 +460,7 @@ impl Run {
         let last = first + seconds;
         let u1 = report::usage(&self.pids);
         let own1 = report::cpu_seconds("self").unwrap_or(0.0);
+        let h1 = self.server_histogram().await;
         self.event("measure-end");
         // Wait for every worker's ticks of the window.
         let _ = self
@@ -478,7 +485,40 @@ impl Run {
             u1.cpu_s - u0.cpu_s,
             rss,
         );
-        (window, joins)
+        let server_latency = match (h0, h1) {
+            (Some(a), Some(b)) => {
+                report::histogram_latency(&switchyard_perf::histogram_delta(&a, &b))
+            }
+            _ => None,
+        };
+        (
+            Window {
+                server_latency,
+                ..window
+            },
+            joins,
+        )
+    }
+
+    /// The dataplane's added-latency histogram now, if `--server-metrics` names it and it
+    /// answers (a failed read leaves the window without the figure, with a warning).
+    async fn server_histogram(&mut self) -> Option<Vec<(f64, u64)>> {
+        let url = self.args.server_metrics.clone()?;
+        let text = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.ok(),
+            Err(_) => None,
+        };
+        match text {
+            Some(t) => Some(switchyard_perf::prometheus_histogram(
+                &t,
+                report::FORWARD_LATENCY,
+            )),
+            None => {
+                self.errors
+                    .push(format!("--server-metrics {url}: no answer"));
+                None
+            }
+        }
     }
 
     /// Replaces `rate` connected subscribers (chosen by `sec`) with new ones of the same

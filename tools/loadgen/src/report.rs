@@ -108,6 +108,26 @@ pub struct Window {
     pub server_rss_after_kib: u64,
     /// (after − before) / subscribers, KiB.
     pub rss_per_subscriber_kib: f64,
+    /// The server's own added latency (Switchyard's dataplane histogram over the window,
+    /// with `--server-metrics`), per forwarded copy: kernel receive stamp → the copy handed
+    /// to the kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_latency: Option<Latency>,
+}
+
+/// The dataplane's added-latency histogram.
+pub const FORWARD_LATENCY: &str = "switchyard_dataplane_forward_latency_seconds";
+
+/// Percentiles (µs) of a cumulative histogram in seconds; `None` if it is empty.
+pub fn histogram_latency(h: &[(f64, u64)]) -> Option<Latency> {
+    let us = |q: f64| switchyard_perf::histogram_quantile(h, q).map(|s| (s * 1e6).round() as u64);
+    Some(Latency {
+        p50_us: us(0.5)?,
+        p90_us: us(0.9)?,
+        p99_us: us(0.99)?,
+        p999_us: us(0.999)?,
+        max_us: us(1.0)?,
+    })
 }
 
 /// One second of the run.
@@ -222,6 +242,7 @@ pub fn window(
         } else {
             0.0
         },
+        server_latency: None,
     }
 }
 
