@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_config::Config;
-use switchyard_dataplane::core::Core;
+use switchyard_dataplane::core::{Core, CoreSettings};
 use switchyard_dataplane::driver::{self, CoreLinks, MediaSocket};
 use switchyard_dataplane::metrics::CoreMetrics;
 use switchyard_dataplane::mgmt::{self, MgmtSetup};
@@ -160,8 +160,11 @@ fn run(config: Config, check_only: bool) -> anyhow::Result<()> {
             i as u16,
             &pairs,
             cert,
-            config.dataplane.max_peers_per_core,
-            config.dataplane.test_ingress_loss_percent,
+            CoreSettings {
+                max_peers: config.dataplane.max_peers_per_core,
+                test_loss_percent: config.dataplane.test_ingress_loss_percent,
+                retransmit_history: Duration::from_millis(config.dataplane.retransmit_history_ms),
+            },
             metrics.clone(),
         );
         let links = CoreLinks {

@@ -9,7 +9,7 @@
 //! transcoding (only the payload type number is mapped per section).
 
 use crate::sdp;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::{Codec, CodecConfig, PayloadParams};
@@ -152,24 +152,25 @@ pub fn tracks(rtc: &Rtc, media: &[(Mid, MediaKind)]) -> (Vec<Track>, Vec<Payload
     (tracks, params)
 }
 
-/// How long a subscription keeps what it sent, to answer NACKs with RTX. A NACK arrives
-/// one round trip after the loss; older ones are not worth answering (the subscriber's
-/// jitter buffer has moved on and asks for a keyframe instead).
+/// How long a subscription keeps what it sent, to answer NACKs with RTX, unless
+/// `dataplane.retransmit_history_ms` says otherwise. A NACK arrives one round trip after
+/// the loss; older ones are not worth answering (the subscriber's jitter buffer has moved
+/// on and asks for a keyframe instead).
 pub const RTX_HISTORY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The most packets a video subscription keeps for RTX (1 s of 4 Mbit/s video). The
-/// history is a ring of str0m packet records (a few hundred bytes each; payloads are shared
-/// with the publication) that grows until it holds `RTX_HISTORY`: with str0m's default
-/// (1,000 packets over 3 s) it was most of a subscriber's memory.
+/// The most packets a video subscription keeps for RTX per second of history (1 s of
+/// 4 Mbit/s video). The history is a ring of str0m packet records (a few hundred bytes
+/// each; payloads are shared with the publication) that grows until it holds the history:
+/// with str0m's default (1,000 packets over 3 s) it was most of a subscriber's memory.
 pub const RTX_PACKETS: usize = 400;
 
 /// The share of retransmissions in a stream above which queued resends are dropped
 /// (str0m's default).
 const RTX_RATIO_CAP: Option<f32> = Some(0.15);
 
-/// The send stream of a section, declared if str0m did not make one, with the dataplane's
-/// RTX history.
-pub fn send_stream(rtc: &mut Rtc, mid: Mid, kind: MediaKind) -> Ssrc {
+/// The send stream of a section, declared if str0m did not make one, keeping `history`
+/// of video for RTX (audio is not retransmitted).
+pub fn send_stream(rtc: &mut Rtc, mid: Mid, kind: MediaKind, history: Duration) -> Ssrc {
     let mut api = rtc.direct_api();
     let tx = match api.stream_tx_by_mid(mid, None) {
         Some(tx) => tx,
@@ -179,12 +180,15 @@ pub fn send_stream(rtc: &mut Rtc, mid: Mid, kind: MediaKind) -> Ssrc {
             api.declare_stream_tx(ssrc, rtx, mid, None)
         }
     };
-    // Audio is not retransmitted (written not nackable): its history stays empty.
-    let packets = if kind == MediaKind::Video {
-        RTX_PACKETS
+    // Audio is not retransmitted (written not nackable): its history stays empty, as
+    // does video's when the history is zero.
+    let (packets, history) = if kind == MediaKind::Video && !history.is_zero() {
+        let per_ms = RTX_PACKETS as f64 / 1000.0;
+        let n = (history.as_millis() as f64 * per_ms).ceil() as usize;
+        (n.max(1), history)
     } else {
-        1
+        (1, Duration::ZERO)
     };
-    tx.set_rtx_cache(packets, RTX_HISTORY, RTX_RATIO_CAP);
+    tx.set_rtx_cache(packets, history, RTX_RATIO_CAP);
     tx.ssrc()
 }

@@ -253,6 +253,60 @@ fn upstream_loss_is_repaired_with_nack_and_rtx() {
     );
 }
 
+/// The share of a subscriber's video sequence numbers (from first to last) it received.
+fn video_received_share(net: &Net, s: usize) -> f64 {
+    let video: Vec<u64> = net
+        .rtp_packets(s)
+        .iter()
+        .filter(|p| p.payload.len() > 80)
+        .map(|p| *p.seq_no)
+        .collect();
+    let span = video.iter().max().unwrap() - video.iter().min().unwrap() + 1;
+    video.len() as f64 / span as f64
+}
+
+#[test]
+fn downstream_loss_is_repaired_from_the_retransmit_history_unless_it_is_off() {
+    use switchyard_dataplane::core::CoreSettings;
+    for history in [Duration::from_secs(1), Duration::ZERO] {
+        let mut net = Net::with_settings(
+            1,
+            CoreSettings {
+                retransmit_history: history,
+                ..CoreSettings::default()
+            },
+        );
+        let (p, offer) = net.client("publisher", true, false);
+        let (_, spec) = net
+            .connect(0, p, offer, "pub", publish(true, true), vec![])
+            .unwrap();
+        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+        let (s, offer) = net.client("subscriber", false, true);
+        net.connect(0, s, offer, "sub", subscribe("sub"), spec)
+            .unwrap();
+        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
+        // A tenth of the subscriber's video is lost on its way from the core.
+        net.lossy_clients.push(s);
+        send_media(&mut net, p, 150);
+        let nacks = net.metrics[0]
+            .nacks_received
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let share = video_received_share(&net, s);
+        println!(
+            "history {history:?}: {} dropped, {nacks} NACKs received, {:.1} % of video received",
+            net.downstream_dropped,
+            share * 100.0
+        );
+        assert!(net.downstream_dropped > 10, "{}", net.downstream_dropped);
+        assert!(nacks > 0, "the subscriber sent no NACK");
+        if history.is_zero() {
+            assert!(share < 0.95, "{share}: repaired without a history?");
+        } else {
+            assert!(share >= 0.97, "{share}: not repaired from the history");
+        }
+    }
+}
+
 #[test]
 fn garbage_datagrams_are_dropped_and_counted_while_media_flows() {
     let mut net = Net::new(1, 0.0);

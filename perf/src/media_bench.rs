@@ -53,6 +53,10 @@ struct Args {
     /// Only this server: switchyard or janus.
     #[arg(long)]
     only: Option<String>,
+    /// Switchyard's `dataplane.retransmit_history_ms` (its default when not given); 0
+    /// measures memory per subscriber without packet caches.
+    #[arg(long)]
+    retransmit_history_ms: Option<u64>,
     /// Where each run's SVG charts go (a directory per scenario and server).
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -305,10 +309,14 @@ maxport = 40063
 cores = "all"
 rpc_address = "127.0.0.1:7000"
 metrics_address = "{ip}:7001"
-"#,
+{history}"#,
             data = dir.path().join("data").display(),
             ip = ns.inner_ip,
-            ifname = ns.inner_if
+            ifname = ns.inner_if,
+            history = args
+                .retransmit_history_ms
+                .map(|ms| format!("retransmit_history_ms = {ms}\n"))
+                .unwrap_or_default()
         ),
     )?;
     // The previous run's dataplane is dead (killed and reaped), but the kernel tears its

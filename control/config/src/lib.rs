@@ -367,6 +367,9 @@ pub struct DataplaneConfig {
     pub socket_buffer_bytes: usize,
     /// The most peers one core takes.
     pub max_peers_per_core: usize,
+    /// How long a video subscription keeps what it sent to answer NACKs with RTX, in
+    /// milliseconds (0: NACKs go unanswered). Memory per subscriber grows with it.
+    pub retransmit_history_ms: u64,
     /// For tests only: drop this percentage of incoming media packets, as a lossy
     /// network would (0 in production).
     pub test_ingress_loss_percent: f64,
@@ -380,6 +383,7 @@ impl Default for DataplaneConfig {
             metrics_address: "127.0.0.1:7101".into(),
             socket_buffer_bytes: 4 * 1024 * 1024,
             max_peers_per_core: 5000,
+            retransmit_history_ms: 1000,
             test_ingress_loss_percent: 0.0,
         }
     }
@@ -640,6 +644,15 @@ impl Config {
                 ),
             ));
         }
+        if dp.retransmit_history_ms > 10_000 {
+            return Err(ConfigError::invalid(
+                "dataplane.retransmit_history_ms",
+                format!(
+                    "{} is out of range: use 0 (no retransmissions) to 10000",
+                    dp.retransmit_history_ms
+                ),
+            ));
+        }
         if !(64 * 1024..=256 * 1024 * 1024).contains(&dp.socket_buffer_bytes) {
             return Err(ConfigError::invalid(
                 "dataplane.socket_buffer_bytes",
@@ -810,6 +823,18 @@ mod tests {
         );
         let e = err("[webrtc]\nnetwork_interfaces = [{name = \"\"}]\n");
         assert_eq!(e.key(), Some("webrtc.network_interfaces[0].name"));
+    }
+
+    #[test]
+    fn retransmit_history_is_bounded() {
+        let e = err("[dataplane]\nretransmit_history_ms = 60000\n");
+        assert_eq!(e.key(), Some("dataplane.retransmit_history_ms"));
+        assert!(
+            e.to_string().contains("0 (no retransmissions) to 10000"),
+            "{e}"
+        );
+        let c = Config::from_toml_str("[dataplane]\nretransmit_history_ms = 0\n");
+        assert_eq!(c.map(|c| c.dataplane.retransmit_history_ms).ok(), Some(0));
     }
 
     #[test]

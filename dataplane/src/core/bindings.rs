@@ -223,7 +223,8 @@ impl Core {
                 } => {
                     let mut outs = Vec::new();
                     for (mid, kind) in &media {
-                        let ssrc = peer::send_stream(&mut peer.rtc, *mid, *kind);
+                        let ssrc =
+                            peer::send_stream(&mut peer.rtc, *mid, *kind, self.retransmit_history);
                         let clock_rate = tracks
                             .iter()
                             .find(|t| t.mid == mid.to_string())

@@ -338,12 +338,35 @@ impl LossInjector {
     }
 }
 
+/// A core's settings, from the `[dataplane]` configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreSettings {
+    /// The most peers it takes.
+    pub max_peers: usize,
+    /// Tests only: the share of incoming media dropped on purpose, in percent.
+    pub test_loss_percent: f64,
+    /// How long a video subscription keeps what it sent, to answer NACKs with RTX (zero:
+    /// NACKs go unanswered; keyframe requests still work).
+    pub retransmit_history: Duration,
+}
+
+impl Default for CoreSettings {
+    fn default() -> Self {
+        CoreSettings {
+            max_peers: 1000,
+            test_loss_percent: 0.0,
+            retransmit_history: peer::RTX_HISTORY,
+        }
+    }
+}
+
 /// One core's peers and routes.
 pub struct Core {
     index: u16,
     candidates: Vec<Candidate>,
     cert: DtlsCert,
     max_peers: usize,
+    retransmit_history: Duration,
     next_key: PeerKey,
     peers: HashMap<PeerKey, Peer>,
     ids: HashMap<String, PeerKey>,
@@ -378,8 +401,7 @@ impl Core {
         index: u16,
         sockets: &[(SocketAddr, SocketAddr)],
         cert: DtlsCert,
-        max_peers: usize,
-        loss_percent: f64,
+        settings: CoreSettings,
         metrics: Arc<CoreMetrics>,
     ) -> Self {
         let candidates = sockets
@@ -397,7 +419,8 @@ impl Core {
             index,
             candidates,
             cert,
-            max_peers,
+            max_peers: settings.max_peers,
+            retransmit_history: settings.retransmit_history,
             next_key: 1,
             peers: HashMap::new(),
             ids: HashMap::new(),
@@ -413,7 +436,7 @@ impl Core {
             shedder: Shedder::default(),
             next_binding: 0,
             loss: LossInjector {
-                percent: loss_percent,
+                percent: settings.test_loss_percent,
                 state: 0x9E37_79B9_7F4A_7C15 ^ u64::from(index),
             },
         }

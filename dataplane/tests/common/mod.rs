@@ -9,7 +9,7 @@ use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
-use switchyard_dataplane::core::{Command, Core, CoreEvent, Outbox, PublicationSpec};
+use switchyard_dataplane::core::{Command, Core, CoreEvent, CoreSettings, Outbox, PublicationSpec};
 use switchyard_dataplane::metrics::CoreMetrics;
 use switchyard_dataplane_api::{Binding, PeerCreate, PeerCreated, PeerOffer, RpcError};
 
@@ -45,6 +45,11 @@ pub struct Net {
     /// Called with `true` just before a core handles a client's datagram and with `false`
     /// once its outbox is taken (the allocation test counts in between).
     pub around_core_input: Option<fn(bool)>,
+    /// Clients whose incoming video is lossy: every 10th datagram of more than 500 bytes
+    /// from a core to them is dropped (counted in `downstream_dropped`).
+    pub lossy_clients: Vec<usize>,
+    pub downstream_dropped: u64,
+    downstream_big: u64,
     token: u64,
     queue: std::collections::VecDeque<switchyard_dataplane::core::Datagram>,
     delivering: bool,
@@ -52,6 +57,17 @@ pub struct Net {
 
 impl Net {
     pub fn new(cores: usize, loss_percent: f64) -> Net {
+        Net::with_settings(
+            cores,
+            CoreSettings {
+                test_loss_percent: loss_percent,
+                ..CoreSettings::default()
+            },
+        )
+    }
+
+    /// Cores built with `settings`.
+    pub fn with_settings(cores: usize, settings: CoreSettings) -> Net {
         init();
         let now = Instant::now();
         let provider = str0m::crypto::from_feature_flags();
@@ -66,8 +82,7 @@ impl Net {
                 i as u16,
                 &[(addr, addr)],
                 cert,
-                1000,
-                loss_percent,
+                settings,
                 m.clone(),
             ));
             addrs.push(addr);
@@ -83,6 +98,9 @@ impl Net {
             core_events: Vec::new(),
             blackhole: Vec::new(),
             around_core_input: None,
+            lossy_clients: Vec::new(),
+            downstream_dropped: 0,
+            downstream_big: 0,
             token: 0,
             queue: Default::default(),
             delivering: false,
@@ -229,6 +247,13 @@ impl Net {
             let Some(ci) = self.clients.iter().position(|c| c.addr == d.to) else {
                 continue;
             };
+            if self.lossy_clients.contains(&ci) && d.data.len() > 500 {
+                self.downstream_big += 1;
+                if self.downstream_big.is_multiple_of(10) {
+                    self.downstream_dropped += 1;
+                    continue;
+                }
+            }
             let input = Input::Receive(
                 self.now,
                 Receive {
