@@ -22,6 +22,7 @@ pub mod core;
 pub mod demux;
 pub mod driver;
 pub mod keyframe;
+pub mod layers;
 pub mod load;
 pub mod metrics;
 pub mod mgmt;
