@@ -176,7 +176,7 @@ impl Core {
             .peers
             .get_mut(&key)
             .ok_or_else(|| RpcError::new(ErrorCode::UnknownPeer, "no such peer"))?;
-        let answered = peer::accept(&mut peer.rtc, &filtered)?;
+        let answered = peer::accept(&mut peer.rtc, &sdp::without_simulcast(&filtered))?;
         // Resolve every new binding before adding any.
         let mut bound = Vec::new();
         let mut new_specs = Vec::new();
