@@ -43,7 +43,8 @@ pub const LATENCY_SAMPLE_EVERY: u32 = 4;
 const SIOCGSTAMPNS: u64 = 0x8907;
 
 /// The kernel's receive time of the last datagram read from `fd`, if it keeps one.
-/// (nix wraps neither this request nor one glommio's receive could use instead.)
+/// (nix has no wrapper for this request, and glommio's receive returns no control
+/// messages, so `SO_TIMESTAMPNS` cannot be used instead.)
 #[allow(unsafe_code)]
 fn receive_stamp(fd: std::os::fd::RawFd) -> Option<SystemTime> {
     let mut ts = nix::libc::timespec {
@@ -101,9 +102,8 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// Carries out what the core asked for and says how many datagrams it sent. The
-    /// outbox is emptied in place, so its buffers keep their capacity from one input to
-    /// the next.
+    /// Carries out what the core asked for. The outbox is emptied in place, so its
+    /// buffers keep their capacity from one input to the next.
     fn flush(&self) {
         self.flush_stamped(None);
     }
