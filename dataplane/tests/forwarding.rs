@@ -222,16 +222,7 @@ fn subscriber_on_another_core_gets_one_hand_off_per_packet() {
 #[test]
 fn upstream_loss_is_repaired_with_nack_and_rtx() {
     // 10 % of the publisher's RTP is lost on its way into the core.
-    let mut net = Net::new(1, 10.0);
-    let (p, offer) = net.client("publisher", true, false);
-    let (_, spec) = net
-        .connect(0, p, offer, "pub", publish(true, true), vec![])
-        .unwrap();
-    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
-    let (s, offer) = net.client("subscriber", false, true);
-    net.connect(0, s, offer, "sub", subscribe("sub"), spec)
-        .unwrap();
-    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
+    let (mut net, p, subs) = common::one_publisher_room_on(Net::new(1, 10.0), 1);
     send_media(&mut net, p, 150);
     let m = &net.metrics[0];
     let lost = m.drops_for(switchyard_dataplane::metrics::DropReason::TestLoss);
@@ -239,17 +230,11 @@ fn upstream_loss_is_repaired_with_nack_and_rtx() {
     assert!(lost > 10, "loss hook dropped {lost}");
     assert!(nacks > 0, "no NACK sent to the publisher");
     // Video is repaired by retransmission: the subscriber ends with (nearly) every packet.
-    let video: Vec<u64> = net
-        .rtp_packets(s)
-        .iter()
-        .filter(|p| p.payload.len() > 80)
-        .map(|p| *p.seq_no)
-        .collect();
-    let span = video.iter().max().unwrap() - video.iter().min().unwrap() + 1;
+    let share = video_received_share(&net, subs[0]);
     assert!(
-        video.len() as u64 >= span * 97 / 100,
-        "{} of {span} video packets after repair",
-        video.len()
+        share >= 0.97,
+        "{:.1} % of video packets after repair",
+        share * 100.0
     );
 }
 
@@ -269,22 +254,12 @@ fn video_received_share(net: &Net, s: usize) -> f64 {
 fn downstream_loss_is_repaired_from_the_retransmit_history_unless_it_is_off() {
     use switchyard_dataplane::core::CoreSettings;
     for history in [Duration::from_secs(1), Duration::ZERO] {
-        let mut net = Net::with_settings(
-            1,
-            CoreSettings {
-                retransmit_history: history,
-                ..CoreSettings::default()
-            },
-        );
-        let (p, offer) = net.client("publisher", true, false);
-        let (_, spec) = net
-            .connect(0, p, offer, "pub", publish(true, true), vec![])
-            .unwrap();
-        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
-        let (s, offer) = net.client("subscriber", false, true);
-        net.connect(0, s, offer, "sub", subscribe("sub"), spec)
-            .unwrap();
-        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
+        let settings = CoreSettings {
+            retransmit_history: history,
+            ..CoreSettings::default()
+        };
+        let (mut net, p, subs) = common::one_publisher_room_on(Net::with_settings(1, settings), 1);
+        let s = subs[0];
         // A tenth of the subscriber's video is lost on its way from the core.
         net.lossy_clients.push(s);
         send_media(&mut net, p, 150);

@@ -456,7 +456,11 @@ pub fn subscribe(id: &str) -> Vec<Binding> {
 /// `subscribers` connected RTP-mode subscribers "sub0", "sub1", … playing it, started in
 /// that order. Returns the network, the publisher and the subscribers.
 pub fn one_publisher_room(subscribers: usize) -> (Net, usize, Vec<usize>) {
-    let mut net = Net::new(1, 0.0);
+    one_publisher_room_on(Net::new(1, 0.0), subscribers)
+}
+
+/// [`one_publisher_room`] on core 0 of `net` (built with the settings a test needs).
+pub fn one_publisher_room_on(mut net: Net, subscribers: usize) -> (Net, usize, Vec<usize>) {
     let (p, offer) = net.client("publisher", true, false);
     let (_, spec) = net
         .connect(0, p, offer, "pub", publish(true, true), vec![])
