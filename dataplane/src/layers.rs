@@ -217,30 +217,25 @@ impl LayerSelector {
         let Some(estimate) = self.estimate else {
             return Some(highest);
         };
+        // The highest allowed layer up to `ceiling` that the estimate carries now.
+        let carried = |ceiling: u8| {
+            allowed
+                .iter()
+                .rev()
+                .copied()
+                .find(|l| *l <= ceiling && bps(*l) <= estimate)
+                .unwrap_or(lowest)
+        };
         // Where the subscription is (or is headed, before its first picture).
         let Some(here) = self.current.filter(|c| allowed.contains(c)) else {
-            // No usable current layer: the highest the estimate carries now.
+            // No usable current layer: the highest the estimate carries.
             self.up_ok_since = None;
-            return Some(
-                allowed
-                    .iter()
-                    .rev()
-                    .copied()
-                    .find(|l| bps(*l) <= estimate)
-                    .unwrap_or(lowest),
-            );
+            return Some(carried(u8::MAX));
         };
         // Down at once when the current layer no longer fits.
         if bps(here) > estimate && here != lowest {
             self.up_ok_since = None;
-            return Some(
-                allowed
-                    .iter()
-                    .rev()
-                    .copied()
-                    .find(|l| *l < here && bps(*l) <= estimate)
-                    .unwrap_or(lowest),
-            );
+            return Some(carried(here.saturating_sub(1)));
         }
         // Up one layer when it has fitted with headroom for long enough.
         let Some(up) = allowed.iter().copied().find(|l| *l > here) else {

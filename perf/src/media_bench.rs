@@ -521,12 +521,18 @@ fn run_loadgen(
     Ok(serde_json::from_str(&text)?)
 }
 
-fn f(v: &Value, path: &[&str]) -> f64 {
+/// The number at `path` in a report, if it has one.
+fn get(v: &Value, path: &[&str]) -> Option<f64> {
     let mut x = v;
     for p in path {
         x = &x[*p];
     }
-    x.as_f64().unwrap_or(0.0)
+    x.as_f64()
+}
+
+/// The number at `path`, 0 when missing.
+fn f(v: &Value, path: &[&str]) -> f64 {
+    get(v, path).unwrap_or(0.0)
 }
 
 /// The rows of the side-by-side table: label, path in the report's window, scale and
@@ -611,29 +617,20 @@ fn print_table(sc: &Scenario, results: &[(String, Value)]) {
     for (label, path, scale, dec) in ROWS {
         let mut line = format!("  {label:<34}");
         // A figure a server does not report (its own latency, from Janus) shows as "-".
-        let present: Vec<bool> = results
+        let vals: Vec<Option<f64>> = results
             .iter()
-            .map(|(_, r)| {
-                let mut x = &r["window"];
-                for p in path.iter() {
-                    x = &x[*p];
-                }
-                !x.is_null()
-            })
+            .map(|(_, r)| get(&r["window"], path).map(|v| v * scale))
             .collect();
-        let vals: Vec<f64> = results
-            .iter()
-            .map(|(_, r)| f(&r["window"], path) * scale)
-            .collect();
-        for (v, here) in vals.iter().zip(&present) {
-            if *here {
-                line.push_str(&format!("{:>14.*}", *dec, v));
-            } else {
-                line.push_str(&format!("{:>14}", "-"));
+        for v in &vals {
+            match v {
+                Some(v) => line.push_str(&format!("{:>14.*}", *dec, v)),
+                None => line.push_str(&format!("{:>14}", "-")),
             }
         }
-        if vals.len() == 2 && present.iter().all(|p| *p) && vals[1].abs() > 1e-12 {
-            line.push_str(&format!("{:>13.2}x", vals[0] / vals[1]));
+        if let [Some(a), Some(b)] = vals[..] {
+            if b.abs() > 1e-12 {
+                line.push_str(&format!("{:>13.2}x", a / b));
+            }
         }
         println!("{line}");
     }
