@@ -27,6 +27,7 @@ pub mod load;
 pub mod metrics;
 pub mod mgmt;
 pub mod overload;
+pub mod packet;
 pub mod peer;
 pub mod rewrite;
 pub mod sdp;
