@@ -1,18 +1,21 @@
-//! Simulcast layer selection for one subscription (sans-IO).
+//! Simulcast layers (sans-IO): measuring a publication's layers, and choosing one for
+//! each subscription.
 //!
-//! A simulcast publication arrives as up to [`MAX_LAYERS`] encodings of one video, layer 0
-//! the lowest. A subscription forwards exactly one of them, and the [`LayerSelector`]
-//! decides which from three things:
+//! A simulcast publication arrives as up to [`MAX_LAYERS`] encodings of one video, each a
+//! `rid` of the publisher's offer; a layer's index is its rid's position there. The
+//! publisher's core measures every layer once ([`LayerMeter`]: bitrate over
+//! [`RATE_WINDOW`], whether it still flows, the picture size its keyframes announce) and
+//! every packet carries that snapshot ([`Layers`]) to the subscriptions, on any core. A
+//! publisher's encoder changes its bitrates as it likes, and Chromium stops its top layers
+//! when its own uplink is short, so a layer that has sent nothing for [`INACTIVE_AFTER`]
+//! counts as absent.
 //!
-//! - what each layer costs: its bitrate, measured from the packets that arrive
-//!   ([`LayerSelector::on_packet`]) — a publisher's encoder changes them as it likes, and
-//!   Chromium stops its top layers when its own uplink is short, so a layer that has sent
-//!   nothing for [`INACTIVE_AFTER`] counts as absent;
-//! - what the subscriber's path carries: the bandwidth estimate
-//!   ([`LayerSelector::set_estimate`]; none means bandwidth adaptation is off, and the
-//!   highest layer allowed is chosen);
-//! - what the subscriber asked for ([`LayerSelector::set_cap`]: a highest layer, a highest
-//!   bitrate).
+//! A subscription forwards exactly one layer, and its [`LayerSelector`] decides which from
+//! the snapshot, the subscriber's bandwidth estimate ([`LayerSelector::set_estimate`]; none
+//! means bandwidth adaptation is off, and the highest layer allowed is chosen) and what the
+//! subscriber asked for ([`LayerSelector::set_cap`]: a highest layer, bitrate or picture
+//! size). Layers are ranked by their measured bitrate, not by their index, so a client that
+//! lists its encodings highest first is served as well as one that lists them lowest first.
 //!
 //! A switch takes effect only at a keyframe of the new layer: until one arrives the old
 //! layer keeps flowing, so the subscriber's picture never freezes for a switch. The
@@ -21,7 +24,10 @@
 //! overloaded); going up needs the estimate to carry the higher layer with
 //! [`UP_HEADROOM`] to spare for [`UP_HOLD`], and not sooner than [`UP_BACKOFF`] after a
 //! down switch, so that an estimate wobbling around a layer's bitrate does not flap.
+//!
+//! Nothing here allocates: the selector runs for every forwarded video packet.
 
+use crate::packet::Picture;
 use std::time::{Duration, Instant};
 
 /// The most layers a publication has (Chromium sends up to three).
@@ -44,6 +50,38 @@ pub const UP_BACKOFF: Duration = Duration::from_secs(4);
 
 /// The least time between two keyframe requests for a pending switch.
 pub const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
+
+/// How often a selector re-decides when nothing it depends on changed (up switches wait
+/// for time to pass).
+pub const RECHOOSE_EVERY: Duration = Duration::from_millis(100);
+
+/// A publication's layers as measured at its publisher's core; every packet carries one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layers {
+    /// Each layer's bitrate, bits per second (0: its first window is still open).
+    pub bps: [u32; MAX_LAYERS],
+    /// The picture size each layer's keyframes announce, once one has.
+    pub size: [Option<(u16, u16)>; MAX_LAYERS],
+    /// Bit *i* set: layer *i* sent something within [`INACTIVE_AFTER`].
+    pub active: u8,
+}
+
+impl Layers {
+    /// Whether layer `l` flows.
+    pub fn is_active(&self, l: u8) -> bool {
+        usize::from(l) < MAX_LAYERS && self.active & (1 << l) != 0
+    }
+
+    /// How many layers flow.
+    pub fn count(&self) -> u32 {
+        self.active.count_ones()
+    }
+
+    /// Layer `l`'s bitrate (0 when unknown).
+    pub fn bps_of(&self, l: u8) -> u64 {
+        self.bps.get(usize::from(l)).map_or(0, |b| u64::from(*b))
+    }
+}
 
 /// One layer's measured bitrate.
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,62 +118,115 @@ impl Rate {
     }
 }
 
-/// The layer choice of one subscription.
-#[derive(Debug, Clone)]
-pub struct LayerSelector {
+/// Measures a publication's layers, at its publisher's core.
+#[derive(Debug, Clone, Default)]
+pub struct LayerMeter {
     rates: [Rate; MAX_LAYERS],
+    size: [Option<(u16, u16)>; MAX_LAYERS],
+}
+
+impl LayerMeter {
+    /// A packet of `layer` with `bytes` of payload arrived; returns the snapshot to send
+    /// with it. Layers beyond [`MAX_LAYERS`] are not measured.
+    pub fn on_packet(&mut self, now: Instant, layer: u8, bytes: usize, pic: Picture) -> Layers {
+        let i = usize::from(layer);
+        if let Some(rate) = self.rates.get_mut(i) {
+            rate.add(now, bytes);
+            if let Some(s) = pic.size {
+                self.size[i] = Some(s);
+            }
+        }
+        self.snapshot(now)
+    }
+
+    /// The layers as they are at `now`.
+    pub fn snapshot(&self, now: Instant) -> Layers {
+        let mut out = Layers {
+            size: self.size,
+            ..Layers::default()
+        };
+        for (i, r) in self.rates.iter().enumerate() {
+            out.bps[i] = u32::try_from(r.bps).unwrap_or(u32::MAX);
+            if r.active(now) {
+                out.active |= 1 << i;
+            }
+        }
+        out
+    }
+}
+
+/// What a subscriber asked for; the lowest flowing layer is always allowed, so that a cap
+/// never leaves a subscriber without video.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cap {
+    /// No layer costlier than this one (a `rid` the subscriber named).
+    pub layer: Option<u8>,
+    /// No layer above this bitrate, bits per second.
+    pub max_bps: Option<u64>,
+    /// No layer larger than this (width, height), where its size is known.
+    pub max_size: Option<(u16, u16)>,
+}
+
+/// What a layer costs for ranking and fitting: its bitrate, or more than any estimate
+/// while it is not measured yet.
+fn cost(layers: &Layers, l: u8) -> u64 {
+    match layers.bps_of(l) {
+        0 => u64::MAX,
+        b => b,
+    }
+}
+
+/// The layer choice of one subscription.
+#[derive(Debug, Clone, Default)]
+pub struct LayerSelector {
+    layers: Layers,
     /// The layer being forwarded (`None` before the first keyframe).
     current: Option<u8>,
     /// The layer wanted; a switch happens at its next keyframe.
     target: Option<u8>,
     estimate: Option<u64>,
-    cap_layer: u8,
-    cap_bps: Option<u64>,
+    cap: Cap,
     /// Since when the estimate has carried the layer above the current one.
     up_ok_since: Option<Instant>,
     last_down: Option<Instant>,
     last_request: Option<Instant>,
+    last_choice: Option<Instant>,
     switches: u64,
 }
 
-impl Default for LayerSelector {
-    fn default() -> Self {
-        LayerSelector {
-            rates: [Rate::default(); MAX_LAYERS],
-            current: None,
-            target: None,
-            estimate: None,
-            cap_layer: (MAX_LAYERS - 1) as u8,
-            cap_bps: None,
-            up_ok_since: None,
-            last_down: None,
-            last_request: None,
-            switches: 0,
-        }
+/// The flowing layers allowed by a cap, cheapest first (fixed size: no allocation).
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    layers: [u8; MAX_LAYERS],
+    len: usize,
+}
+
+impl Ranked {
+    fn as_slice(&self) -> &[u8] {
+        &self.layers[..self.len]
     }
 }
 
 impl LayerSelector {
-    /// A packet of `layer` arrived (`bytes` of payload; `keyframe_start` when it is the
-    /// first packet of a keyframe). Returns whether this subscription forwards it.
-    pub fn on_packet(
-        &mut self,
-        now: Instant,
-        layer: u8,
-        bytes: usize,
-        keyframe_start: bool,
-    ) -> bool {
-        let Some(rate) = self.rates.get_mut(usize::from(layer)) else {
+    /// A packet of `layer` arrived with the publication's `layers` (`keyframe` when it is
+    /// the first packet of a keyframe). Returns whether this subscription forwards it.
+    pub fn on_packet(&mut self, now: Instant, layer: u8, keyframe: bool, layers: &Layers) -> bool {
+        if usize::from(layer) >= MAX_LAYERS {
             return false;
-        };
-        rate.add(now, bytes);
-        self.target = self.choose(now);
-        if keyframe_start && self.target == Some(layer) && self.current != Some(layer) {
-            if self.current.is_some_and(|c| c > layer) {
-                self.last_down = Some(now);
-            }
-            if self.current.is_some() {
+        }
+        let stale = self
+            .last_choice
+            .is_none_or(|t| now.saturating_duration_since(t) >= RECHOOSE_EVERY);
+        if *layers != self.layers || stale {
+            self.layers = *layers;
+            self.rechoose(now);
+        }
+        if keyframe && self.target == Some(layer) && self.current != Some(layer) {
+            if let Some(c) = self.current {
                 self.switches += 1;
+                if self.cost(c) > self.cost(layer) {
+                    self.last_down = Some(now);
+                }
             }
             self.current = Some(layer);
             self.up_ok_since = None;
@@ -144,18 +235,22 @@ impl LayerSelector {
         self.current == Some(layer)
     }
 
-    /// The subscriber's path carries `bps` (the bandwidth estimator's latest figure).
+    /// The subscriber's path carries `bps` (the bandwidth estimator's latest figure, or
+    /// this subscription's share of it).
     pub fn set_estimate(&mut self, now: Instant, bps: u64) {
         self.estimate = Some(bps);
-        self.target = self.choose(now);
+        self.rechoose(now);
     }
 
-    /// What the subscriber asked for: at most `layer` (`None`: any), at most `bps`
-    /// (`None`: any).
-    pub fn set_cap(&mut self, now: Instant, layer: Option<u8>, bps: Option<u64>) {
-        self.cap_layer = layer.unwrap_or((MAX_LAYERS - 1) as u8);
-        self.cap_bps = bps;
-        self.target = self.choose(now);
+    /// What the subscriber asked for.
+    pub fn set_cap(&mut self, now: Instant, cap: Cap) {
+        self.cap = cap;
+        self.rechoose(now);
+    }
+
+    /// The subscriber's cap.
+    pub fn cap(&self) -> Cap {
+        self.cap
     }
 
     /// The layer to ask the publisher for a keyframe of, when a switch (or the first
@@ -190,71 +285,135 @@ impl LayerSelector {
         self.switches
     }
 
-    /// A layer's measured bitrate, bits per second.
-    pub fn layer_bps(&self, layer: u8) -> u64 {
-        self.rates.get(usize::from(layer)).map_or(0, |r| r.bps)
+    /// The bandwidth estimate last given, if any.
+    pub fn estimate(&self) -> Option<u64> {
+        self.estimate
+    }
+
+    /// The bitrate this subscription would like to receive: its highest allowed layer's.
+    pub fn desired_bps(&self) -> u64 {
+        let ranked = self.ranked();
+        ranked
+            .as_slice()
+            .last()
+            .map_or(0, |l| self.layers.bps_of(*l))
+    }
+
+    /// The bitrate of what is forwarded now.
+    pub fn current_bps(&self) -> u64 {
+        self.current.map_or(0, |l| self.layers.bps_of(l))
+    }
+
+    fn cost(&self, l: u8) -> u64 {
+        cost(&self.layers, l)
+    }
+
+    /// The flowing layers within the cap, cheapest first (ties by index).
+    fn ranked(&self) -> Ranked {
+        let mut r = Ranked {
+            layers: [0; MAX_LAYERS],
+            len: 0,
+        };
+        for l in 0..MAX_LAYERS as u8 {
+            if !self.layers.is_active(l) {
+                continue;
+            }
+            // Insertion by (cost, index).
+            let mut at = r.len;
+            while at > 0 && self.cost(r.layers[at - 1]) > self.cost(l) {
+                r.layers[at] = r.layers[at - 1];
+                at -= 1;
+            }
+            r.layers[at] = l;
+            r.len += 1;
+        }
+        let Some(&lowest) = r.as_slice().first() else {
+            return r;
+        };
+        let limit = self
+            .cap
+            .layer
+            .filter(|l| self.layers.is_active(*l))
+            .map(|l| self.cost(l));
+        let mut kept = 0;
+        for i in 0..r.len {
+            let l = r.layers[i];
+            let c = self.cost(l);
+            let fits_size = match (self.cap.max_size, self.layers.size[usize::from(l)]) {
+                (Some((mw, mh)), Some((w, h))) => w <= mw && h <= mh,
+                _ => true,
+            };
+            let ok = l == lowest
+                || (limit.is_none_or(|m| c <= m)
+                    && self.cap.max_bps.is_none_or(|m| c <= m)
+                    && fits_size);
+            if ok {
+                r.layers[kept] = l;
+                kept += 1;
+            }
+        }
+        r.len = kept;
+        r
+    }
+
+    fn rechoose(&mut self, now: Instant) {
+        self.last_choice = Some(now);
+        self.target = self.choose(now);
     }
 
     /// The layer this subscription should be on now.
     fn choose(&mut self, now: Instant) -> Option<u8> {
-        // Active layers within the subscriber's cap, lowest first. The lowest active
-        // layer is always allowed: a subscriber is never left without video by its cap.
-        let mut allowed: Vec<u8> = (0..MAX_LAYERS as u8)
-            .filter(|l| self.rates[usize::from(*l)].active(now))
-            .collect();
+        let ranked = self.ranked();
+        let allowed = ranked.as_slice();
         let lowest = *allowed.first()?;
-        // A layer not measured yet (its first window still open) counts as too costly
-        // for any limit, except the lowest.
-        let rates = self.rates;
-        let bps = |l: u8| match rates[usize::from(l)].bps {
-            0 if l != lowest => u64::MAX,
-            b => b,
-        };
-        allowed.retain(|l| {
-            *l == lowest || (*l <= self.cap_layer && self.cap_bps.is_none_or(|cap| bps(*l) <= cap))
-        });
         let highest = *allowed.last()?;
         let Some(estimate) = self.estimate else {
             return Some(highest);
         };
-        // The highest allowed layer up to `ceiling` that the estimate carries now.
-        let carried = |ceiling: u8| {
+        // The costliest allowed layer, up to `ceiling` (a rank), that the estimate
+        // carries now.
+        let layers = self.layers;
+        let carried = |ceiling: usize| {
             allowed
                 .iter()
+                .take(ceiling + 1)
                 .rev()
                 .copied()
-                .find(|l| *l <= ceiling && bps(*l) <= estimate)
+                .find(|l| cost(&layers, *l) <= estimate)
                 .unwrap_or(lowest)
         };
         // Where the subscription is (or is headed, before its first picture).
-        let Some(here) = self.current.filter(|c| allowed.contains(c)) else {
-            // No usable current layer: the highest the estimate carries.
+        let Some(here) = self
+            .current
+            .and_then(|c| allowed.iter().position(|l| *l == c))
+        else {
+            // No usable current layer: the costliest the estimate carries.
             self.up_ok_since = None;
-            return Some(carried(u8::MAX));
+            return Some(carried(allowed.len()));
         };
         // Down at once when the current layer no longer fits.
-        if bps(here) > estimate && here != lowest {
+        if self.cost(allowed[here]) > estimate && here > 0 {
             self.up_ok_since = None;
-            return Some(carried(here.saturating_sub(1)));
+            return Some(carried(here - 1));
         }
         // Up one layer when it has fitted with headroom for long enough.
-        let Some(up) = allowed.iter().copied().find(|l| *l > here) else {
+        let Some(&up) = allowed.get(here + 1) else {
             self.up_ok_since = None;
-            return Some(here);
+            return Some(allowed[here]);
         };
-        let fits = bps(up) as f64 <= estimate as f64 * UP_HEADROOM;
+        let fits = self.cost(up) as f64 <= estimate as f64 * UP_HEADROOM;
         let backed_off = self
             .last_down
             .is_some_and(|t| now.saturating_duration_since(t) < UP_BACKOFF);
         if !fits || backed_off {
             self.up_ok_since = None;
-            return Some(here);
+            return Some(allowed[here]);
         }
         let since = *self.up_ok_since.get_or_insert(now);
         if now.saturating_duration_since(since) >= UP_HOLD {
             Some(up)
         } else {
-            Some(here)
+            Some(allowed[here])
         }
     }
 }
@@ -270,6 +429,7 @@ mod tests {
         on: [bool; 3],
         frame: u64,
         keyframe_due: [bool; 3],
+        meter: LayerMeter,
     }
 
     impl Publisher {
@@ -279,6 +439,7 @@ mod tests {
                 on: [true; 3],
                 frame: 0,
                 keyframe_due: [true; 3],
+                meter: LayerMeter::default(),
             }
         }
 
@@ -299,7 +460,13 @@ mod tests {
                 // Two packets per frame; the first starts the keyframe.
                 for p in 0..2 {
                     let size = if key { bytes * 5 / 2 } else { bytes / 2 };
-                    if sel.on_packet(now, l, size, key && p == 0) && !fwd.contains(&l) {
+                    let first = key && p == 0;
+                    let pic = Picture {
+                        keyframe: first,
+                        size: first.then_some((160 << l, 90 << l)),
+                    };
+                    let layers = self.meter.on_packet(now, l, size, pic);
+                    if sel.on_packet(now, l, first, &layers) && !fwd.contains(&l) {
                         fwd.push(l);
                     }
                 }
@@ -339,7 +506,7 @@ mod tests {
         let frames = p.run(&mut sel, &mut t, 2.0);
         assert!(frames.iter().all(|f| f == &vec![2]), "{:?}", &frames[..10]);
         assert_eq!(sel.switches(), settled);
-        let top = sel.layer_bps(2);
+        let top = p.meter.snapshot(t).bps_of(2);
         assert!((1_200_000..2_200_000).contains(&top), "measured {top}");
     }
 
@@ -422,18 +589,36 @@ mod tests {
         let mut sel = LayerSelector::default();
         let mut p = Publisher::new();
         let mut t = Instant::now();
-        sel.set_cap(t, Some(1), None);
+        sel.set_cap(
+            t,
+            Cap {
+                layer: Some(1),
+                ..Cap::default()
+            },
+        );
         p.run(&mut sel, &mut t, 2.0);
         assert_eq!(sel.current(), Some(1));
         // A bitrate cap below layer 1 takes it to layer 0; below layer 0 it stays there.
-        sel.set_cap(t, None, Some(200_000));
+        sel.set_cap(
+            t,
+            Cap {
+                max_bps: Some(200_000),
+                ..Cap::default()
+            },
+        );
         p.run(&mut sel, &mut t, 1.0);
         assert_eq!(sel.current(), Some(0));
-        sel.set_cap(t, None, Some(10_000));
+        sel.set_cap(
+            t,
+            Cap {
+                max_bps: Some(10_000),
+                ..Cap::default()
+            },
+        );
         p.run(&mut sel, &mut t, 1.0);
         assert_eq!(sel.current(), Some(0));
         // Cap lifted, no estimate: the top.
-        sel.set_cap(t, None, None);
+        sel.set_cap(t, Cap::default());
         p.run(&mut sel, &mut t, 1.0);
         assert_eq!(sel.current(), Some(2));
     }
@@ -461,20 +646,70 @@ mod tests {
     #[test]
     fn keyframe_requests_are_rate_limited_and_stop_once_switched() {
         let mut sel = LayerSelector::default();
+        let mut meter = LayerMeter::default();
         let mut t = Instant::now();
+        let none = Picture::default();
         // Packets of layer 0 only, no keyframe yet: the first picture waits for one.
-        assert!(!sel.on_packet(t, 0, 500, false));
+        let layers = meter.on_packet(t, 0, 500, none);
+        assert!(!sel.on_packet(t, 0, false, &layers));
         assert_eq!(sel.poll_keyframe_request(t), Some(0));
         assert_eq!(
             sel.poll_keyframe_request(t + Duration::from_millis(100)),
             None
         );
         t += KEYFRAME_RETRY;
-        assert!(!sel.on_packet(t, 0, 500, false));
+        let layers = meter.on_packet(t, 0, 500, none);
+        assert!(!sel.on_packet(t, 0, false, &layers));
         assert_eq!(sel.poll_keyframe_request(t), Some(0));
-        assert!(sel.on_packet(t, 0, 500, true));
+        assert!(sel.on_packet(t, 0, true, &layers));
         assert_eq!(sel.poll_keyframe_request(t + KEYFRAME_RETRY), None);
         // Unknown layers are refused, not a panic.
-        assert!(!sel.on_packet(t, 7, 500, true));
+        assert!(!sel.on_packet(t, 7, true, &layers));
+        assert_eq!(meter.on_packet(t, 7, 500, none).count(), 1);
+    }
+
+    #[test]
+    fn layers_are_ranked_by_bitrate_not_by_their_order_in_the_offer() {
+        // A client that lists its encodings highest first.
+        let mut sel = LayerSelector::default();
+        let mut p = Publisher::new();
+        p.bps = [1_500_000, 500_000, 150_000];
+        let mut t = Instant::now();
+        p.run(&mut sel, &mut t, 2.0);
+        assert_eq!(sel.current(), Some(0), "no estimate: the costliest layer");
+        sel.set_estimate(t, 300_000);
+        p.run(&mut sel, &mut t, 1.0);
+        assert_eq!(sel.current(), Some(2), "a narrow path: the cheapest layer");
+        assert_eq!(sel.desired_bps(), p.meter.snapshot(t).bps_of(0));
+    }
+
+    #[test]
+    fn a_size_cap_picks_the_largest_layer_that_fits() {
+        let mut sel = LayerSelector::default();
+        let mut p = Publisher::new();
+        let mut t = Instant::now();
+        // Layers are 160×90, 320×180 and 640×360 (see `Publisher::frame`).
+        sel.set_cap(
+            t,
+            Cap {
+                max_size: Some((320, 240)),
+                ..Cap::default()
+            },
+        );
+        p.run(&mut sel, &mut t, 2.0);
+        assert_eq!(sel.current(), Some(1));
+        sel.set_cap(
+            t,
+            Cap {
+                max_size: Some((100, 100)),
+                ..Cap::default()
+            },
+        );
+        p.run(&mut sel, &mut t, 1.0);
+        assert_eq!(
+            sel.current(),
+            Some(0),
+            "the lowest layer even when it is too large"
+        );
     }
 }
