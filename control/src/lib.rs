@@ -18,6 +18,7 @@
 //! handler runs; handlers then check what they are asked and hand off to the store or the
 //! conference. Errors are [`http::error::ApiError`], answered in OWT's JSON error shape.
 
+pub mod caps;
 pub mod dataplane;
 pub mod http;
 pub mod ids;

@@ -51,6 +51,10 @@ pub const UP_BACKOFF: Duration = Duration::from_secs(4);
 /// The least time between two keyframe requests for a pending switch.
 pub const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
 
+/// How long a new subscription waits for every offered layer to show before it picks
+/// its first (packets of the layers arrive in any order at the start).
+pub const SETTLE: Duration = Duration::from_millis(300);
+
 /// How often a selector re-decides when nothing it depends on changed (up switches wait
 /// for time to pass).
 pub const RECHOOSE_EVERY: Duration = Duration::from_millis(100);
@@ -64,6 +68,8 @@ pub struct Layers {
     pub size: [Option<(u16, u16)>; MAX_LAYERS],
     /// Bit *i* set: layer *i* sent something within [`INACTIVE_AFTER`].
     pub active: u8,
+    /// How many layers the publisher offered.
+    pub offered: u8,
 }
 
 impl Layers {
@@ -123,9 +129,18 @@ impl Rate {
 pub struct LayerMeter {
     rates: [Rate; MAX_LAYERS],
     size: [Option<(u16, u16)>; MAX_LAYERS],
+    offered: u8,
 }
 
 impl LayerMeter {
+    /// A meter for a publication offering `layers` layers.
+    pub fn new(layers: usize) -> Self {
+        LayerMeter {
+            offered: layers.min(MAX_LAYERS) as u8,
+            ..Default::default()
+        }
+    }
+
     /// A packet of `layer` with `bytes` of payload arrived; returns the snapshot to send
     /// with it. Layers beyond [`MAX_LAYERS`] are not measured.
     pub fn on_packet(&mut self, now: Instant, layer: u8, bytes: usize, pic: Picture) -> Layers {
@@ -143,6 +158,7 @@ impl LayerMeter {
     pub fn snapshot(&self, now: Instant) -> Layers {
         let mut out = Layers {
             size: self.size,
+            offered: self.offered,
             ..Layers::default()
         };
         for (i, r) in self.rates.iter().enumerate() {
@@ -191,6 +207,7 @@ pub struct LayerSelector {
     last_down: Option<Instant>,
     last_request: Option<Instant>,
     last_choice: Option<Instant>,
+    first_seen: Option<Instant>,
     switches: u64,
 }
 
@@ -214,6 +231,7 @@ impl LayerSelector {
         if usize::from(layer) >= MAX_LAYERS {
             return false;
         }
+        self.first_seen.get_or_insert(now);
         let stale = self
             .last_choice
             .is_none_or(|t| now.saturating_duration_since(t) >= RECHOOSE_EVERY);
@@ -283,6 +301,11 @@ impl LayerSelector {
     /// Layer switches so far (the first picture is not one).
     pub fn switches(&self) -> u64 {
         self.switches
+    }
+
+    /// The publication's layers as last seen.
+    pub fn layers(&self) -> Layers {
+        self.layers
     }
 
     /// The bandwidth estimate last given, if any.
@@ -363,6 +386,15 @@ impl LayerSelector {
 
     /// The layer this subscription should be on now.
     fn choose(&mut self, now: Instant) -> Option<u8> {
+        // Before the first picture, wait a moment for every offered layer to show.
+        let settling = self.current.is_none()
+            && self.layers.count() < u32::from(self.layers.offered)
+            && self
+                .first_seen
+                .is_some_and(|t| now.saturating_duration_since(t) < SETTLE);
+        if settling {
+            return None;
+        }
         let ranked = self.ranked();
         let allowed = ranked.as_slice();
         let lowest = *allowed.first()?;
@@ -711,5 +743,39 @@ mod tests {
             Some(0),
             "the lowest layer even when it is too large"
         );
+    }
+
+    #[test]
+    fn the_first_layer_waits_for_every_offered_layer_to_show() {
+        let mut sel = LayerSelector::default();
+        let mut meter = LayerMeter::new(3);
+        let t = Instant::now();
+        sel.set_estimate(t, 300_000);
+        // The top layer's keyframe happens to arrive first.
+        let key = Picture {
+            keyframe: true,
+            size: None,
+        };
+        let layers = meter.on_packet(t, 2, 3000, key);
+        assert!(
+            !sel.on_packet(t, 2, true, &layers),
+            "not before the others show"
+        );
+        assert_eq!(sel.poll_keyframe_request(t), None);
+        let _ = meter.on_packet(t, 0, 500, key);
+        let layers = meter.on_packet(t, 1, 1000, key);
+        assert_eq!(layers.count(), 3);
+        // All there, none measured: the cheapest by index, from its keyframe.
+        assert!(!sel.on_packet(t, 1, true, &layers), "not the middle layer");
+        assert!(sel.on_packet(t, 0, true, &layers));
+        assert_eq!(sel.current(), Some(0));
+        // A layer that never shows does not hold the first picture for long.
+        let mut sel = LayerSelector::default();
+        let mut meter = LayerMeter::new(3);
+        let layers = meter.on_packet(t, 1, 500, key);
+        assert!(!sel.on_packet(t, 1, true, &layers));
+        let later = t + SETTLE;
+        let layers = meter.on_packet(later, 1, 500, key);
+        assert!(sel.on_packet(later, 1, true, &layers));
     }
 }

@@ -96,41 +96,72 @@ pub struct CoreMetrics {
     /// Per forwarded copy of a sampled datagram: the time from the datagram's arrival
     /// (the kernel's receive timestamp) to the copy being handed to the kernel.
     pub forward_latency: LatencyHistogram,
+    /// Simulcast layer switches of subscriptions (the first picture is not one).
+    pub layer_switches: AtomicU64,
+    /// Each bandwidth estimate of a peer with bandwidth adaptation, as it comes.
+    pub bandwidth_estimate: Histogram<BitsPerSecond>,
 }
 
-/// Upper bounds of [`LatencyHistogram`]'s buckets, in microseconds (one more bucket,
-/// `+Inf`, takes the rest).
-pub const LATENCY_BOUNDS_US: [u64; 20] = [
-    10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000,
-    100_000, 500_000, 1_000_000,
-];
+/// The buckets of a [`Histogram`]: their upper bounds in the recorded unit (one more
+/// bucket, `+Inf`, takes the rest), and how many of that unit make the exported one.
+pub trait Buckets: Default {
+    /// Upper bounds, ascending; at most [`MAX_BUCKETS`] − 1.
+    const BOUNDS: &'static [u64];
+    /// Recorded units per exported unit (1e6 for microseconds exported as seconds).
+    const PER_UNIT: f64;
+}
 
-/// A fixed-bucket latency histogram written by one core (relaxed atomics) and rendered
-/// as a Prometheus histogram.
+/// The most buckets a [`Histogram`] has, `+Inf` included.
+pub const MAX_BUCKETS: usize = 24;
+
+/// Latencies, recorded in microseconds, exported in seconds.
 #[derive(Debug, Default)]
-pub struct LatencyHistogram {
-    /// Counts per bucket (not cumulative), the last one `+Inf`.
-    buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
-    /// The sum of every sample, nanoseconds.
-    sum_ns: AtomicU64,
+pub struct Micros;
+
+impl Buckets for Micros {
+    const BOUNDS: &'static [u64] = &[
+        10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 2_000, 5_000, 10_000, 20_000,
+        50_000, 100_000, 500_000, 1_000_000,
+    ];
+    const PER_UNIT: f64 = 1e6;
 }
 
-impl LatencyHistogram {
-    /// Counts one sample.
-    pub fn record(&self, d: std::time::Duration) {
-        self.record_n(d, 1);
-    }
+/// Bitrates, in bits per second.
+#[derive(Debug, Default)]
+pub struct BitsPerSecond;
 
-    /// Counts `n` samples of the same value.
-    pub fn record_n(&self, d: std::time::Duration, n: u64) {
-        let us = d.as_micros();
-        let i = LATENCY_BOUNDS_US
+impl Buckets for BitsPerSecond {
+    const BOUNDS: &'static [u64] = &[
+        50_000, 100_000, 200_000, 300_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000,
+        3_000_000, 5_000_000, 10_000_000, 20_000_000,
+    ];
+    const PER_UNIT: f64 = 1.0;
+}
+
+/// A fixed-bucket histogram written by one core (relaxed atomics) and rendered as a
+/// Prometheus histogram.
+#[derive(Debug, Default)]
+pub struct Histogram<B: Buckets> {
+    /// Counts per bucket (not cumulative), `+Inf` after the last bound.
+    buckets: [AtomicU64; MAX_BUCKETS],
+    /// The sum of every sample, in the recorded unit.
+    sum: AtomicU64,
+    _buckets: std::marker::PhantomData<B>,
+}
+
+/// Per-copy forwarding latency.
+pub type LatencyHistogram = Histogram<Micros>;
+
+impl<B: Buckets> Histogram<B> {
+    /// Counts `n` samples of `value` (in the recorded unit).
+    pub fn record_value_n(&self, value: u64, n: u64) {
+        let i = B::BOUNDS
             .iter()
-            .position(|b| us <= u128::from(*b))
-            .unwrap_or(LATENCY_BOUNDS_US.len());
+            .position(|b| value <= *b)
+            .unwrap_or(B::BOUNDS.len())
+            .min(MAX_BUCKETS - 1);
         self.buckets[i].fetch_add(n, Relaxed);
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_ns.fetch_add(ns.saturating_mul(n), Relaxed);
+        self.sum.fetch_add(value.saturating_mul(n), Relaxed);
     }
 
     /// The samples so far.
@@ -141,10 +172,10 @@ impl LatencyHistogram {
     /// Appends the histogram's Prometheus lines for core `core` (buckets cumulative).
     fn render(&self, out: &mut String, name: &str, core: usize) {
         let mut cumulative = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
+        for (i, b) in self.buckets.iter().enumerate().take(B::BOUNDS.len() + 1) {
             cumulative += b.load(Relaxed);
-            let le = match LATENCY_BOUNDS_US.get(i) {
-                Some(us) => format!("{}", *us as f64 / 1e6),
+            let le = match B::BOUNDS.get(i) {
+                Some(v) => format!("{}", *v as f64 / B::PER_UNIT),
                 None => "+Inf".to_string(),
             };
             let _ = writeln!(
@@ -152,9 +183,28 @@ impl LatencyHistogram {
                 "{name}_bucket{{core=\"{core}\",le=\"{le}\"}} {cumulative}"
             );
         }
-        let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
+        let sum = self.sum.load(Relaxed) as f64 / B::PER_UNIT;
         let _ = writeln!(out, "{name}_sum{{core=\"{core}\"}} {sum}");
         let _ = writeln!(out, "{name}_count{{core=\"{core}\"}} {cumulative}");
+    }
+}
+
+impl Histogram<Micros> {
+    /// Counts one latency.
+    pub fn record(&self, d: std::time::Duration) {
+        self.record_n(d, 1);
+    }
+
+    /// Counts `n` samples of the same latency.
+    pub fn record_n(&self, d: std::time::Duration, n: u64) {
+        self.record_value_n(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), n);
+    }
+}
+
+impl Histogram<BitsPerSecond> {
+    /// Counts one bitrate.
+    pub fn record(&self, bps: u64) {
+        self.record_value_n(bps, 1);
     }
 }
 
@@ -188,7 +238,7 @@ type Field = fn(&CoreMetrics) -> &AtomicU64;
 /// Prometheus text for every core.
 pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, Field); 10] = [
+    let counters: [(&str, &str, Field); 11] = [
         (
             "switchyard_dataplane_packets_in_total",
             "Datagrams received",
@@ -236,6 +286,11 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             "switchyard_dataplane_keyframe_requests_sent_total",
             "Keyframe requests sent to publishers",
             |m| &m.keyframe_requests_sent,
+        ),
+        (
+            "switchyard_dataplane_layer_switches_total",
+            "Simulcast layer switches of subscriptions",
+            |m| &m.layer_switches,
         ),
     ];
     for (name, help, get) in counters {
@@ -287,6 +342,11 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
     for (i, m) in cores.iter().enumerate() {
         m.forward_latency.render(&mut out, name, i);
     }
+    let name = "switchyard_dataplane_bandwidth_estimate_bps";
+    let _ = writeln!(out, "# HELP {name} Bandwidth estimates towards clients with bandwidth adaptation, in bits per second, each counted as it comes.\n# TYPE {name} histogram");
+    for (i, m) in cores.iter().enumerate() {
+        m.bandwidth_estimate.render(&mut out, name, i);
+    }
     out
 }
 
@@ -317,7 +377,7 @@ mod tests {
     }
 
     #[test]
-    fn latency_histogram_is_cumulative_with_inf() {
+    fn histograms_are_cumulative_with_inf() {
         let m = Arc::new(CoreMetrics::default());
         let h = &m.forward_latency;
         h.record(std::time::Duration::from_micros(5));
@@ -325,7 +385,7 @@ mod tests {
         h.record(std::time::Duration::from_micros(151));
         h.record_n(std::time::Duration::from_secs(3), 2);
         assert_eq!(h.count(), 5);
-        let text = render(&[m]);
+        let text = render(std::slice::from_ref(&m));
         let name = "switchyard_dataplane_forward_latency_seconds";
         for (le, n) in [
             ("0.00001", 1),
@@ -341,5 +401,16 @@ mod tests {
             text.contains(&format!("{name}_count{{core=\"0\"}} 5")),
             "{text}"
         );
+        m.bandwidth_estimate.record(320_000);
+        m.bandwidth_estimate.record(50_000_000);
+        let text = render(&[m]);
+        let name = "switchyard_dataplane_bandwidth_estimate_bps";
+        for line in [
+            format!("{name}_bucket{{core=\"0\",le=\"300000\"}} 0"),
+            format!("{name}_bucket{{core=\"0\",le=\"500000\"}} 1"),
+            format!("{name}_bucket{{core=\"0\",le=\"+Inf\"}} 2"),
+        ] {
+            assert!(text.contains(&line), "{line} missing in\n{text}");
+        }
     }
 }

@@ -331,28 +331,59 @@ impl Mgmt {
                 subscription,
                 audio,
                 video,
-            } => {
-                let Some(core) = self
-                    .state
-                    .borrow()
-                    .subscriptions
-                    .get(&subscription)
-                    .map(|s| s.core)
-                else {
-                    return err(
-                        ErrorCode::UnknownPeer,
-                        format!("subscription {subscription} does not exist"),
-                    );
-                };
-                self.ask(core, |token| Command::SubscriptionControl {
-                    token,
-                    subscription,
-                    audio,
-                    video,
-                })
-                .await
+            } => match self.core_of_subscription(&subscription) {
+                Ok(core) => {
+                    self.ask(core, |token| Command::SubscriptionControl {
+                        token,
+                        subscription,
+                        audio,
+                        video,
+                    })
+                    .await
+                }
+                Err(e) => e,
+            },
+            Request::SubscriptionUpdate { subscription, cap } => {
+                match self.core_of_subscription(&subscription) {
+                    Ok(core) => {
+                        self.ask(core, |token| Command::SubscriptionUpdate {
+                            token,
+                            subscription,
+                            cap,
+                        })
+                        .await
+                    }
+                    Err(e) => e,
+                }
+            }
+            Request::SubscriptionQuery { subscription } => {
+                match self.core_of_subscription(&subscription) {
+                    Ok(core) => {
+                        self.ask(core, |token| Command::SubscriptionQuery {
+                            token,
+                            subscription,
+                        })
+                        .await
+                    }
+                    Err(e) => e,
+                }
             }
         }
+    }
+
+    /// The core a subscription is on, or the error answer.
+    fn core_of_subscription(&self, subscription: &str) -> Result<u16, Response> {
+        self.state
+            .borrow()
+            .subscriptions
+            .get(subscription)
+            .map(|s| s.core)
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::UnknownPeer,
+                    format!("subscription {subscription} does not exist"),
+                )
+            })
     }
 
     /// Every subscription of an ended publication must end too.
@@ -440,6 +471,14 @@ impl Mgmt {
                     if let Some(reply) = st.waiting.remove(&token) {
                         let _ = reply.send(match result {
                             Ok(()) => Response::Done,
+                            Err(e) => Response::Error(e),
+                        });
+                    }
+                }
+                CoreEvent::State { token, result } => {
+                    if let Some(reply) = st.waiting.remove(&token) {
+                        let _ = reply.send(match result {
+                            Ok(state) => Response::SubscriptionState(state),
                             Err(e) => Response::Error(e),
                         });
                     }

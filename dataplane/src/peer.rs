@@ -10,10 +10,11 @@
 
 use crate::sdp;
 use std::time::{Duration, Instant};
+use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::{Codec, CodecConfig, PayloadParams};
-use str0m::media::{MediaKind as StrKind, Mid};
+use str0m::media::{MediaKind as StrKind, Mid, Rid, Rids};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, Rtc};
 use switchyard_dataplane_api::{ErrorCode, MediaKind, RpcError, Track};
@@ -76,13 +77,17 @@ pub fn only(params: &[PayloadParams]) -> CodecConfig {
     CodecConfig::new_from_payload_params(params.to_vec())
 }
 
-/// A new `Rtc` for a peer of this core.
-pub fn new_rtc(setup: &Setup<'_>, codecs: CodecConfig) -> Rtc {
+/// A new `Rtc` for a peer of this core; `bwe`: estimate the bandwidth towards the client
+/// (bandwidth adaptation).
+pub fn new_rtc(setup: &Setup<'_>, codecs: CodecConfig, bwe: bool) -> Rtc {
     let mut config = Rtc::builder()
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_dtls_cert(setup.cert.clone())
         .set_stats_interval(Some(std::time::Duration::from_secs(1)));
+    if bwe {
+        config = config.enable_bwe(Some(Bitrate::bps(crate::core::INITIAL_ESTIMATE_BPS)));
+    }
     *config.codec_config() = codecs;
     let mut rtc = config.build(setup.now);
     for c in setup.candidates {
@@ -142,6 +147,10 @@ pub fn tracks(rtc: &Rtc, media: &[(Mid, MediaKind)]) -> (Vec<Track>, Vec<Payload
             codec: codec_name(first.spec().codec).to_string(),
             clock_rate: first.spec().clock_rate.get(),
             channels: first.spec().channels,
+            rids: simulcast_rids(rtc, &[(*mid, *kind)])
+                .iter()
+                .map(|r| r.to_string())
+                .collect(),
         });
         for p in negotiated {
             if !params.iter().any(|q| q.pt() == p.pt()) {
@@ -150,6 +159,25 @@ pub fn tracks(rtc: &Rtc, media: &[(Mid, MediaKind)]) -> (Vec<Track>, Vec<Payload
         }
     }
     (tracks, params)
+}
+
+/// The simulcast layers a client publishes on a peer's video sections (the first such
+/// section's), in the offer's order, at most [`crate::layers::MAX_LAYERS`]: the later
+/// ones are not forwarded. Empty when the video is one encoding.
+pub fn simulcast_rids(rtc: &Rtc, media: &[(Mid, MediaKind)]) -> Vec<Rid> {
+    media
+        .iter()
+        .filter(|(_, k)| *k == MediaKind::Video)
+        .filter_map(|(mid, _)| match rtc.media(*mid)?.rids_rx() {
+            Rids::Specific(rids) if rids.len() > 1 => Some(rids.clone()),
+            _ => None,
+        })
+        .next()
+        .map(|mut r| {
+            r.truncate(crate::layers::MAX_LAYERS);
+            r
+        })
+        .unwrap_or_default()
 }
 
 /// How long a subscription keeps what it sent, to answer NACKs with RTX, unless

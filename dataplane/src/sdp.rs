@@ -4,12 +4,6 @@
 //! rejects the ones a peer may not use, by giving them port 0 (RFC 3264 §6) and taking
 //! them out of the BUNDLE group, so that str0m's answer rejects them and the client's
 //! transceiver stops instead of sending media that would be dropped.
-//!
-//! It also declines simulcast ([`without_simulcast`]) until subscriptions can pick one
-//! layer: forwarding every layer of a simulcast publication into one outgoing stream would
-//! interleave pictures of different sizes. With the offer's `a=simulcast` and `a=rid`
-//! lines gone, the answer has none, and the publisher sends its first encoding only
-//! (RFC 8853 §5.3; what browsers do).
 
 use switchyard_dataplane_api::MediaKind;
 
@@ -120,21 +114,6 @@ pub fn reject_sections(
     Ok((out, remaining))
 }
 
-/// The offer without its simulcast description (`a=simulcast:` and `a=rid:` lines), so
-/// that the answer declines simulcast.
-pub fn without_simulcast(sdp: &str) -> String {
-    let mut out = String::with_capacity(sdp.len());
-    for line in sdp.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.starts_with("a=simulcast:") || line.starts_with("a=rid:") {
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out
-}
-
 /// [`reject_sections`] by kind: audio kept if `allow_audio`, video if `allow_video`.
 pub fn reject_kinds(
     sdp: &str,
@@ -181,20 +160,6 @@ mod tests {
         assert_eq!(n, 1);
         assert!(sdp.contains("m=audio 0 ") && sdp.contains("m=video 9 "));
         assert!(sdp.contains("a=group:BUNDLE 1\r\n"));
-    }
-
-    #[test]
-    fn simulcast_is_declined() {
-        let offer = OFFER.replace(
-            "a=mid:1\r\n",
-            "a=mid:1\r\na=rid:q send\r\na=rid:f send\r\na=simulcast:send q;f\r\n",
-        );
-        let out = without_simulcast(&offer);
-        assert!(
-            !out.contains("a=rid") && !out.contains("a=simulcast"),
-            "{out}"
-        );
-        assert_eq!(out, OFFER);
     }
 
     #[test]

@@ -283,37 +283,6 @@ fn downstream_loss_is_repaired_from_the_retransmit_history_unless_it_is_off() {
 }
 
 #[test]
-fn simulcast_offers_are_answered_with_one_layer() {
-    use str0m::media::{Direction, Simulcast, SimulcastLayer};
-    let mut net = Net::new(1, 0.0);
-    // A publisher offering three simulcast layers of its video.
-    let mut sc = Simulcast::new();
-    for rid in ["q", "h", "f"] {
-        sc.add_send_layer(SimulcastLayer::new(rid));
-    }
-    let (p, _) = net.client("publisher", true, false);
-    let c = &mut net.clients[p];
-    let mut change = c.rtc.sdp_api();
-    let a = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-    let v = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, Some(sc));
-    let (offer, pending) = change.apply().unwrap();
-    c.pending = Some(pending);
-    c.mids = vec![(a, MediaKind::Audio), (v, MediaKind::Video)];
-    let offer = offer.to_sdp_string();
-    assert!(offer.contains("a=simulcast:send q;h;f"), "{offer}");
-    let (created, _) = net
-        .connect(0, p, offer, "pub", publish(true, true), vec![])
-        .unwrap();
-    // Declined: the answer names no layers, so the publisher sends one stream.
-    assert!(
-        !created.answer_sdp.contains("a=simulcast") && !created.answer_sdp.contains("a=rid"),
-        "{}",
-        created.answer_sdp
-    );
-    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
-}
-
-#[test]
 fn garbage_datagrams_are_dropped_and_counted_while_media_flows() {
     let mut net = Net::new(1, 0.0);
     let (p, offer) = net.client("publisher", true, false);
@@ -542,6 +511,7 @@ fn one_connection_publishes_and_subscribes_after_renegotiation() {
         mids: Some(mids.clone()),
         audio: true,
         video: true,
+        cap: Default::default(),
     }];
     let (answer, _) = net
         .renegotiate(0, b, offer, "bob", bind, specs_a.clone())
@@ -565,6 +535,7 @@ fn one_connection_publishes_and_subscribes_after_renegotiation() {
         mids: Some(vec![mids[0].clone()]),
         audio: true,
         video: true,
+        cap: Default::default(),
     }];
     assert!(net.renegotiate(0, b, offer, "bob", again, specs_a).is_err());
 }

@@ -28,7 +28,7 @@ use crate::model::media::{AudioCodec, AudioFormat, VideoCodec, VideoFormat};
 use crate::model::or_false::OrFalse;
 use crate::store::TokenRecord;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, ETAG, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -150,6 +150,7 @@ pub fn stream_info(id: &str, owner: &str, tracks: &[Track]) -> StreamInfo {
                     format: video_format(t),
                     parameters: None,
                     optional: None,
+                    rids: t.rids.clone(),
                 })
             }),
         },
@@ -241,6 +242,7 @@ pub async fn publish(
             video: role.publish.video,
         },
         offer,
+        false,
     )
     .await;
     let (created, core) = match result {
@@ -294,10 +296,13 @@ pub async fn publish(
 pub async fn play(
     State(st): State<Shared>,
     Path((room, stream)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let offer = sdp_body(&headers, &body)?;
+    let cap = crate::caps::read_whep_query(query.as_deref())
+        .map_err(|e| ApiError::bad("query", e.to_string()))?;
     let (rec, r, role) = admit(&st, &headers, &room).await?;
     if !role.subscribe.audio && !role.subscribe.video {
         return Err(ApiError::Forbidden(format!(
@@ -336,8 +341,10 @@ pub async fn play(
             mids: None,
             audio: role.subscribe.audio,
             video: role.subscribe.video,
+            cap,
         },
         offer,
+        r.config.enable_bandwidth_adaptation,
     )
     .await;
     let (created, core) = match result {
@@ -371,6 +378,7 @@ async fn create_peer(
     peer: &str,
     binding: Binding,
     offer_sdp: String,
+    bandwidth_adaptation: bool,
 ) -> Result<(switchyard_dataplane_api::PeerCreated, u16), ApiError> {
     let core = st.link.place().map_err(dataplane_error)?;
     let req = Request::PeerCreate(PeerCreate {
@@ -379,6 +387,7 @@ async fn create_peer(
         offer_sdp,
         bindings: vec![binding],
         close_when_empty: true,
+        bandwidth_adaptation,
     });
     match st.link.call(req).await {
         Ok(RpcResponse::PeerCreated(c)) => Ok((c, core)),

@@ -141,6 +141,10 @@ pub struct VideoInfo {
     /// Other formats and parameters a subscriber may ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optional: Option<Value>,
+    /// The simulcast layers' `rid`s, as the publisher offered them (absent: one
+    /// encoding). A subscriber gets one layer, fitted to its bandwidth and what it asks for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rids: Vec<String>,
 }
 
 /// OWT's `object(MediaInfo)`.

@@ -12,7 +12,9 @@ use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
 use socketioxide::socket::DisconnectReason;
 use std::collections::HashMap;
 use std::sync::Arc;
-use switchyard_dataplane_api::{Binding, ErrorCode, PeerCreate, PeerOffer, Request, Response};
+use switchyard_dataplane_api::{
+    Binding, ErrorCode, PeerCreate, PeerOffer, Request, Response, SubscriptionCap,
+};
 
 type Portal_ = State<Arc<Portal>>;
 
@@ -143,6 +145,7 @@ async fn do_login(
             ticket_id: String::new(),
             generation: 0,
             transports: HashMap::new(),
+            bandwidth_adaptation: room.config.enable_bandwidth_adaptation,
         },
     );
     portal.sockets().insert(socket.id, id.clone());
@@ -483,12 +486,14 @@ async fn subscribe(
                 "every track must name the same stream in \"from\"",
             ));
         }
-        if req.media.tracks.iter().any(|t| {
-            t.parameters
-                .as_ref()
-                .is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()))
-        }) {
-            return Err(PortalError::new(2002, "this stream is offered at its published resolution, frame rate and bitrate only: subscribe without parameters"));
+        // A simulcast layer named by its track (`{stream}-video-{rid}`), and the video
+        // parameters asked for: the dataplane serves the nearest layer not above them.
+        let mut cap = SubscriptionCap::default();
+        for t in req.media.tracks.iter().filter(|t| t.kind == "video") {
+            cap.rid = t.from.as_deref().and_then(p::rid_of).map(str::to_string);
+            if let Some(params) = &t.parameters {
+                crate::caps::read_owt_parameters(params, &mut cap).map_err(cap_error)?;
+            }
         }
         let mut members = portal.members();
         let m = members
@@ -525,6 +530,7 @@ async fn subscribe(
             mids: mids(&req.media.tracks),
             audio,
             video,
+            cap,
         };
         let bound = Bound {
             id: sub.clone(),
@@ -540,6 +546,13 @@ async fn subscribe(
         Ok(json!({"transportId": tid, "id": sub}))
     })();
     answer(&portal, ack, "subscribe", result);
+}
+
+fn cap_error(e: crate::caps::CapError) -> PortalError {
+    match e {
+        crate::caps::CapError::Bad(m) => PortalError::bad(m),
+        crate::caps::CapError::NeedsTranscoding(m) => PortalError::new(2002, m),
+    }
 }
 
 fn rpc_error(e: DataplaneError) -> PortalError {
@@ -611,16 +624,22 @@ async fn do_soac(
         ));
     }
     let tid = msg.id;
-    let (peer, placed, pending) = {
+    let (peer, placed, pending, bandwidth_adaptation) = {
         let mut members = portal.members();
         let m = members
             .get_mut(&me)
             .ok_or_else(PortalError::not_logged_in)?;
+        let adapt = m.bandwidth_adaptation;
         let t = m
             .transports
             .get_mut(&tid)
             .ok_or_else(|| PortalError::bad(format!("no transport {tid:?} of yours")))?;
-        (t.peer.clone(), t.core, std::mem::take(&mut t.pending))
+        (
+            t.peer.clone(),
+            t.core,
+            std::mem::take(&mut t.pending),
+            adapt,
+        )
     };
     let bindings: Vec<Binding> = pending.iter().map(|(b, _)| b.clone()).collect();
     let (req, new_core) = match placed {
@@ -641,6 +660,7 @@ async fn do_soac(
                     offer_sdp: sdp,
                     bindings,
                     close_when_empty: false,
+                    bandwidth_adaptation,
                 }),
                 Some(core),
             )
@@ -884,8 +904,32 @@ async fn subscription_control(
                 r.map_err(rpc_error)?;
                 Ok(Value::Null)
             }
-            "update" => Err(PortalError::new(2002, "this subscription is offered at its stream's published quality only: resolution, frame rate and bitrate cannot change yet")),
-            "querybwe" => Err(PortalError::new(2002, "bandwidth estimation is not offered yet")),
+            "update" => {
+                let update: p::SubscriptionUpdate = serde_json::from_value(req.data.clone())
+                    .map_err(|e| PortalError::bad(format!("subscription-control update: {e}")))?;
+                if update.audio.as_ref().is_some_and(|a| a.from.is_some())
+                    || update.video.as_ref().is_some_and(|v| v.from.is_some())
+                {
+                    return Err(PortalError::new(2002, "switching a subscription to another stream is not offered: subscribe to it instead"));
+                }
+                let mut cap = SubscriptionCap::default();
+                if let Some(params) = update.video.as_ref().and_then(|v| v.parameters.as_ref()) {
+                    crate::caps::read_owt_parameters(params, &mut cap).map_err(cap_error)?;
+                }
+                let r = portal.st.link.call(Request::SubscriptionUpdate { subscription: req.id.clone(), cap }).await;
+                r.map_err(rpc_error)?;
+                Ok(Value::Null)
+            }
+            "querybwe" => {
+                let r = portal.st.link.call(Request::SubscriptionQuery { subscription: req.id.clone() }).await;
+                match r.map_err(rpc_error)? {
+                    Response::SubscriptionState(s) => match s.estimated_bitrate_bps {
+                        Some(bps) => Ok(json!({"estimatedBitrate": bps})),
+                        None => Err(PortalError::new(2002, "no bandwidth estimate: the room's enableBandwidthAdaptation is off, or the estimate has not started")),
+                    },
+                    other => Err(PortalError::new(2001, format!("unexpected dataplane answer {other:?}"))),
+                }
+            }
             other => Err(PortalError::bad(format!("operation {other:?}: use pause, play, update or querybwe"))),
         }
     }

@@ -79,6 +79,9 @@ struct Member {
     /// Bumped on every (re)connection, so that a stale reconnection timer does nothing.
     generation: u64,
     transports: HashMap<String, Transport>,
+    /// The room's `enableBandwidthAdaptation` when it joined: its transports estimate
+    /// their bandwidth and fit simulcast layers to it.
+    bandwidth_adaptation: bool,
 }
 
 /// The portal's state.

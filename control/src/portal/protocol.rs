@@ -176,6 +176,30 @@ pub struct ControlRequest {
     pub data: Value,
 }
 
+/// `subscription-control` `update`'s data: OWT's `SubscriptionUpdate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionUpdate {
+    /// Audio: only `from` (another stream), which is refused.
+    #[serde(default)]
+    pub audio: Option<TrackUpdate>,
+    /// Video: `from` (refused) and `parameters`.
+    #[serde(default)]
+    pub video: Option<TrackUpdate>,
+}
+
+/// One kind's part of a [`SubscriptionUpdate`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackUpdate {
+    /// Another stream to switch to.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Wanted video parameters.
+    #[serde(default)]
+    pub parameters: Option<Value>,
+}
+
 /// `text`.
 #[derive(Debug, Deserialize)]
 pub struct TextRequest {
@@ -208,11 +232,25 @@ pub fn track_id(stream: &str, kind: &str) -> String {
     format!("{stream}-{kind}")
 }
 
-/// The stream a subscription's `from` names.
+/// The stream a subscription's `from` names: a stream id, or a track id (`{stream}-audio`,
+/// `{stream}-video`, or a simulcast layer's `{stream}-video-{rid}`).
 pub fn stream_of(from: &str) -> &str {
+    if let Some((stream, _)) = from
+        .rsplit_once("-video-")
+        .filter(|(s, r)| !s.is_empty() && !r.is_empty())
+    {
+        return stream;
+    }
     from.strip_suffix("-audio")
         .or_else(|| from.strip_suffix("-video"))
         .unwrap_or(from)
+}
+
+/// The simulcast layer a track id names (`{stream}-video-{rid}`), if it names one.
+pub fn rid_of(from: &str) -> Option<&str> {
+    from.rsplit_once("-video-")
+        .filter(|(s, r)| !s.is_empty() && !r.is_empty())
+        .map(|(_, rid)| rid)
 }
 
 /// A stream in the portal's shape: `media.tracks` instead of the REST API's
@@ -239,6 +277,19 @@ pub fn stream_info(s: &StreamInfo) -> Value {
             "source": v.source,
             "optional": v.optional,
         }));
+        // A simulcast publication: one more track per layer, as OWT lists them; a
+        // subscription from one gets that layer (or a cheaper one its bandwidth needs),
+        // from the plain video track any layer its bandwidth allows.
+        for rid in &v.rids {
+            tracks.push(json!({
+                "id": format!("{}-{rid}", track_id(&s.id, "video")),
+                "type": "video",
+                "format": v.format,
+                "status": v.status,
+                "source": v.source,
+                "rid": rid,
+            }));
+        }
     }
     let info = match &s.info {
         StreamDetails::Forward(f) => {

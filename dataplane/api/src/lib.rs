@@ -59,6 +59,20 @@ pub enum Request {
         /// New video state, if it changes.
         video: Option<bool>,
     },
+    /// Change what one subscription may receive of a simulcast publication (a layer, a
+    /// highest bitrate or picture size); its layer follows from the next keyframe.
+    SubscriptionUpdate {
+        /// The subscription.
+        subscription: String,
+        /// The new limits (all `None`: none).
+        cap: SubscriptionCap,
+    },
+    /// How a subscription is doing: its bandwidth estimate and the layer it receives;
+    /// answered with `SUBSCRIPTION_STATE`.
+    SubscriptionQuery {
+        /// The subscription.
+        subscription: String,
+    },
     /// Pause or resume one subscription's audio or video.
     SubscriptionControl {
         /// The subscription.
@@ -99,7 +113,65 @@ pub enum Binding {
         audio: bool,
         /// Whether video is wanted (and permitted).
         video: bool,
+        /// What the subscriber asked for of a simulcast publication.
+        #[serde(default, skip_serializing_if = "SubscriptionCap::is_none")]
+        cap: SubscriptionCap,
     },
+}
+
+/// Limits a subscriber puts on the layer of a simulcast publication it receives. The
+/// lowest layer is always allowed, so that no limit leaves it without video.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionCap {
+    /// No layer costlier than this `rid`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<String>,
+    /// No layer above this bitrate, bits per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bitrate_bps: Option<u64>,
+    /// No layer wider than this, in pixels (where the layer's size is known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_width: Option<u16>,
+    /// No layer taller than this, in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_height: Option<u16>,
+}
+
+impl SubscriptionCap {
+    /// Whether it limits nothing.
+    pub fn is_none(&self) -> bool {
+        *self == SubscriptionCap::default()
+    }
+}
+
+/// One layer of a simulcast publication, as a subscription sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerState {
+    /// Its `rid`.
+    pub rid: String,
+    /// Its measured bitrate, bits per second (0 until measured).
+    pub bitrate_bps: u64,
+    /// The picture size its keyframes announce, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<(u16, u16)>,
+    /// Whether it flows now.
+    pub active: bool,
+}
+
+/// `SUBSCRIPTION_STATE`: the answer to `SUBSCRIPTION_QUERY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionState {
+    /// The subscription.
+    pub subscription: String,
+    /// The bandwidth estimate of its transport, bits per second (`None`: bandwidth
+    /// adaptation is off or no estimate yet).
+    pub estimated_bitrate_bps: Option<u64>,
+    /// The `rid` of the layer it receives (`None`: not simulcast, or no picture yet).
+    pub layer: Option<String>,
+    /// The publication's layers (empty when not simulcast).
+    pub layers: Vec<LayerState>,
+    /// Layer switches so far.
+    pub layer_switches: u64,
 }
 
 impl Binding {
@@ -126,6 +198,11 @@ pub struct PeerCreate {
     /// Close the peer when its last binding ends (WHIP and WHEP sessions), rather than
     /// keeping the connection for later ones (a conference client's transport).
     pub close_when_empty: bool,
+    /// Estimate the bandwidth towards the client (transport-wide congestion control, or
+    /// the client's REMB) and fit simulcast layers to it: the room's
+    /// `enableBandwidthAdaptation`.
+    #[serde(default)]
+    pub bandwidth_adaptation: bool,
 }
 
 /// `PEER_OFFER`.
@@ -152,6 +229,10 @@ pub struct Track {
     pub clock_rate: u32,
     /// Audio channels, where it applies.
     pub channels: Option<u8>,
+    /// The simulcast layers' `rid`s of a published video track, in the offer's order
+    /// (empty: one encoding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rids: Vec<String>,
 }
 
 /// `audio` or `video`.
@@ -277,8 +358,11 @@ pub enum Response {
     PeerCreated(PeerCreated),
     /// To `PEER_CLOSE`.
     PeerClosed,
-    /// To `PEER_UNBIND`, `PUBLICATION_CONTROL` and `SUBSCRIPTION_CONTROL`.
+    /// To `PEER_UNBIND`, `PUBLICATION_CONTROL`, `SUBSCRIPTION_CONTROL` and
+    /// `SUBSCRIPTION_UPDATE`.
     Done,
+    /// To `SUBSCRIPTION_QUERY`.
+    SubscriptionState(SubscriptionState),
     /// To `PING`.
     Pong,
     /// Any request can fail.
@@ -419,8 +503,10 @@ mod tests {
                 mids: None,
                 audio: true,
                 video: false,
+                cap: SubscriptionCap::default(),
             }],
             close_when_empty: true,
+            bandwidth_adaptation: false,
         });
         let json = serde_json::to_value(&create).unwrap();
         assert_eq!(json["type"], "PEER_CREATE");

@@ -38,7 +38,7 @@ impl Core {
             cert: &self.cert,
             candidates: &self.candidates,
         };
-        let mut rtc = peer::new_rtc(&setup, codecs);
+        let mut rtc = peer::new_rtc(&setup, codecs, req.bandwidth_adaptation);
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1).max(1);
@@ -56,6 +56,10 @@ impl Core {
                 pubs: Vec::new(),
                 subs: Vec::new(),
                 nacks_seen: HashMap::new(),
+                bwe: req.bandwidth_adaptation,
+                estimate: None,
+                next_bwe_update: now,
+                desired: 0,
             },
         );
         match self.negotiate(now, key, &req.offer_sdp, &req.bindings, specs) {
@@ -176,7 +180,7 @@ impl Core {
             .peers
             .get_mut(&key)
             .ok_or_else(|| RpcError::new(ErrorCode::UnknownPeer, "no such peer"))?;
-        let answered = peer::accept(&mut peer.rtc, &sdp::without_simulcast(&filtered))?;
+        let answered = peer::accept(&mut peer.rtc, &filtered)?;
         // Resolve every new binding before adding any.
         let mut bound = Vec::new();
         let mut new_specs = Vec::new();
@@ -203,24 +207,33 @@ impl Core {
             match binding {
                 Binding::Publish { publication, .. } => {
                     let id: Arc<str> = Arc::from(publication.as_str());
+                    let rids = peer::simulcast_rids(&peer.rtc, &media);
                     new_specs.push(PublicationSpec {
                         id: id.clone(),
                         home: self.index,
                         params,
                         audio: media.iter().any(|(_, k)| *k == MediaKind::Audio),
                         video: media.iter().any(|(_, k)| *k == MediaKind::Video),
+                        rids: rids.clone(),
                     });
                     new_pubs.push(PubBinding {
                         publication: id,
                         media,
                         video_ssrcs: Vec::new(),
+                        meter: LayerMeter::new(rids.len()),
+                        rids,
+                        layer_of: Vec::new(),
                     });
                 }
                 Binding::Subscribe {
                     subscription,
                     publication,
+                    cap,
                     ..
                 } => {
+                    let spec = specs.iter().find(|s| &*s.id == publication.as_str());
+                    let rids = spec.map(|s| s.rids.clone()).unwrap_or_default();
+                    let cap = cap_of(&cap, &rids);
                     let mut outs = Vec::new();
                     for (mid, kind) in &media {
                         let ssrc =
@@ -230,19 +243,18 @@ impl Core {
                             .find(|t| t.mid == mid.to_string())
                             .map(|t| t.clock_rate)
                             .unwrap_or(90_000);
+                        let mut selector = LayerSelector::default();
+                        selector.set_cap(now, cap);
                         outs.push(OutTrack {
                             kind: *kind,
                             mid: *mid,
                             ssrc,
                             rewriter: Rewriter::new(clock_rate, rand::random::<u16>() & 0x7fff),
                             pt_map: Vec::new(),
+                            selector,
                         });
                     }
-                    let home = specs
-                        .iter()
-                        .find(|s| &*s.id == publication.as_str())
-                        .map(|s| s.home)
-                        .unwrap_or(self.index);
+                    let home = spec.map(|s| s.home).unwrap_or(self.index);
                     self.next_binding += 1;
                     new_subs.push((
                         SubBinding {
@@ -253,6 +265,7 @@ impl Core {
                             video_on: true,
                             created: self.next_binding,
                             shed: false,
+                            rids,
                         },
                         home,
                     ));
@@ -262,12 +275,13 @@ impl Core {
         let connected = peer.connected;
         let peer_id = peer.id.clone();
         for b in new_pubs {
+            let layers = b.rids.len().clamp(1, MAX_LAYERS);
             self.publications.insert(
                 b.publication.clone(),
                 Publication {
                     peer: key,
                     remote_cores: Vec::new(),
-                    limiter: KeyframeLimiter::default(),
+                    limiters: vec![KeyframeLimiter::default(); layers],
                     audio_on: true,
                     video_on: true,
                 },
@@ -300,9 +314,19 @@ impl Core {
                 peer.subs.push(b);
             }
         }
+        // With bandwidth adaptation the new subscriptions start from the estimate (the
+        // estimator's starting figure before its first), not from the top layer.
+        if let Some(estimate) = self
+            .peers
+            .get(&key)
+            .filter(|p| p.bwe)
+            .map(|p| p.estimate.unwrap_or(INITIAL_ESTIMATE_BPS))
+        {
+            self.share_estimate(key, estimate, now);
+        }
         self.drain(key, now);
         for publication in wanted {
-            self.keyframe_wanted(&publication, now);
+            self.keyframe_wanted(&publication, None, now);
         }
         Ok((
             PeerCreated {

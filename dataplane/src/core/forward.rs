@@ -52,7 +52,7 @@ impl Core {
             tracing::info!(core = self.index, busy, shed, "load shedding changed");
         }
         for publication in restored {
-            self.keyframe_wanted(&publication, now);
+            self.keyframe_wanted(&publication, None, now);
         }
         self.run_pending(now);
     }
@@ -97,6 +97,39 @@ impl Core {
         if kind == MediaKind::Video && !binding.video_ssrcs.contains(&ssrc) {
             binding.video_ssrcs.push(ssrc);
         }
+        // Video: its layer (by the stream's rid), whether it starts a keyframe, and the
+        // layers' measure, for the subscriptions' layer choice.
+        let simulcast = kind == MediaKind::Video && !binding.rids.is_empty();
+        let (layer, keyframe, layers) = if kind == MediaKind::Video {
+            let layer = match binding.layer_of.iter().find(|(s, _)| *s == ssrc) {
+                Some((_, l)) => *l,
+                None => {
+                    let rid =
+                        pkt.header.ext_vals.rid.or_else(|| {
+                            peer.rtc.direct_api().stream_rx(&ssrc).and_then(|s| s.rid())
+                        });
+                    match rid.and_then(|r| binding.rids.iter().position(|x| *x == r)) {
+                        Some(l) => {
+                            binding.layer_of.push((ssrc, l as u8));
+                            l as u8
+                        }
+                        // A simulcast stream whose rid is not known yet cannot be placed.
+                        None if simulcast => {
+                            self.metrics.dropped(DropReason::NotRoutable);
+                            return;
+                        }
+                        None => 0,
+                    }
+                }
+            };
+            let pic = crate::packet::inspect(params.spec().codec, &pkt.payload);
+            let layers = binding
+                .meter
+                .on_packet(pkt.timestamp, layer, pkt.payload.len(), pic);
+            (layer, pic.keyframe, layers)
+        } else {
+            (0, false, Layers::default())
+        };
         let publication = binding.publication.clone();
         let Some(p) = self.publications.get(&publication) else {
             return;
@@ -122,6 +155,10 @@ impl Core {
             ext,
             payload: pkt.payload,
             arrival: pkt.timestamp,
+            simulcast,
+            layer,
+            keyframe,
+            layers,
         });
         for core in &p.remote_cores {
             self.out
@@ -150,6 +187,7 @@ impl Core {
         if let Some(slot) = self.subscribers.get_mut(&pkt.publication) {
             *slot = subs;
         }
+        self.run_deferred(now);
     }
 
     pub(super) fn write_to_subscriber(
@@ -185,6 +223,26 @@ impl Core {
             self.metrics.dropped(DropReason::NotRoutable);
             return;
         };
+        if pkt.simulcast {
+            let switches = out.selector.switches();
+            let forward = out
+                .selector
+                .on_packet(now, pkt.layer, pkt.keyframe, &pkt.layers);
+            if out.selector.switches() != switches {
+                CoreMetrics::add(&self.metrics.layer_switches, 1);
+            }
+            if let Some(layer) = out.selector.poll_keyframe_request(now) {
+                self.deferred
+                    .push(Deferred::Keyframe(binding.publication.clone(), layer));
+            }
+            if peer.bwe && now >= peer.next_bwe_update {
+                peer.next_bwe_update = now + BWE_UPDATE_EVERY;
+                self.deferred.push(Deferred::Desired(key));
+            }
+            if !forward {
+                return;
+            }
+        }
         let in_pt = pkt.params.pt();
         let out_pt = match out.pt_map.iter().find(|(i, _)| *i == in_pt) {
             Some((_, o)) => *o,
@@ -228,40 +286,71 @@ impl Core {
         self.drain(key, now);
     }
 
-    /// A subscriber of `publication` (here or on another core) wants a keyframe.
-    pub(super) fn keyframe_wanted(&mut self, publication: &Arc<str>, now: Instant) {
+    /// A subscriber of `publication` (here or on another core) wants a keyframe: of one
+    /// simulcast layer, or of every layer (`None`, and always without simulcast).
+    pub(super) fn keyframe_wanted(
+        &mut self,
+        publication: &Arc<str>,
+        layer: Option<u8>,
+        now: Instant,
+    ) {
         if let Some(p) = self.publications.get_mut(publication) {
-            if p.limiter.request(now) == Decision::Send {
-                self.send_keyframe_request(publication, now);
+            let mut send = [false; MAX_LAYERS];
+            let single = p.limiters.len() == 1;
+            for (i, limiter) in p.limiters.iter_mut().enumerate() {
+                let asked = single || layer.is_none_or(|l| usize::from(l) == i);
+                if asked && limiter.request(now) == Decision::Send {
+                    send[i] = true;
+                }
+            }
+            for (i, go) in send.iter().enumerate() {
+                if *go {
+                    self.send_keyframe_request(publication, i as u8, now);
+                }
             }
         } else if let Some(home) = self.homes.get(publication) {
             self.out.to_cores.push((
                 *home,
                 CoreMsg::KeyframeRequest {
                     publication: publication.clone(),
+                    layer,
                 },
             ));
         }
     }
 
-    pub(super) fn send_keyframe_request(&mut self, publication: &Arc<str>, now: Instant) {
+    /// Asks the publisher for a keyframe of `layer` (of its one video stream without
+    /// simulcast).
+    pub(super) fn send_keyframe_request(
+        &mut self,
+        publication: &Arc<str>,
+        layer: u8,
+        now: Instant,
+    ) {
         let Some(key) = self.publications.get(publication).map(|p| p.peer) else {
             return;
         };
-        let ssrcs: Vec<Ssrc> = match self.peers.get(&key) {
-            Some(peer) => peer
-                .pubs
-                .iter()
-                .filter(|b| b.publication == *publication)
-                .flat_map(|b| b.video_ssrcs.clone())
-                .collect(),
-            None => return,
+        let mut ssrcs = [None; MAX_LAYERS * 2];
+        let Some(peer) = self.peers.get(&key) else {
+            return;
         };
-        for ssrc in ssrcs {
+        let mut n = 0;
+        for b in peer.pubs.iter().filter(|b| b.publication == *publication) {
+            let of_layer = |s: &Ssrc| {
+                b.rids.is_empty() || b.layer_of.iter().any(|(x, l)| x == s && *l == layer)
+            };
+            for s in b.video_ssrcs.iter().filter(|s| of_layer(s)) {
+                if let Some(slot) = ssrcs.get_mut(n) {
+                    *slot = Some(*s);
+                    n += 1;
+                }
+            }
+        }
+        for ssrc in ssrcs.iter().flatten() {
             let Some(peer) = self.peers.get_mut(&key) else {
                 return;
             };
-            if let Some(rx) = peer.rtc.direct_api().stream_rx(&ssrc) {
+            if let Some(rx) = peer.rtc.direct_api().stream_rx(ssrc) {
                 rx.request_keyframe(KeyframeRequestKind::Pli);
                 CoreMetrics::add(&self.metrics.keyframe_requests_sent, 1);
             }

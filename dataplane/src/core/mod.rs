@@ -13,12 +13,24 @@
 //! timestamps and maps the payload type; str0m encrypts per subscriber and keeps the
 //! payload `Arc` in its send cache to answer NACKs with RTX), and handed once to each other
 //! core that has subscribers of the publication.
+//!
+//! Simulcast: a publication's video may arrive as several layers (`rid`s). The publisher's
+//! core measures them ([`crate::layers::LayerMeter`]) and marks each packet with its layer,
+//! whether it starts a keyframe ([`crate::packet`]) and the layers' snapshot; every video
+//! subscription forwards one layer, chosen by its [`crate::layers::LayerSelector`] from its
+//! cap and, with bandwidth adaptation, its share of the peer's bandwidth estimate (str0m's
+//! transport-wide congestion control, or the client's REMB), switching at keyframes.
 
+mod adapt;
 mod bindings;
 mod forward;
 
+use adapt::{cap_of, Deferred};
+pub use adapt::{AUDIO_RESERVE_BPS, BWE_UPDATE_EVERY, INITIAL_ESTIMATE_BPS};
+
 use crate::demux::{classify, stun_server_ufrag, PacketClass};
 use crate::keyframe::{Decision, KeyframeLimiter};
+use crate::layers::{Cap, LayerMeter, LayerSelector, Layers, MAX_LAYERS};
 use crate::metrics::{CoreMetrics, DropReason};
 use crate::overload::Shedder;
 use crate::peer::{self, Setup};
@@ -30,12 +42,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::config::DtlsCert;
 use str0m::format::PayloadParams;
-use str0m::media::{KeyframeRequestKind, Mid, Pt};
+use str0m::media::{KeyframeRequestKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use switchyard_dataplane_api::{
-    Binding, ErrorCode, MediaKind, PeerCreate, PeerCreated, PeerOffer, RpcError,
+    Binding, ErrorCode, LayerState, MediaKind, PeerCreate, PeerCreated, PeerOffer, RpcError,
+    SubscriptionCap, SubscriptionState,
 };
 
 /// The most remote addresses remembered for one peer.
@@ -57,6 +70,8 @@ pub struct PublicationSpec {
     pub audio: bool,
     /// Whether it has video.
     pub video: bool,
+    /// The `rid`s of its simulcast video layers, in the offer's order (empty: one layer).
+    pub rids: Vec<Rid>,
 }
 
 /// A request from the management side to a core.
@@ -103,6 +118,22 @@ pub enum Command {
         /// New video state.
         video: Option<bool>,
     },
+    /// Change a subscription's layer limits; answered with [`CoreEvent::Done`].
+    SubscriptionUpdate {
+        /// Echoed in the answer.
+        token: u64,
+        /// The subscription.
+        subscription: String,
+        /// The new limits.
+        cap: SubscriptionCap,
+    },
+    /// How a subscription is doing; answered with [`CoreEvent::State`].
+    SubscriptionQuery {
+        /// Echoed in the answer.
+        token: u64,
+        /// The subscription.
+        subscription: String,
+    },
     /// Pause or resume a subscription on this core; answered with [`CoreEvent::Done`].
     SubscriptionControl {
         /// Echoed in the answer.
@@ -144,6 +175,13 @@ pub enum CoreEvent {
         token: u64,
         /// Whether it worked.
         result: Result<(), RpcError>,
+    },
+    /// The answer to [`Command::SubscriptionQuery`].
+    State {
+        /// The command's token.
+        token: u64,
+        /// The subscription's state, or why not.
+        result: Result<SubscriptionState, RpcError>,
     },
     /// A peer's ICE and DTLS are up.
     Connected {
@@ -199,6 +237,14 @@ pub struct MediaPacket {
     pub payload: Arc<[u8]>,
     /// When it arrived.
     pub arrival: Instant,
+    /// Whether the publication's video is simulcast (then each subscription picks a layer).
+    pub simulcast: bool,
+    /// The simulcast layer the packet belongs to (0 without simulcast).
+    pub layer: u8,
+    /// The packet starts a keyframe (video only).
+    pub keyframe: bool,
+    /// The publication's video layers as measured at its publisher's core.
+    pub layers: Layers,
 }
 
 /// What cores tell each other.
@@ -210,6 +256,8 @@ pub enum CoreMsg {
     KeyframeRequest {
         /// The publication.
         publication: Arc<str>,
+        /// Of this simulcast layer only (`None`: every layer).
+        layer: Option<u8>,
     },
     /// The sending core now has (or no longer has) subscribers of a publication homed here.
     Interest {
@@ -259,6 +307,8 @@ struct OutTrack {
     ssrc: Ssrc,
     rewriter: Rewriter,
     pt_map: Vec<(Pt, Option<Pt>)>,
+    /// The layer choice (used when the publication is simulcast).
+    selector: LayerSelector,
 }
 
 /// Sections of a peer on which the client publishes one stream.
@@ -266,6 +316,12 @@ struct PubBinding {
     publication: Arc<str>,
     media: Vec<(Mid, MediaKind)>,
     video_ssrcs: Vec<Ssrc>,
+    /// The simulcast `rid`s of its video, in the offer's order (empty: one layer).
+    rids: Vec<Rid>,
+    /// The layer of each video SSRC seen.
+    layer_of: Vec<(Ssrc, u8)>,
+    /// Its video layers, measured.
+    meter: LayerMeter,
 }
 
 /// Sections of a peer on which the client plays one stream.
@@ -279,6 +335,8 @@ struct SubBinding {
     created: u64,
     /// Video stopped by load shedding (audio still flows).
     shed: bool,
+    /// The publication's simulcast `rid`s (empty: one layer), for caps naming a rid.
+    rids: Vec<Rid>,
 }
 
 struct Peer {
@@ -294,6 +352,14 @@ struct Peer {
     subs: Vec<SubBinding>,
     /// Cumulative NACK counts per mid, to turn str0m's totals into deltas.
     nacks_seen: HashMap<Mid, (u64, u64)>,
+    /// Bandwidth adaptation is on (str0m's estimator runs for this peer).
+    bwe: bool,
+    /// The latest bandwidth estimate towards the client, bits per second.
+    estimate: Option<u64>,
+    /// When to tell the estimator again what the peer would like to receive.
+    next_bwe_update: Instant,
+    /// What it was told last, bits per second.
+    desired: u64,
 }
 
 impl Peer {
@@ -313,7 +379,8 @@ impl Peer {
 struct Publication {
     peer: PeerKey,
     remote_cores: Vec<u16>,
-    limiter: KeyframeLimiter,
+    /// Keyframe requests, merged per simulcast layer (one without simulcast).
+    limiters: Vec<KeyframeLimiter>,
     audio_on: bool,
     video_on: bool,
 }
@@ -386,6 +453,8 @@ pub struct Core {
     loss: LossInjector,
     shedder: Shedder,
     next_binding: u64,
+    /// Work forwarding found for the whole core (kept between inputs for its capacity).
+    deferred: Vec<Deferred>,
 }
 
 /// A new binding, resolved against the offer.
@@ -435,6 +504,7 @@ impl Core {
             metrics,
             shedder: Shedder::default(),
             next_binding: 0,
+            deferred: Vec::new(),
             loss: LossInjector {
                 percent: settings.test_loss_percent,
                 state: 0x9E37_79B9_7F4A_7C15 ^ u64::from(index),
@@ -478,7 +548,10 @@ impl Core {
                 p.next_timeout.min(p.created + CONNECT_TIMEOUT)
             }
         });
-        let limiters = self.publications.values().filter_map(|p| p.limiter.due());
+        let limiters = self
+            .publications
+            .values()
+            .flat_map(|p| p.limiters.iter().filter_map(|l| l.due()));
         peers.chain(limiters).min()
     }
 
@@ -593,13 +666,16 @@ impl Core {
         for key in dead {
             self.close(key, None, "the connection closed".into());
         }
-        let due: Vec<Arc<str>> = self
-            .publications
-            .iter_mut()
-            .filter_map(|(id, p)| p.limiter.poll(now).then(|| id.clone()))
-            .collect();
-        for id in due {
-            self.send_keyframe_request(&id, now);
+        let mut due: Vec<(Arc<str>, u8)> = Vec::new();
+        for (id, p) in self.publications.iter_mut() {
+            for (layer, l) in p.limiters.iter_mut().enumerate() {
+                if l.poll(now) {
+                    due.push((id.clone(), layer as u8));
+                }
+            }
+        }
+        for (id, layer) in due {
+            self.send_keyframe_request(&id, layer, now);
         }
         self.run_pending(now);
     }
@@ -648,7 +724,7 @@ impl Core {
                         p.video_on = video.unwrap_or(p.video_on);
                         if resumed_video {
                             let id: Arc<str> = Arc::from(publication.as_str());
-                            self.keyframe_wanted(&id, now);
+                            self.keyframe_wanted(&id, None, now);
                         }
                         Ok(())
                     }
@@ -678,12 +754,12 @@ impl Core {
                         let resumed_video = video == Some(true) && !b.video_on;
                         b.audio_on = audio.unwrap_or(b.audio_on);
                         b.video_on = video.unwrap_or(b.video_on);
-                        Some((b.publication.clone(), resumed_video))
+                        Some((b.publication.clone(), resumed_video, b.video_layer()))
                     });
                 let result = match found {
-                    Some((publication, resumed_video)) => {
+                    Some((publication, resumed_video, layer)) => {
                         if resumed_video {
-                            self.keyframe_wanted(&publication, now);
+                            self.keyframe_wanted(&publication, layer, now);
                         }
                         Ok(())
                     }
@@ -693,6 +769,21 @@ impl Core {
                     )),
                 };
                 self.out.events.push(CoreEvent::Done { token, result });
+            }
+            Command::SubscriptionUpdate {
+                token,
+                subscription,
+                cap,
+            } => {
+                let result = self.update_subscription(now, &subscription, &cap);
+                self.out.events.push(CoreEvent::Done { token, result });
+            }
+            Command::SubscriptionQuery {
+                token,
+                subscription,
+            } => {
+                let result = self.subscription_state(&subscription);
+                self.out.events.push(CoreEvent::State { token, result });
             }
             Command::ClosePeer {
                 token,
@@ -721,7 +812,9 @@ impl Core {
     pub fn handle_core_msg(&mut self, now: Instant, msg: CoreMsg) {
         match msg {
             CoreMsg::Media(pkt) => self.fan_out(&pkt, now),
-            CoreMsg::KeyframeRequest { publication } => self.keyframe_wanted(&publication, now),
+            CoreMsg::KeyframeRequest { publication, layer } => {
+                self.keyframe_wanted(&publication, layer, now)
+            }
             CoreMsg::Interest {
                 publication,
                 core,
@@ -731,7 +824,7 @@ impl Core {
                     p.remote_cores.retain(|c| *c != core);
                     if on {
                         p.remote_cores.push(core);
-                        self.keyframe_wanted(&publication, now);
+                        self.keyframe_wanted(&publication, None, now);
                     }
                 }
             }
@@ -796,11 +889,12 @@ impl Core {
                 self.out.events.push(CoreEvent::Connected {
                     peer: peer.id.clone(),
                 });
-                // A new subscriber needs a keyframe to start decoding.
+                // A new subscriber needs a keyframe to start decoding (a simulcast one asks
+                // for its layer's when its first packets arrive).
                 let wanted: Vec<Arc<str>> =
                     peer.subs.iter().map(|b| b.publication.clone()).collect();
                 for publication in wanted {
-                    self.keyframe_wanted(&publication, now);
+                    self.keyframe_wanted(&publication, None, now);
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -809,7 +903,7 @@ impl Core {
             Event::RtpPacket(pkt) => self.forward(key, pkt),
             Event::KeyframeRequest(req) => {
                 CoreMetrics::add(&self.metrics.keyframe_requests_received, 1);
-                let publication = self
+                let wanted = self
                     .peers
                     .get(&key)
                     .and_then(|p| {
@@ -817,10 +911,18 @@ impl Core {
                             .iter()
                             .find(|b| b.outs.iter().any(|o| o.mid == req.mid))
                     })
-                    .map(|b| b.publication.clone());
-                if let Some(publication) = publication {
-                    self.keyframe_wanted(&publication, now);
+                    .map(|b| (b.publication.clone(), b.video_layer()));
+                if let Some((publication, layer)) = wanted {
+                    self.keyframe_wanted(&publication, layer, now);
                 }
+            }
+            Event::EgressBitrateEstimate(kind) => {
+                let bps = match kind {
+                    str0m::bwe::BweKind::Twcc { estimate, .. } => estimate.as_u64(),
+                    str0m::bwe::BweKind::Remb { estimate, .. } => estimate.as_u64(),
+                    _ => return,
+                };
+                self.on_estimate(key, bps, now);
             }
             Event::MediaEgressStats(s) => self.count_nacks(key, s.mid, s.nacks, true),
             Event::MediaIngressStats(s) => self.count_nacks(key, s.mid, s.nacks, false),

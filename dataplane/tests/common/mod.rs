@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use switchyard_dataplane::core::{Command, Core, CoreEvent, CoreSettings, Outbox, PublicationSpec};
@@ -50,6 +51,11 @@ pub struct Net {
     pub lossy_clients: Vec<usize>,
     pub downstream_dropped: u64,
     downstream_big: u64,
+    /// Peers created from now on estimate their bandwidth (`PeerCreate`'s
+    /// `bandwidth_adaptation`).
+    pub bandwidth_adaptation: bool,
+    /// Bottleneck links from the cores to some clients (by client index).
+    pub links: Vec<(usize, Link)>,
     token: u64,
     queue: std::collections::VecDeque<switchyard_dataplane::core::Datagram>,
     delivering: bool,
@@ -101,6 +107,8 @@ impl Net {
             lossy_clients: Vec::new(),
             downstream_dropped: 0,
             downstream_big: 0,
+            bandwidth_adaptation: false,
+            links: Vec::new(),
             token: 0,
             queue: Default::default(),
             delivering: false,
@@ -143,6 +151,33 @@ impl Net {
         (idx, offer.to_sdp_string())
     }
 
+    /// An RTP-mode client that publishes audio and video, the video as simulcast layers
+    /// `rids` (in that order in its offer).
+    pub fn simulcast_client(&mut self, name: &str, rids: &[&str]) -> (usize, String) {
+        use str0m::media::{Simulcast, SimulcastLayer};
+        let idx = self.clients.len();
+        let addr: SocketAddr = format!("10.0.1.{}:5000", idx + 1).parse().unwrap();
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut sc = Simulcast::new();
+        for rid in rids {
+            sc.add_send_layer(SimulcastLayer::new(rid));
+        }
+        let mut change = rtc.sdp_api();
+        let a = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let v = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, Some(sc));
+        let (offer, pending) = change.apply().unwrap();
+        self.clients.push(Client {
+            name: name.into(),
+            rtc,
+            addr,
+            events: Vec::new(),
+            pending: Some(pending),
+            mids: vec![(a, MediaKind::Audio), (v, MediaKind::Video)],
+        });
+        (idx, offer.to_sdp_string())
+    }
+
     /// Asks `core` to create a peer for `client` with `bindings`, and completes the
     /// client's negotiation with the answer. Returns the result.
     pub fn connect(
@@ -161,6 +196,7 @@ impl Net {
             offer_sdp,
             bindings,
             close_when_empty: true,
+            bandwidth_adaptation: self.bandwidth_adaptation,
         };
         self.cores[core].handle_command(
             self.now,
@@ -254,21 +290,87 @@ impl Net {
                     continue;
                 }
             }
-            let input = Input::Receive(
-                self.now,
-                Receive {
-                    proto: Protocol::Udp,
-                    source: d.from,
-                    destination: d.to,
-                    contents: d.data.as_slice().try_into().unwrap(),
-                },
-            );
-            if self.clients[ci].rtc.accepts(&input) {
-                self.clients[ci].rtc.handle_input(input).unwrap();
-                self.pump_client(ci);
+            let now = self.now;
+            if let Some((_, link)) = self.links.iter_mut().find(|(c, _)| *c == ci) {
+                link.enqueue(now, d);
+                continue;
             }
+            self.deliver(ci, d);
         }
         self.delivering = false;
+    }
+
+    fn deliver(&mut self, ci: usize, d: switchyard_dataplane::core::Datagram) {
+        let input = Input::Receive(
+            self.now,
+            Receive {
+                proto: Protocol::Udp,
+                source: d.from,
+                destination: d.to,
+                contents: d.data.as_slice().try_into().unwrap(),
+            },
+        );
+        if self.clients[ci].rtc.accepts(&input) {
+            self.clients[ci].rtc.handle_input(input).unwrap();
+            self.pump_client(ci);
+        }
+    }
+
+    /// Delivers what the bottleneck links let through by now.
+    fn deliver_links(&mut self) {
+        let now = self.now;
+        let mut due = Vec::new();
+        for (ci, link) in &mut self.links {
+            while link.queue.front().is_some_and(|(t, _)| *t <= now) {
+                if let Some((_, d)) = link.queue.pop_front() {
+                    link.queued_bytes -= d.data.len();
+                    due.push((*ci, d));
+                }
+            }
+        }
+        self.delivering = true;
+        for (ci, d) in due {
+            self.deliver(ci, d);
+        }
+        self.delivering = false;
+        // What those deliveries made the clients send.
+        let queued: Vec<_> = self.queue.drain(..).collect();
+        if !queued.is_empty() {
+            self.route(
+                0,
+                Outbox {
+                    transmits: queued,
+                    ..Outbox::default()
+                },
+            );
+        }
+    }
+
+    /// Puts a bottleneck of `rate_bps` with a `queue_bytes` drop-tail queue on the path from
+    /// the cores to `client` (replacing any other).
+    pub fn throttle(&mut self, client: usize, rate_bps: u64, queue_bytes: usize) {
+        self.links.retain(|(c, _)| *c != client);
+        self.links.push((
+            client,
+            Link {
+                rate_bps,
+                queue_limit: queue_bytes,
+                busy_until: self.now,
+                queue: Default::default(),
+                queued_bytes: 0,
+                dropped: 0,
+            },
+        ));
+    }
+
+    /// Runs a command on `core`, routes what it sends, returns its events.
+    pub fn command(&mut self, core: usize, cmd: Command) -> Vec<CoreEvent> {
+        let now = self.now;
+        self.cores[core].handle_command(now, cmd);
+        let mut ob = self.cores[core].take_outbox();
+        let events = std::mem::take(&mut ob.events);
+        self.route(core, ob);
+        events
     }
 
     /// Drains one client (str0m's rule: every mutation is followed by a full drain),
@@ -305,7 +407,13 @@ impl Net {
 
     /// Moves all traffic once, then advances the clock to the next deadline (at most `max`).
     pub fn step(&mut self, max: Duration) {
+        self.deliver_links();
         let mut next = self.now + max;
+        for (_, link) in &self.links {
+            if let Some((t, _)) = link.queue.front() {
+                next = next.min(*t);
+            }
+        }
         for ci in 0..self.clients.len() {
             next = next.min(self.pump_client(ci));
         }
@@ -431,6 +539,169 @@ impl Net {
     }
 }
 
+pub const RIDS: [&str; 3] = ["q", "h", "f"];
+/// The simulcast layers' sizes: what their keyframes announce.
+pub const SIZES: [(u16, u16); 3] = [(160, 90), (320, 180), (640, 360)];
+pub const FPS: u64 = 30;
+
+/// The payload type a client's section uses for `codec`.
+pub fn pt_of(net: &Net, client: usize, mid: Mid, codec: Codec) -> Pt {
+    let rtc = &net.clients[client].rtc;
+    let remote = rtc.media(mid).unwrap().remote_pts().to_vec();
+    rtc.codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == codec && remote.contains(&p.pt()))
+        .map(|p| p.pt())
+        .expect("a negotiated payload type")
+}
+
+/// A simulcast publisher's media: three VP8 layers at `bps`, `FPS` frames a second, a
+/// keyframe every 3 s or when asked for that layer; opus every frame. Each video payload's
+/// last byte says its layer, so subscribers can tell what they get.
+pub struct SimulcastPublisher {
+    pub client: usize,
+    pub bps: [u64; 3],
+    frame: u64,
+    seq: [u64; 3],
+    audio_seq: u64,
+    video: (Mid, Pt),
+    audio: (Mid, Pt),
+    keyframe_due: [bool; 3],
+    /// Keyframe requests received per layer.
+    pub keyframes_asked: [u32; 3],
+    events_seen: usize,
+}
+
+impl SimulcastPublisher {
+    pub fn new(net: &mut Net, client: usize, bps: [u64; 3]) -> SimulcastPublisher {
+        let vmid = net.clients[client].mids[1].0;
+        let amid = net.clients[client].mids[0].0;
+        let video = (vmid, pt_of(net, client, vmid, Codec::Vp8));
+        let audio = (amid, pt_of(net, client, amid, Codec::Opus));
+        let mut api = net.clients[client].rtc.direct_api();
+        for rid in RIDS {
+            let ssrc = api.new_ssrc();
+            api.declare_stream_tx(ssrc, None, vmid, Some(Rid::from(rid)));
+        }
+        let ssrc = api.new_ssrc();
+        api.declare_stream_tx(ssrc, None, amid, None);
+        SimulcastPublisher {
+            client,
+            bps,
+            frame: 0,
+            seq: [1000, 5000, 9000],
+            audio_seq: 100,
+            video,
+            audio,
+            keyframe_due: [true; 3],
+            keyframes_asked: [0; 3],
+            events_seen: 0,
+        }
+    }
+
+    /// One frame of every layer and of audio, then a frame's time of network.
+    pub fn frame(&mut self, net: &mut Net) {
+        let events = &net.clients[self.client].events;
+        for (_, e) in &events[self.events_seen..] {
+            if let Event::KeyframeRequest(r) = e {
+                let layer = r
+                    .rid
+                    .and_then(|rid| RIDS.iter().position(|x| Rid::from(*x) == rid));
+                if let Some(l) = layer {
+                    self.keyframe_due[l] = true;
+                    self.keyframes_asked[l] += 1;
+                }
+            }
+        }
+        self.events_seen = events.len();
+        let ts = (self.frame * 90_000 / FPS) as u32;
+        let now = net.now;
+        for l in 0..3 {
+            let key = self.keyframe_due[l] || self.frame.is_multiple_of(3 * FPS);
+            self.keyframe_due[l] = false;
+            let mut bytes = (self.bps[l] / 8 / FPS) as usize;
+            if key {
+                bytes *= 3;
+            }
+            let packets = bytes.div_ceil(1100).max(1);
+            for i in 0..packets {
+                let mut payload = vec![0u8; (bytes / packets).max(16)];
+                if i == 0 {
+                    payload[0] = 0x10; // S = 1, partition 0
+                    let (w, h) = SIZES[l];
+                    let mut header = vec![if key { 0x50 } else { 0x51 }, 0x2a, 0x01];
+                    header.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+                    header.extend_from_slice(&w.to_le_bytes());
+                    header.extend_from_slice(&h.to_le_bytes());
+                    payload[1..1 + header.len()].copy_from_slice(&header);
+                }
+                let last = payload.len() - 1;
+                payload[last] = l as u8;
+                let mut api = net.clients[self.client].rtc.direct_api();
+                let tx = api
+                    .stream_tx_by_mid(self.video.0, Some(Rid::from(RIDS[l])))
+                    .unwrap();
+                tx.write_rtp(
+                    str0m::rtp::RtpWrite::new(self.video.1, self.seq[l].into(), ts, now, payload)
+                        .marker(i + 1 == packets),
+                );
+                self.seq[l] += 1;
+            }
+        }
+        let mut api = net.clients[self.client].rtc.direct_api();
+        let tx = api.stream_tx_by_mid(self.audio.0, None).unwrap();
+        let ats = (self.frame * 48_000 / FPS) as u32;
+        tx.write_rtp(str0m::rtp::RtpWrite::new(
+            self.audio.1,
+            self.audio_seq.into(),
+            ats,
+            now,
+            vec![0xA0; 80],
+        ));
+        self.audio_seq += 1;
+        self.frame += 1;
+        let until = net.now + Duration::from_millis(1000 / FPS);
+        while net.now < until {
+            net.step(Duration::from_millis(5));
+        }
+    }
+
+    pub fn run(&mut self, net: &mut Net, secs: u64) {
+        for _ in 0..secs * FPS {
+            self.frame(net);
+        }
+    }
+}
+
+/// A bottleneck: datagrams leave one after another at `rate_bps`; when `queue_limit`
+/// bytes wait, newer ones are dropped (a drop-tail router queue).
+pub struct Link {
+    pub rate_bps: u64,
+    pub queue_limit: usize,
+    busy_until: Instant,
+    queue: std::collections::VecDeque<(Instant, switchyard_dataplane::core::Datagram)>,
+    queued_bytes: usize,
+    /// Datagrams the full queue dropped.
+    pub dropped: u64,
+}
+
+impl Link {
+    fn enqueue(&mut self, now: Instant, d: switchyard_dataplane::core::Datagram) {
+        if self.queued_bytes + d.data.len() > self.queue_limit {
+            self.dropped += 1;
+            return;
+        }
+        // 28 bytes of IP and UDP headers on the wire.
+        let bits = ((d.data.len() + 28) * 8) as u64;
+        let serialize = Duration::from_nanos(bits * 1_000_000_000 / self.rate_bps.max(1));
+        let done = self.busy_until.max(now) + serialize;
+        self.busy_until = done;
+        self.queued_bytes += d.data.len();
+        self.queue.push_back((done, d));
+    }
+}
+
 /// Publishing "s1" with audio and/or video.
 pub fn publish(audio: bool, video: bool) -> Vec<Binding> {
     vec![Binding::Publish {
@@ -449,6 +720,7 @@ pub fn subscribe(id: &str) -> Vec<Binding> {
         mids: None,
         audio: true,
         video: true,
+        cap: Default::default(),
     }]
 }
 
@@ -476,4 +748,49 @@ pub fn one_publisher_room_on(mut net: Net, subscribers: usize) -> (Net, usize, V
         subs.push(s);
     }
     (net, p, subs)
+}
+
+/// Subscription `id` to "s1" with a cap.
+pub fn subscribe_with(id: &str, cap: switchyard_dataplane_api::SubscriptionCap) -> Vec<Binding> {
+    vec![Binding::Subscribe {
+        subscription: id.into(),
+        publication: "s1".into(),
+        mids: None,
+        audio: true,
+        video: true,
+        cap,
+    }]
+}
+
+/// A room with a simulcast publisher ("s1") and subscribers with these caps.
+pub fn simulcast_room(
+    net: &mut Net,
+    caps: Vec<(&str, switchyard_dataplane_api::SubscriptionCap)>,
+) -> (usize, Vec<usize>) {
+    let (p, offer) = net.simulcast_client("publisher", &RIDS);
+    let (created, specs) = net
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
+        .unwrap();
+    assert!(
+        created.answer_sdp.contains("a=simulcast:recv q;h;f"),
+        "the answer takes the layers: {}",
+        created.answer_sdp
+    );
+    let video = created
+        .tracks("s1")
+        .iter()
+        .find(|t| t.kind == switchyard_dataplane_api::MediaKind::Video)
+        .unwrap();
+    assert_eq!(video.rids, RIDS);
+    assert_eq!(specs[0].rids.len(), 3);
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let mut subs = Vec::new();
+    for (id, cap) in caps {
+        let (s, offer) = net.client(id, false, true);
+        net.connect(0, s, offer, id, subscribe_with(id, cap), specs.clone())
+            .unwrap();
+        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
+        subs.push(s);
+    }
+    (p, subs)
 }
