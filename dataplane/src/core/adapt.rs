@@ -8,7 +8,10 @@
 //! ([`AUDIO_RESERVE_BPS`] each), the rest shared equally; each subscription's
 //! [`LayerSelector`] fits its layer to its share. Every [`BWE_UPDATE_EVERY`] the estimator
 //! is told the peer's desired rate (every subscription's highest allowed layer, with room
-//! for the selector's headroom), so that it probes for the capacity to go up.
+//! for the selector's headroom), so that it probes for the capacity to go up, and the rate
+//! to pad the path up to (every subscription's next layer up): an estimate only grows
+//! past what the path carried when the path was loaded, so an idle narrow path does not
+//! look wide.
 
 use super::*;
 use str0m::bwe::Bitrate;
@@ -20,8 +23,10 @@ pub const AUDIO_RESERVE_BPS: u64 = 40_000;
 /// How often the estimator is told what a peer would like to receive.
 pub const BWE_UPDATE_EVERY: Duration = Duration::from_secs(1);
 
-/// Where a peer's estimate starts: mediasoup's default; the estimator probes up from it.
-pub const INITIAL_ESTIMATE_BPS: u64 = 600_000;
+/// Where a peer's estimate starts. Low on purpose: a new subscriber starts on a cheap
+/// layer and the estimator probes up from here, so a narrow path never gets a burst of
+/// the top layer before its first estimate.
+pub const INITIAL_ESTIMATE_BPS: u64 = 300_000;
 
 /// Work found while forwarding that needs the whole core, done after the fan-out.
 #[derive(Debug)]
@@ -110,32 +115,38 @@ impl Core {
         }
     }
 
-    /// Tells peer `key`'s estimator what it would like to receive, when that changed.
+    /// Tells peer `key`'s estimator what it would like to receive (every subscription's
+    /// highest allowed layer) and what it should pad the path up to (the rate of each
+    /// subscription's next layer up), when that changed.
     pub(super) fn update_desired(&mut self, key: PeerKey, now: Instant) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        let mut video = 0u64;
-        let mut audio = 0u64;
+        let (mut desired, mut minimum, mut audio) = (0u64, 0u64, 0u64);
         for b in &peer.subs {
             for o in &b.outs {
                 match o.kind {
-                    MediaKind::Video if b.video_on && !b.shed => video += o.selector.desired_bps(),
+                    MediaKind::Video if b.video_on && !b.shed => {
+                        desired += o.selector.desired_bps();
+                        minimum += o.selector.next_up_bps();
+                    }
                     MediaKind::Audio if b.audio_on => audio += AUDIO_RESERVE_BPS,
                     _ => {}
                 }
             }
         }
-        // Enough for the selector to see its headroom above the highest layer.
-        let desired = (video as f64 / crate::layers::UP_HEADROOM * 1.05) as u64 + audio;
-        let changed = desired.abs_diff(peer.desired) * 20 > peer.desired.max(1);
-        if desired == 0 || !changed {
+        // Room for the selector's headroom above each layer.
+        let headroom = |bps: u64| (bps as f64 / crate::layers::UP_HEADROOM) as u64 + audio;
+        let (desired, minimum) = (headroom(desired) * 21 / 20, headroom(minimum));
+        let changed = |new: u64, old: u64| new.abs_diff(old) * 20 > old.max(1);
+        if desired == 0 || !(changed(desired, peer.desired) || changed(minimum, peer.minimum)) {
             return;
         }
         peer.desired = desired;
+        peer.minimum = minimum;
         peer.rtc
             .bwe()
-            .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+            .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(desired));
         self.drain(key, now);
     }
 

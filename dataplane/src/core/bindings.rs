@@ -60,6 +60,7 @@ impl Core {
                 estimate: None,
                 next_bwe_update: now,
                 desired: 0,
+                minimum: 0,
             },
         );
         match self.negotiate(now, key, &req.offer_sdp, &req.bindings, specs) {
@@ -252,6 +253,7 @@ impl Core {
                             rewriter: Rewriter::new(clock_rate, rand::random::<u16>() & 0x7fff),
                             pt_map: Vec::new(),
                             selector,
+                            picture_ids: Default::default(),
                         });
                     }
                     let home = spec.map(|s| s.home).unwrap_or(self.index);

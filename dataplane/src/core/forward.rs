@@ -100,6 +100,7 @@ impl Core {
         // Video: its layer (by the stream's rid), whether it starts a keyframe, and the
         // layers' measure, for the subscriptions' layer choice.
         let simulcast = kind == MediaKind::Video && !binding.rids.is_empty();
+        let mut vp8 = None;
         let (layer, keyframe, layers) = if kind == MediaKind::Video {
             let layer = match binding.layer_of.iter().find(|(s, _)| *s == ssrc) {
                 Some((_, l)) => *l,
@@ -123,6 +124,9 @@ impl Core {
                 }
             };
             let pic = crate::packet::inspect(params.spec().codec, &pkt.payload);
+            if params.spec().codec == str0m::format::Codec::Vp8 {
+                vp8 = str0m::rtp::Vp8Descriptor::parse(&pkt.payload).ok();
+            }
             let layers = binding
                 .meter
                 .on_packet(pkt.timestamp, layer, pkt.payload.len(), pic);
@@ -159,6 +163,7 @@ impl Core {
             layer,
             keyframe,
             layers,
+            vp8,
         });
         for core in &p.remote_cores {
             self.out
@@ -230,6 +235,12 @@ impl Core {
                 .on_packet(now, pkt.layer, pkt.keyframe, &pkt.layers);
             if out.selector.switches() != switches {
                 CoreMetrics::add(&self.metrics.layer_switches, 1);
+                tracing::debug!(
+                    subscription = %subscription,
+                    layer = pkt.layer,
+                    estimate = ?out.selector.estimate(),
+                    "layer switched"
+                );
             }
             if let Some(layer) = out.selector.poll_keyframe_request(now) {
                 self.deferred
@@ -272,10 +283,14 @@ impl Core {
         };
         let ssrc = out.ssrc;
         let nackable = pkt.kind == MediaKind::Video;
-        let write = RtpWrite::new(pt, rw.seq.into(), rw.ts, pkt.arrival, pkt.payload.clone())
+        let mut write = RtpWrite::new(pt, rw.seq.into(), rw.ts, pkt.arrival, pkt.payload.clone())
             .marker(pkt.marker)
             .ext_vals(pkt.ext.clone())
             .nackable(nackable);
+        // VP8's picture numbers continue across sources as the sequence numbers do.
+        if let Some(patch) = pkt.vp8.and_then(|d| out.picture_ids.rewrite(pkt.ssrc, &d)) {
+            write = write.vp8_patch(patch);
+        }
         let mut api = peer.rtc.direct_api();
         let Some(tx) = api.stream_tx(&ssrc) else {
             self.metrics.dropped(DropReason::NotRoutable);

@@ -245,6 +245,9 @@ pub struct MediaPacket {
     pub keyframe: bool,
     /// The publication's video layers as measured at its publisher's core.
     pub layers: Layers,
+    /// A VP8 packet's payload descriptor (its picture numbers are rewritten per
+    /// subscription).
+    pub vp8: Option<str0m::rtp::Vp8Descriptor>,
 }
 
 /// What cores tell each other.
@@ -309,6 +312,8 @@ struct OutTrack {
     pt_map: Vec<(Pt, Option<Pt>)>,
     /// The layer choice (used when the publication is simulcast).
     selector: LayerSelector,
+    /// VP8 picture numbering continued across sources.
+    picture_ids: crate::packet::vp8::PictureIds,
 }
 
 /// Sections of a peer on which the client publishes one stream.
@@ -358,8 +363,10 @@ struct Peer {
     estimate: Option<u64>,
     /// When to tell the estimator again what the peer would like to receive.
     next_bwe_update: Instant,
-    /// What it was told last, bits per second.
+    /// What it was told last it would like to receive, bits per second.
     desired: u64,
+    /// What it was told last to pad the path up to, bits per second.
+    minimum: u64,
 }
 
 impl Peer {
@@ -922,6 +929,7 @@ impl Core {
                     str0m::bwe::BweKind::Remb { estimate, .. } => estimate.as_u64(),
                     _ => return,
                 };
+                tracing::trace!(core = self.index, peer = key, bps, "bandwidth estimate");
                 self.on_estimate(key, bps, now);
             }
             Event::MediaEgressStats(s) => self.count_nacks(key, s.mid, s.nacks, true),

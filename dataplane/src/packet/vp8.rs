@@ -133,3 +133,130 @@ mod tests {
         assert!(!inspect(&small).keyframe);
     }
 }
+
+/// One subscription's VP8 picture numbering: PictureID, TL0PICIDX and KEYIDX continue
+/// across a change of source (a simulcast layer switch, a publisher's new encoder), as
+/// its sequence numbers do (see [`crate::rewrite`]). Each encoder numbers its pictures on
+/// its own, and a receiver that sees the numbers jump back after a switch takes the new
+/// layer's frames for old ones and drops them until the numbers catch up — seconds of
+/// frozen picture. The rewrite is a patch str0m applies while it writes the packet
+/// (no copy of the shared payload).
+#[derive(Debug, Clone, Default)]
+pub struct PictureIds {
+    source: Option<u32>,
+    pid_offset: u16,
+    tl0_offset: u8,
+    key_offset: u8,
+    /// The newest numbers sent: PictureID (15 bits), TL0PICIDX, KEYIDX (5 bits).
+    last: Option<(u16, u8, u8)>,
+}
+
+const PID_MOD: u16 = 0x8000;
+
+impl PictureIds {
+    /// The patch for a packet of `ssrc` with descriptor `d`, or `None` when the
+    /// descriptor carries no numbers (or they cannot be rewritten).
+    pub fn rewrite(
+        &mut self,
+        ssrc: u32,
+        d: &str0m::rtp::Vp8Descriptor,
+    ) -> Option<str0m::rtp::Vp8Patch> {
+        let (pid, tl0, key) = (d.picture_id(), d.tl0_pic_idx(), d.key_idx());
+        if pid.is_none() && tl0.is_none() && key.is_none() {
+            return None;
+        }
+        let (p, t, k) = self.numbers(ssrc, pid, tl0, key);
+        let build = |pid_mask: u16| {
+            let mut b = d.patch();
+            if pid.is_some() {
+                b = b.picture_id(p & pid_mask);
+            }
+            if tl0.is_some() {
+                b = b.tl0_pic_idx(t);
+            }
+            if key.is_some() {
+                b = b.key_idx(k);
+            }
+            b.build()
+        };
+        // A 7-bit PictureID keeps the low bits.
+        build(0x7fff).or_else(|_| build(0x7f)).ok()
+    }
+
+    /// The numbers a packet of `ssrc` carrying (`pid`, `tl0`, `key`) goes out with.
+    pub fn numbers(
+        &mut self,
+        ssrc: u32,
+        pid: Option<u16>,
+        tl0: Option<u8>,
+        key: Option<u8>,
+    ) -> (u16, u8, u8) {
+        let (pid, tl0, key) = (
+            pid.unwrap_or(0) % PID_MOD,
+            tl0.unwrap_or(0),
+            key.unwrap_or(0),
+        );
+        if self.source != Some(ssrc) {
+            // A new source continues right after the newest numbers sent.
+            if let Some((lp, lt, lk)) = self.last {
+                self.pid_offset = (lp + 1 + PID_MOD - pid) % PID_MOD;
+                self.tl0_offset = lt.wrapping_add(1).wrapping_sub(tl0);
+                self.key_offset = lk.wrapping_add(1).wrapping_sub(key) & 0x1f;
+            }
+            self.source = Some(ssrc);
+        }
+        let out = (
+            (pid + self.pid_offset) % PID_MOD,
+            tl0.wrapping_add(self.tl0_offset),
+            key.wrapping_add(self.key_offset) & 0x1f,
+        );
+        let newer = self
+            .last
+            .is_none_or(|(lp, _, _)| (out.0 + PID_MOD - lp) % PID_MOD < PID_MOD / 2);
+        if newer {
+            self.last = Some(out);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn numbers_continue_across_a_change_of_source() {
+        let mut ids = PictureIds::default();
+        let mut n = |ssrc, p, t, k| ids.numbers(ssrc, Some(p), Some(t), Some(k));
+        // Layer A: pictures 100..=102.
+        for (i, pid) in (100..=102).enumerate() {
+            assert_eq!(n(1, pid, 7 + i as u8, 3), (pid, 7 + i as u8, 3));
+        }
+        // Switch to layer B, whose encoder is at picture 30,000, TL0 250, KEYIDX 30.
+        assert_eq!(n(2, 30_000, 250, 30), (103, 10, 4));
+        assert_eq!(n(2, 30_001, 251, 30), (104, 11, 4));
+        // Across the 15-bit wrap of the source.
+        assert_eq!(n(2, 32_767, 252, 30), (2870, 12, 4));
+        assert_eq!(n(2, 0, 253, 30), (2871, 13, 4));
+        // A late packet of an older picture does not move the newest numbers back.
+        assert_eq!(n(2, 30_001, 251, 30), (104, 11, 4));
+        // Back to layer A (now at 400): right after the newest.
+        assert_eq!(n(1, 400, 20, 3), (2872, 14, 5));
+    }
+
+    #[test]
+    fn patches_only_descriptors_with_numbers() {
+        let mut ids = PictureIds::default();
+        let bare = [0x10, 0x00, 0xaa];
+        let d = str0m::rtp::Vp8Descriptor::parse(&bare).unwrap();
+        assert!(ids.rewrite(1, &d).is_none());
+        // 15-bit PictureID, TL0PICIDX, TID and KEYIDX present.
+        let full = [0x90, 0xf0, 0x80, 0x64, 0x07, 0x03, 0x00, 0xaa];
+        let d = str0m::rtp::Vp8Descriptor::parse(&full).unwrap();
+        assert!(ids.rewrite(1, &d).is_some());
+        // 7-bit PictureID after a switch from a source far ahead: still patched.
+        let short = [0x90, 0x80, 0x05, 0x00, 0xaa];
+        let d = str0m::rtp::Vp8Descriptor::parse(&short).unwrap();
+        assert!(ids.rewrite(2, &d).is_some());
+    }
+}

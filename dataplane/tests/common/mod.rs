@@ -557,8 +557,10 @@ pub fn pt_of(net: &Net, client: usize, mid: Mid, codec: Codec) -> Pt {
 }
 
 /// A simulcast publisher's media: three VP8 layers at `bps`, `FPS` frames a second, a
-/// keyframe every 3 s or when asked for that layer; opus every frame. Each video payload's
-/// last byte says its layer, so subscribers can tell what they get.
+/// keyframe every 3 s or when asked for that layer; opus every frame. Each layer numbers
+/// its pictures on its own (PictureID, TL0PICIDX in the payload descriptor, far apart
+/// between layers, as separate encoders do). Each video payload's last byte says its
+/// layer, so subscribers can tell what they get.
 pub struct SimulcastPublisher {
     pub client: usize,
     pub bps: [u64; 3],
@@ -625,16 +627,29 @@ impl SimulcastPublisher {
                 bytes *= 3;
             }
             let packets = bytes.div_ceil(1100).max(1);
+            // Layer l's encoder: pictures numbered from 10,000·l, TL0 from 90·l.
+            let pid = ((10_000 * l as u64 + self.frame) % 0x8000) as u16;
+            let tl0 = (90 * l as u64 + self.frame) as u8;
             for i in 0..packets {
-                let mut payload = vec![0u8; (bytes / packets).max(16)];
+                let mut payload = vec![0u8; (bytes / packets).max(24)];
+                // X, S (first packet), partition 0; I, L, T; 15-bit PictureID; TL0PICIDX;
+                // TID 0.
+                let descriptor = [
+                    if i == 0 { 0x90 } else { 0x80 },
+                    0xe0,
+                    0x80 | (pid >> 8) as u8,
+                    pid as u8,
+                    tl0,
+                    0x00,
+                ];
+                payload[..6].copy_from_slice(&descriptor);
                 if i == 0 {
-                    payload[0] = 0x10; // S = 1, partition 0
                     let (w, h) = SIZES[l];
                     let mut header = vec![if key { 0x50 } else { 0x51 }, 0x2a, 0x01];
                     header.extend_from_slice(&[0x9d, 0x01, 0x2a]);
                     header.extend_from_slice(&w.to_le_bytes());
                     header.extend_from_slice(&h.to_le_bytes());
-                    payload[1..1 + header.len()].copy_from_slice(&header);
+                    payload[6..6 + header.len()].copy_from_slice(&header);
                 }
                 let last = payload.len() - 1;
                 payload[last] = l as u8;

@@ -1,0 +1,96 @@
+// Simulcast and bandwidth adaptation in real browsers. A Chromium publisher sends three
+// VP8 layers over WHIP into a room with `enableBandwidthAdaptation`; three WHEP players
+// watch it: A runs inside a network namespace whose path from the server is throttled to
+// 300 kbit/s, B and C on the host, C asking for the middle layer (`?rid=h`). A converges
+// to the lowest layer, B gets the highest, C the middle one; all keep decoding, and the
+// layer switches cause no freeze over 500 ms (Chromium's freezeCount and
+// totalFreezesDuration). Then A's throttle is lifted and A climbs to the top, again
+// without a freeze.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { startService, launchBrowser, eventually, mauth, metricValue, sleep, netns } from "./common.mjs";
+
+const videoIn = (page) => page.evaluate(() => window.sy.videoIn(0));
+
+test("each player gets the simulcast layer its path carries, switching without freezes", async () => {
+  const net = netns();
+  let svc, host, inside;
+  try {
+    svc = await startService({ interfaces: ["lo", net.host], apiAddress: "0.0.0.0" });
+    const room = `simulcast-${Math.random().toString(36).slice(2, 8)}`;
+    const created = await mauth(svc, "POST", "/v1/rooms", { name: room, options: { enableBandwidthAdaptation: true } });
+    assert.equal(created.status, 200, created.text);
+    const shaper = net.throttle(300);
+    console.log(`player A's path: 300 kbit/s (${shaper})`);
+    host = await launchBrowser();
+    inside = await launchBrowser(net.chromium);
+
+    const pub = await host.newPage();
+    pub.on("pageerror", e => console.error("page error:", e));
+    await pub.goto(svc.api + "/");
+    const { stream } = await pub.evaluate((room) => window.sy.publish(room, "alice", { simulcast: true, video: { width: 960, height: 540, frameRate: 15 } }).then(p => ({ stream: p.stream })), room);
+    // Keep each layer's size whatever the publisher's CPU: frame rate gives instead (15
+    // frames a second to start with: three encoders and four decoders share two cores).
+    await pub.evaluate(async () => {
+      const s = window.sy.pcs[0].getSenders().find(x => x.track && x.track.kind === "video");
+      const p = s.getParameters(); p.degradationPreference = "maintain-resolution"; await s.setParameters(p);
+    });
+    const layers = async () => (await pub.evaluate(() => window.sy.videoOut(0))).filter(o => o.width > 0).map(o => o.width).sort((x, y) => x - y);
+    const widths = await eventually(async () => { const w = await layers(); return w.length === 3 ? w : false; }, 20000, "the publisher encoding three layers");
+    console.log("layer widths:", widths);
+
+    const port = new URL(svc.api).port;
+    const a = await inside.newPage();
+    await a.goto(`http://${net.hostIp}:${port}/`);
+    const b = await host.newPage();
+    await b.goto(svc.api + "/");
+    const c = await host.newPage();
+    await c.goto(svc.api + "/");
+    for (const [page, who, query] of [[a, "player-a", ""], [b, "player-b", ""], [c, "player-c", "rid=h"]]) {
+      await page.evaluate(([room, who, s, q]) => window.sy.play(room, who, s, q).then(() => true), [room, who, stream, query]);
+    }
+    // A malformed layer request is refused with the reason.
+    const bad = await c.evaluate(async ([room, s]) => {
+      const t = await (await fetch("/demo/token", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ room, user: "x", role: "viewer" }) })).json();
+      const r = await fetch(`/v1/whep/${t.room}/${s}?maxBitrate=lots`, { method: "POST", headers: { "content-type": "application/sdp", authorization: "Bearer " + t.token }, body: "v=0\r\n" });
+      return { status: r.status, body: await r.text() };
+    }, [room, stream]);
+    assert.equal(bad.status, 400, bad.body);
+    assert.match(bad.body, /maxBitrate/);
+
+    // Convergence: B on the top layer, C on the middle one, A on the lowest.
+    await eventually(async () => (await videoIn(b)).width === widths[2], 60000, "player B on the top layer");
+    await eventually(async () => (await videoIn(c)).width === widths[1], 30000, "player C on the middle layer");
+    await eventually(async () => { const s = await videoIn(a); return s.width === widths[0] && s.frames > 30; }, 60000, "player A on the lowest layer");
+    // They stay there and keep decoding.
+    const before = await Promise.all([a, b, c].map(videoIn));
+    await sleep(8000);
+    const after = await Promise.all([a, b, c].map(videoIn));
+    for (const [i, name] of ["A", "B", "C"].entries()) {
+      console.log(`player ${name}: ${JSON.stringify(after[i])}`);
+      assert.equal(after[i].width, [widths[0], widths[2], widths[1]][i], `player ${name} left its layer`);
+      assert.ok(after[i].frames - before[i].frames > 40, `player ${name} decoded ${after[i].frames - before[i].frames} frames in 8 s`);
+      assert.ok(after[i].frozen - before[i].frozen < 0.5, `player ${name} froze ${after[i].frozen - before[i].frozen} s while steady`);
+    }
+    // B climbed from the estimator's starting layer to the top: every switch on the way
+    // was seamless.
+    assert.ok(after[1].frozen < 0.5, `player B froze ${after[1].frozen} s in all (${after[1].freezes} freezes)`);
+    assert.ok(await metricValue(svc.metrics, "switchyard_dataplane_layer_switches_total") >= 2);
+    assert.ok(await metricValue(svc.metrics, "switchyard_dataplane_bandwidth_estimate_bps_count") > 10);
+
+    // A's path widens (to 100 Mbit/s, nothing queued is lost): A climbs to the top layer, its switches without a freeze.
+    net.widen(100000);
+    const lifted = await videoIn(a);
+    await eventually(async () => (await videoIn(a)).width === widths[2], 60000, "player A on the top layer once its path is wide");
+    await sleep(2000);
+    const climbed = await videoIn(a);
+    console.log(`player A after the climb: ${JSON.stringify(climbed)}`);
+    assert.ok(climbed.frames > lifted.frames + 30, "player A kept decoding while climbing");
+    assert.ok(climbed.frozen - lifted.frozen < 0.5, `player A froze ${climbed.frozen - lifted.frozen} s while climbing`);
+  } finally {
+    if (inside) await inside.close();
+    if (host) await host.close();
+    if (svc) await svc.stop();
+    net.remove();
+  }
+});
