@@ -276,7 +276,7 @@ export async function rtcPage(browser, svc) {
         const pc = pcs[i];
         const byTrack = new Map(pc.getTransceivers().map(t => [t.receiver.track.id, t.mid]));
         for (const s of (await pc.getStats()).values()) {
-          if (s.type === "inbound-rtp") out[byTrack.get(s.trackIdentifier) ?? s.mid ?? s.ssrc] = { kind: s.kind, packets: s.packetsReceived || 0, frames: s.framesDecoded || 0 };
+          if (s.type === "inbound-rtp") out[byTrack.get(s.trackIdentifier) ?? s.mid ?? s.ssrc] = { kind: s.kind, packets: s.packetsReceived || 0, frames: s.framesDecoded || 0, width: s.frameWidth || 0 };
         }
         return out;
       },

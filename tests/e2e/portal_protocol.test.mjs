@@ -102,9 +102,17 @@ test("the portal protocol, login to logout, with media in Chromium", { timeout: 
     assert.ok((await packets(pageB, sub.pc, audioMid)).packets - muted <= 2, "no audio while the subscription is paused");
     await b.req("subscription-control", { id: sub.id, operation: "play", data: "audio" });
     await eventually(async () => (await packets(pageB, sub.pc, audioMid)).packets > muted + 20, 10000, "audio to resume");
-    const update = await b.refused("subscription-control", { id: sub.id, operation: "update", data: { parameters: { resolution: { width: 160, height: 120 } } } });
-    assert.equal(update.code, 2002);
-    assert.match(update.description, /resolution/);
+    // update (OWT's SubscriptionUpdate): a resolution or bitrate bounds the simulcast layer
+    // served; a frame rate would need transcoding; a malformed one names the problem.
+    assert.equal(await b.req("subscription-control", { id: sub.id, operation: "update", data: { video: { parameters: { resolution: { width: 160, height: 120 }, bitrate: 300 } } } }), undefined);
+    const framerate = await b.refused("subscription-control", { id: sub.id, operation: "update", data: { video: { parameters: { framerate: 15 } } } });
+    assert.equal(framerate.code, 2002);
+    assert.match(framerate.description, /transcoding/);
+    assert.equal((await b.refused("subscription-control", { id: sub.id, operation: "update", data: { parameters: {} } })).code, 1301);
+    // querybwe: this room has no bandwidth adaptation, so there is no estimate to give.
+    const bwe = await b.refused("subscription-control", { id: sub.id, operation: "querybwe" });
+    assert.equal(bwe.code, 2002);
+    assert.match(bwe.description, /enableBandwidthAdaptation/);
     assert.equal((await a.refused("subscription-control", { id: sub.id, operation: "pause", data: "video" })).code, 1001, "only the subscriber controls its subscription");
 
     // text: to everyone, and to one participant.

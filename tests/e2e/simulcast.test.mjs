@@ -5,10 +5,12 @@
 // to the lowest layer, B gets the highest, C the middle one; all keep decoding, and the
 // layer switches cause no freeze over 500 ms (Chromium's freezeCount and
 // totalFreezesDuration). Then A's throttle is lifted and A climbs to the top, again
-// without a freeze.
+// without a freeze. A portal client (OWT's protocol) sees the layers as rid tracks,
+// subscribes from the lowest one, reads the bandwidth estimate (querybwe) and raises its
+// limit with subscription-control update.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startService, launchBrowser, eventually, mauth, metricValue, sleep, netns } from "./common.mjs";
+import { startService, launchBrowser, eventually, mauth, metricValue, sleep, netns, newToken, portalClient, rtcPage, packets, SDK } from "./common.mjs";
 
 const videoIn = (page) => page.evaluate(() => window.sy.videoIn(0));
 
@@ -59,7 +61,7 @@ test("each player gets the simulcast layer its path carries, switching without f
     assert.match(bad.body, /maxBitrate/);
 
     // Convergence: B on the top layer, C on the middle one, A on the lowest.
-    await eventually(async () => (await videoIn(b)).width === widths[2], 60000, "player B on the top layer");
+    await eventually(async () => (await videoIn(b)).width === widths[2], 90000, "player B on the top layer");
     await eventually(async () => (await videoIn(c)).width === widths[1], 30000, "player C on the middle layer");
     await eventually(async () => { const s = await videoIn(a); return s.width === widths[0] && s.frames > 30; }, 60000, "player A on the lowest layer");
     // They stay there and keep decoding.
@@ -75,13 +77,37 @@ test("each player gets the simulcast layer its path carries, switching without f
     // B climbed from the estimator's starting layer to the top: every switch on the way
     // was seamless.
     assert.ok(after[1].frozen < 0.5, `player B froze ${after[1].frozen} s in all (${after[1].freezes} freezes)`);
-    assert.ok(await metricValue(svc.metrics, "switchyard_dataplane_layer_switches_total") >= 2);
-    assert.ok(await metricValue(svc.metrics, "switchyard_dataplane_bandwidth_estimate_bps_count") > 10);
+    const switched = await metricValue(svc.metrics, "switchyard_dataplane_layer_switches_total");
+    assert.ok(switched >= 2, `${switched} layer switches counted`);
+    const estimates = await metricValue(svc.metrics, "switchyard_dataplane_bandwidth_estimate_bps_count");
+    assert.ok(estimates > 10, `${estimates} bandwidth estimates counted`);
+
+    // The portal: the layers are listed as tracks with their rid, a subscription from one
+    // gets that layer, querybwe gives the estimate, update changes the limit.
+    const d = await portalClient(svc.portal);
+    const roomId = created.json._id ?? created.json.id;
+    const login = await d.req("login", { token: await newToken(svc, roomId, "player-d", "viewer"), userAgent: SDK, protocol: "1.2" });
+    const listed = login.room.streams.find(x => x.id === stream);
+    assert.deepEqual(listed.media.tracks.filter(t => t.type === "video").map(t => t.rid ?? null), [null, "q", "h", "f"]);
+    const dPage = await rtcPage(host, svc);
+    const offer = await dPage.evaluate(() => window.rtc.receiveOffer(undefined, ["video"]));
+    const mid = offer.mids[0].mid;
+    const sub = await d.req("subscribe", { media: { tracks: [{ type: "video", mid, from: `${stream}-video-q` }] }, transport: { type: "webrtc", id: null } });
+    await d.req("soac", { id: sub.transportId, signaling: { type: "offer", sdp: offer.sdp } });
+    const answer = await d.next("progress", x => x.id === sub.transportId && x.status === "soac");
+    await dPage.evaluate(([i, sdp]) => window.rtc.answer(i, sdp), [offer.pc, answer.data.sdp]);
+    await eventually(async () => { const v = await packets(dPage, offer.pc, mid); return v.width === widths[0] && v.frames > 20; }, 30000, "player D on the layer it named");
+    const bwe = await d.req("subscription-control", { id: sub.id, operation: "querybwe" });
+    assert.ok(bwe.estimatedBitrate > 100000, JSON.stringify(bwe));
+    await d.req("subscription-control", { id: sub.id, operation: "update", data: { video: { parameters: { resolution: { width: widths[1], height: 1080 } } } } });
+    await eventually(async () => (await packets(dPage, offer.pc, mid)).width === widths[1], 30000, "player D on the largest layer within its new limit");
+    d.close();
+    await dPage.close();
 
     // A's path widens (to 100 Mbit/s, nothing queued is lost): A climbs to the top layer, its switches without a freeze.
     net.widen(100000);
     const lifted = await videoIn(a);
-    await eventually(async () => (await videoIn(a)).width === widths[2], 60000, "player A on the top layer once its path is wide");
+    await eventually(async () => (await videoIn(a)).width === widths[2], 90000, "player A on the top layer once its path is wide");
     await sleep(2000);
     const climbed = await videoIn(a);
     console.log(`player A after the climb: ${JSON.stringify(climbed)}`);

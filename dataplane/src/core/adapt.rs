@@ -23,6 +23,10 @@ pub const AUDIO_RESERVE_BPS: u64 = 40_000;
 /// How often the estimator is told what a peer would like to receive.
 pub const BWE_UPDATE_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the estimator of a peer that wants more than its estimate is asked to probe
+/// (every other round).
+pub const PROBE_EVERY: Duration = Duration::from_secs(3);
+
 /// Where a peer's estimate starts. Low on purpose: a new subscriber starts on a cheap
 /// layer and the estimator probes up from here, so a narrow path never gets a burst of
 /// the top layer before its first estimate.
@@ -137,9 +141,23 @@ impl Core {
         }
         // Room for the selector's headroom above each layer.
         let headroom = |bps: u64| (bps as f64 / crate::layers::UP_HEADROOM) as u64 + audio;
-        let (desired, minimum) = (headroom(desired) * 21 / 20, headroom(minimum));
+        let (mut desired, minimum) = (headroom(desired) * 21 / 20, headroom(minimum));
+        // Below what it wants for a while: ask for a probe. str0m probes when the desired
+        // rate rises above the estimate, so every other round raises it a little, and
+        // the estimate can climb faster than additive increase after an early dip.
+        let short = peer.estimate.is_some_and(|e| e * 10 < desired * 8);
+        if short && now >= peer.next_probe {
+            peer.next_probe = now + PROBE_EVERY;
+            peer.probe_round = !peer.probe_round;
+            if peer.probe_round {
+                desired = desired * 11 / 10;
+            }
+        }
         let changed = |new: u64, old: u64| new.abs_diff(old) * 20 > old.max(1);
-        if desired == 0 || !(changed(desired, peer.desired) || changed(minimum, peer.minimum)) {
+        let lifted = short && desired != peer.desired;
+        if desired == 0
+            || !(lifted || changed(desired, peer.desired) || changed(minimum, peer.minimum))
+        {
             return;
         }
         peer.desired = desired;

@@ -61,6 +61,8 @@ impl Core {
                 next_bwe_update: now,
                 desired: 0,
                 minimum: 0,
+                next_probe: now,
+                probe_round: false,
             },
         );
         match self.negotiate(now, key, &req.offer_sdp, &req.bindings, specs) {

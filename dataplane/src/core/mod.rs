@@ -367,6 +367,9 @@ struct Peer {
     desired: u64,
     /// What it was told last to pad the path up to, bits per second.
     minimum: u64,
+    /// When it may next be asked to probe, and whether the last round raised the rate.
+    next_probe: Instant,
+    probe_round: bool,
 }
 
 impl Peer {
