@@ -99,6 +99,16 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
                 loadgen: a("--rooms 1 --publishers 1 --subscribers 200 --bitrate 2500 --duration 20 --join-rate 40"),
             },
             Scenario {
+                name: "1x200-simulcast",
+                about: "1 publisher sending simulcast (VP8 312 kbit/s, 833 kbit/s, 2.5 Mbit/s + opus) → 200 subscribers, each on one layer (the top: no bandwidth adaptation), 20 s",
+                loadgen: a("--rooms 1 --publishers 1 --subscribers 200 --bitrate 2500 --simulcast --duration 20 --join-rate 40"),
+            },
+            Scenario {
+                name: "1x200-simulcast-bwe",
+                about: "as 1x200-simulcast, in a room with enableBandwidthAdaptation (Switchyard estimates each subscriber's bandwidth from its transport-wide feedback and fits its layer)",
+                loadgen: a("--rooms 1 --publishers 1 --subscribers 200 --bitrate 2500 --simulcast --bandwidth-adaptation --duration 20 --join-rate 40"),
+            },
+            Scenario {
                 name: "20x1x10",
                 about: "20 rooms × 1 publisher (VP8 1 Mbit/s) × 10 subscribers, 20 s",
                 loadgen: a("--rooms 20 --publishers 1 --subscribers 10 --bitrate 1000 --duration 20 --join-rate 40"),

@@ -286,7 +286,11 @@ pub async fn publish(
 
 /// `POST /v1/whep/{room}/{stream}`: play.
 #[utoipa::path(post, path = "/v1/whep/{room}/{stream}", tag = "media",
-    params(("room" = String, Path, description = "Room id"), ("stream" = String, Path, description = "Stream id")),
+    params(("room" = String, Path, description = "Room id"), ("stream" = String, Path, description = "Stream id"),
+           ("rid" = Option<String>, Query, description = "Of a simulcast stream: no layer costlier than this one"),
+           ("maxBitrate" = Option<u64>, Query, description = "Of a simulcast stream: no layer above this many bits per second"),
+           ("maxWidth" = Option<u16>, Query, description = "Of a simulcast stream: no layer wider than this"),
+           ("maxHeight" = Option<u16>, Query, description = "Of a simulcast stream: no layer taller than this")),
     request_body(content = String, content_type = "application/sdp", description = "The SDP offer (recvonly)"),
     responses((status = 201, description = "The SDP answer; Location names the session /v1/whep/{room}/{stream}/{subscription}", body = String, content_type = "application/sdp"),
               (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),

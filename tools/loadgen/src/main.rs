@@ -99,6 +99,14 @@ struct Args {
     /// Video frames per second.
     #[arg(long, default_value_t = 30)]
     fps: u32,
+    /// Publishers send simulcast: three layers (rids q, h, f) at an eighth, a third and
+    /// all of --bitrate; each subscriber gets the one the server picks for it.
+    #[arg(long)]
+    simulcast: bool,
+    /// Switchyard: rooms with `enableBandwidthAdaptation` (each subscriber's bandwidth
+    /// is estimated and its simulcast layer fitted to it).
+    #[arg(long)]
+    bandwidth_adaptation: bool,
     /// What to do.
     #[arg(long, value_enum, default_value = "fixed")]
     scenario: Scenario,
@@ -588,13 +596,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .media_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("switchyard-loadgen-media"));
-    let media = Arc::new(media::load(
+    let media = Arc::new(media::Source::load(
         &media_dir,
         args.video,
         args.bitrate,
         args.fps,
         1200,
+        args.simulcast,
     )?);
+    let top = media.top().context("no clip loaded")?;
+    let (codec, clip_bps) = (
+        top.codec,
+        media.layers.iter().map(|m| m.video_bps).sum::<u64>(),
+    );
     let threads = args
         .threads
         .unwrap_or_else(switchyard_perf::available_cores)
@@ -617,7 +631,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let sy = signal::switchyard::Switchyard::new(base, &service_id, &service_key)?;
             for i in 0..args.rooms {
                 rooms.push(RoomRef::Switchyard(
-                    sy.create_room(&format!("loadgen-{run_tag}-{i}")).await?,
+                    sy.create_room(&format!("loadgen-{run_tag}-{i}"), args.bandwidth_adaptation)
+                        .await?,
                 ));
             }
         }
@@ -656,15 +671,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     if !args.quiet {
         progress.println(format!(
-            "{:?} at {} | {} room(s) × {} publisher(s) × {} subscriber(s) | {:?} {} kbit/s (clip {:.0} kbit/s) {} fps + opus | {} worker threads on {}",
+            "{:?} at {} | {} room(s) × {} publisher(s) × {} subscriber(s) | {:?} {} kbit/s (clip {:.0} kbit/s{}) {} fps + opus | {} worker threads on {}",
             args.target,
             args.url,
             args.rooms,
             args.publishers,
             args.subscribers,
-            media.codec,
+            codec,
             args.bitrate,
-            media.video_bps as f64 / 1000.0,
+            clip_bps as f64 / 1000.0,
+            if media.simulcast() { ", three simulcast layers" } else { "" },
             args.fps,
             threads,
             local_ip

@@ -59,6 +59,52 @@ pub struct Media {
     pub video_bps: u64,
 }
 
+/// What a publisher sends: one clip, or one per simulcast layer (lowest first). Audio is
+/// the first clip's.
+#[derive(Debug)]
+pub struct Source {
+    /// The clips; several: a simulcast publication, the `rid`s [`RIDS`] in this order.
+    pub layers: Vec<Media>,
+}
+
+/// The `rid`s of a simulcast publisher's layers, lowest first.
+pub const RIDS: [&str; 3] = ["q", "h", "f"];
+
+impl Source {
+    /// The clip of the top layer (the only one without simulcast).
+    pub fn top(&self) -> Option<&Media> {
+        self.layers.last()
+    }
+
+    /// Whether it sends simulcast layers.
+    pub fn simulcast(&self) -> bool {
+        self.layers.len() > 1
+    }
+
+    /// Encodes (once, cached) and loads the clips: `kbps` at the top, and with
+    /// `simulcast` two lower layers at a third and an eighth of it (each at the
+    /// resolution its bitrate gets, see [`load`]).
+    pub fn load(
+        dir: &Path,
+        codec: VideoCodec,
+        kbps: u32,
+        fps: u32,
+        mtu: usize,
+        simulcast: bool,
+    ) -> Result<Source, MediaError> {
+        let rates = if simulcast {
+            vec![(kbps / 8).max(60), (kbps / 3).max(120), kbps]
+        } else {
+            vec![kbps]
+        };
+        let layers = rates
+            .into_iter()
+            .map(|r| load(dir, codec, r, fps, mtu))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Source { layers })
+    }
+}
+
 /// Why the media could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

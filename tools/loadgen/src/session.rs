@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 
-use crate::media::{Media, VideoCodec, TRAILER};
+use crate::media::{Source, VideoCodec, RIDS, TRAILER};
 use crate::packetize;
 use crate::stats::{StreamRx, Tick};
 
@@ -113,16 +113,28 @@ impl Session {
         })
     }
 
-    /// An offer with one audio and one video section, sending or receiving.
-    pub fn offer(&mut self, send: bool) -> Result<(String, SdpPendingOffer), SessionError> {
+    /// An offer with one audio and one video section, sending or receiving; a sending
+    /// video section with `simulcast` offers the layers [`RIDS`].
+    pub fn offer(
+        &mut self,
+        send: bool,
+        simulcast: bool,
+    ) -> Result<(String, SdpPendingOffer), SessionError> {
         let dir = if send {
             Direction::SendOnly
         } else {
             Direction::RecvOnly
         };
+        let layers = (send && simulcast).then(|| {
+            let mut sc = Simulcast::new();
+            for rid in RIDS {
+                sc.add_send_layer(SimulcastLayer::new(rid));
+            }
+            sc
+        });
         let mut change = self.rtc.sdp_api();
         let a = change.add_media(MediaKind::Audio, dir, None, None, None);
-        let v = change.add_media(MediaKind::Video, dir, None, None, None);
+        let v = change.add_media(MediaKind::Video, dir, None, None, layers);
         self.mids = vec![(a, MediaKind::Audio), (v, MediaKind::Video)];
         let Some((offer, pending)) = change.apply() else {
             return Err(SessionError::NoMedia("media"));
@@ -250,9 +262,9 @@ impl Session {
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected)
                     | Event::Closed => return Err(SessionError::Disconnected),
-                    Event::KeyframeRequest(_) => {
+                    Event::KeyframeRequest(req) => {
                         if let RoleState::Pub(p) = state {
-                            p.keyframe_wanted(Instant::now());
+                            p.keyframe_wanted(req.rid, Instant::now());
                         }
                     }
                     Event::RtpPacket(pkt) => {
@@ -295,8 +307,8 @@ impl Session {
 
 /// What a session does.
 pub enum Role {
-    /// Sends the clip.
-    Publisher(Arc<Media>),
+    /// Sends the clip (or a clip per simulcast layer).
+    Publisher(Arc<Source>),
     /// Receives; `started` is when it began signalling (for time to first frame).
     Subscriber {
         /// When the subscription was asked for.
@@ -331,26 +343,31 @@ struct TxStream {
     next: Instant,
 }
 
-struct PubState {
-    media: Arc<Media>,
-    video: Option<TxStream>,
-    audio: Option<TxStream>,
+/// One video layer being sent: its stream, its clip's position and its `rid`.
+struct VideoOut {
+    tx: TxStream,
+    rid: Option<Rid>,
+    layer: usize,
     frame: usize,
     last_keyframe: Option<Instant>,
 }
 
+struct PubState {
+    source: Arc<Source>,
+    video: Vec<VideoOut>,
+    audio: Option<TxStream>,
+}
+
 impl PubState {
-    fn new(media: Arc<Media>) -> Self {
+    fn new(source: Arc<Source>) -> Self {
         PubState {
-            media,
-            video: None,
+            source,
+            video: Vec::new(),
             audio: None,
-            frame: 0,
-            last_keyframe: None,
         }
     }
 
-    /// Declares the outgoing streams once connected.
+    /// Declares the outgoing streams once connected (a video stream per layer).
     fn start(
         &mut self,
         rtc: &mut Rtc,
@@ -387,46 +404,71 @@ impl PubState {
                 found.push((kind, mid, pt));
             }
         }
+        let simulcast = self.source.simulcast();
         let mut api = rtc.direct_api();
+        let stream = |mid, pt| TxStream {
+            mid,
+            pt,
+            seq: rand::random::<u16>() as u64 % 30000,
+            ts: rand::random(),
+            next: now,
+        };
         for (kind, mid, pt) in found {
-            if api.stream_tx_by_mid(mid, None).is_none() {
-                let ssrc = api.new_ssrc();
-                api.declare_stream_tx(ssrc, None, mid, None);
-            }
-            let s = TxStream {
-                mid,
-                pt,
-                seq: rand::random::<u16>() as u64 % 30000,
-                ts: rand::random(),
-                next: now,
-            };
             match kind {
-                MediaKind::Audio => self.audio = Some(s),
-                MediaKind::Video => self.video = Some(s),
+                MediaKind::Audio => {
+                    if api.stream_tx_by_mid(mid, None).is_none() {
+                        let ssrc = api.new_ssrc();
+                        api.declare_stream_tx(ssrc, None, mid, None);
+                    }
+                    self.audio = Some(stream(mid, pt));
+                }
+                MediaKind::Video => {
+                    for layer in 0..self.source.layers.len() {
+                        let rid = simulcast.then(|| Rid::from(RIDS[layer.min(RIDS.len() - 1)]));
+                        if api.stream_tx_by_mid(mid, rid).is_none() {
+                            let ssrc = api.new_ssrc();
+                            api.declare_stream_tx(ssrc, None, mid, rid);
+                        }
+                        self.video.push(VideoOut {
+                            tx: stream(mid, pt),
+                            rid,
+                            layer,
+                            frame: 0,
+                            last_keyframe: None,
+                        });
+                    }
+                }
             }
         }
-        if self.video.is_none() {
+        if self.video.is_empty() {
             return Err(SessionError::NoMedia("video"));
         }
         Ok(())
     }
 
-    fn keyframe_wanted(&mut self, now: Instant) {
+    /// A keyframe request for one layer (`rid`) or every one.
+    fn keyframe_wanted(&mut self, rid: Option<Rid>, now: Instant) {
         // An encoder answers a keyframe request with an intra frame; the clip restarts
-        // at its first frame, which is one. At most twice a second.
-        if self
-            .last_keyframe
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(500))
+        // at its first frame, which is one. At most twice a second per layer.
+        for v in self
+            .video
+            .iter_mut()
+            .filter(|v| rid.is_none() || v.rid == rid)
         {
-            self.last_keyframe = Some(now);
-            self.frame = 0;
+            if v.last_keyframe
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_millis(500))
+            {
+                v.last_keyframe = Some(now);
+                v.frame = 0;
+            }
         }
     }
 
     fn next_due(&self) -> Option<Instant> {
-        [&self.video, &self.audio]
+        self.video
             .iter()
-            .filter_map(|s| s.as_ref().map(|s| s.next))
+            .map(|v| v.tx.next)
+            .chain(self.audio.as_ref().map(|a| a.next))
             .min()
     }
 
@@ -434,39 +476,44 @@ impl PubState {
     fn send_due(&mut self, rtc: &mut Rtc, ctx: &WorkerCtx, now: Instant) -> u64 {
         let mut sent = 0;
         let stamp = ctx.micros(now).to_le_bytes();
-        let frame_time = Duration::from_micros(1_000_000 / self.media.fps.max(1) as u64);
-        let ts_step = 90_000 / self.media.fps.max(1);
         let mut api = rtc.direct_api();
-        if let Some(v) = &mut self.video {
-            while v.next <= now {
-                let frame = &self.media.video[self.frame % self.media.video.len()];
-                self.frame = (self.frame + 1) % self.media.video.len();
+        for v in &mut self.video {
+            let Some(media) = self.source.layers.get(v.layer) else {
+                continue;
+            };
+            let frame_time = Duration::from_micros(1_000_000 / media.fps.max(1) as u64);
+            let ts_step = 90_000 / media.fps.max(1);
+            let tx = &mut v.tx;
+            while tx.next <= now {
+                let frame = &media.video[v.frame % media.video.len()];
+                v.frame = (v.frame + 1) % media.video.len();
                 let last = frame.payloads.len().saturating_sub(1);
                 for (i, p) in frame.payloads.iter().enumerate() {
                     let mut payload = Vec::with_capacity(p.len() + TRAILER);
                     payload.extend_from_slice(p);
                     payload.extend_from_slice(&stamp);
-                    if let Some(tx) = api.stream_tx_by_mid(v.mid, None) {
-                        tx.write_rtp(
-                            RtpWrite::new(v.pt, v.seq.into(), v.ts, now, payload)
+                    if let Some(stream) = api.stream_tx_by_mid(tx.mid, v.rid) {
+                        stream.write_rtp(
+                            RtpWrite::new(tx.pt, tx.seq.into(), tx.ts, now, payload)
                                 .marker(i == last)
                                 .nackable(true),
                         );
                         sent += 1;
                     }
-                    v.seq += 1;
+                    tx.seq += 1;
                 }
-                v.ts = v.ts.wrapping_add(ts_step);
-                v.next += frame_time;
+                tx.ts = tx.ts.wrapping_add(ts_step);
+                tx.next += frame_time;
                 // After a stall, catch up in one step rather than bursting.
-                if now.duration_since(v.next) > Duration::from_millis(500) {
-                    v.next = now + frame_time;
+                if now.duration_since(tx.next) > Duration::from_millis(500) {
+                    tx.next = now + frame_time;
                 }
             }
         }
-        if let Some(a) = &mut self.audio {
+        let audio = self.source.layers.first().map(|m| &m.audio);
+        if let (Some(a), Some(clip)) = (&mut self.audio, audio) {
             while a.next <= now {
-                let p = &self.media.audio[(a.seq as usize) % self.media.audio.len()];
+                let p = &clip[(a.seq as usize) % clip.len()];
                 let mut payload = Vec::with_capacity(p.len() + TRAILER);
                 payload.extend_from_slice(p);
                 payload.extend_from_slice(&stamp);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::media::{Media, VideoCodec};
+use crate::media::{Source, VideoCodec};
 use crate::session::{Role, Session, SessionEnd, SessionError, WorkerCtx};
 use crate::signal::janus::Janus;
 use crate::signal::switchyard::Switchyard;
@@ -126,7 +126,7 @@ pub enum Report {
 pub fn spawn(
     index: usize,
     target: Target,
-    media: Arc<Media>,
+    media: Arc<Source>,
     codec: VideoCodec,
     local_ip: IpAddr,
     epoch: Instant,
@@ -163,7 +163,7 @@ enum Signal {
 
 async fn run(
     target: Target,
-    media: Arc<Media>,
+    media: Arc<Source>,
     codec: VideoCodec,
     local_ip: IpAddr,
     epoch: Instant,
@@ -289,7 +289,7 @@ async fn publisher(
     id: u64,
     room: RoomRef,
     signal: Rc<Signal>,
-    media: Arc<Media>,
+    media: Arc<Source>,
     codec: VideoCodec,
     ctx: Rc<WorkerCtx>,
     stop: oneshot::Receiver<()>,
@@ -297,7 +297,7 @@ async fn publisher(
 ) {
     let result: Result<(), Failure> = async {
         let mut s = Session::new(ctx.local_ip, codec)?;
-        let (offer, pending) = s.offer(true)?;
+        let (offer, pending) = s.offer(true, media.simulcast())?;
         let user = format!("loadgen-pub-{id}");
         let (answer, feed, leave) = match (&*signal, &room) {
             (Signal::Switchyard(sy), RoomRef::Switchyard(r)) => {
@@ -349,7 +349,7 @@ async fn subscriber(
         let user = format!("loadgen-sub-{id}");
         let leave = match (&*signal, &feed) {
             (Signal::Switchyard(sy), Feed::Switchyard { room, stream }) => {
-                let (offer, pending) = s.offer(false)?;
+                let (offer, pending) = s.offer(false, false)?;
                 let (answer, res) = sy.subscribe(room, stream, &user, offer).await?;
                 s.accept_answer(pending, &answer)?;
                 Leave::Switchyard(res)

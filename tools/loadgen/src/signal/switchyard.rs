@@ -81,12 +81,17 @@ impl Switchyard {
     }
 
     /// Creates a room named `name`; returns its id.
-    pub async fn create_room(&self, name: &str) -> Result<String, SignalError> {
+    pub async fn create_room(
+        &self,
+        name: &str,
+        bandwidth_adaptation: bool,
+    ) -> Result<String, SignalError> {
+        let options = serde_json::json!({ "enableBandwidthAdaptation": bandwidth_adaptation });
         let text = self
             .rest(
                 "POST",
                 "/v1/rooms",
-                serde_json::json!({ "name": name, "options": {} }),
+                serde_json::json!({ "name": name, "options": options }),
             )
             .await?;
         let v: serde_json::Value =
