@@ -32,3 +32,4 @@ pub mod peer;
 pub mod rewrite;
 pub mod sdp;
 pub mod setup;
+pub mod speakers;
