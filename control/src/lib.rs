@@ -25,6 +25,7 @@ pub mod ids;
 pub mod media;
 pub mod model;
 pub mod portal;
+pub mod selection;
 pub mod server;
 pub mod store;
 pub mod token;

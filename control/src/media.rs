@@ -142,6 +142,9 @@ pub struct Media {
     pub link: Arc<Link>,
     /// What happened, for listeners.
     pub events: broadcast::Sender<MediaEvent>,
+    /// Rooms whose active-speaker selection is made, with the dataplane's
+    /// [`Link::times_up`] when it was (see [`crate::selection`]).
+    selections: Mutex<HashMap<String, u64>>,
 }
 
 impl Media {
@@ -152,7 +155,12 @@ impl Media {
             conference,
             link,
             events: broadcast::channel(1024).0,
+            selections: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub(crate) fn selections(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.selections.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A session is over: its stream (and for WHIP/WHEP its participant) leaves the
@@ -246,6 +254,7 @@ impl Media {
                         .sessions
                         .find(|s| s.room == *room && s.participant == *participant),
                     ConferenceEvent::RoomDeleted { room } => {
+                        media.end_selection(room).await;
                         media.sessions.find(|s| s.room == *room)
                     }
                     _ => Vec::new(),
@@ -273,6 +282,15 @@ impl LinkListener for Media {
                 tracing::info!(peer = %peer, "media connected");
                 MediaEvent::Connected { peer }
             }
+            Event::SelectionChanged {
+                selection,
+                slot,
+                input,
+                major,
+            } => {
+                self.selection_changed(&selection, &slot, input.as_deref(), major);
+                return;
+            }
             Event::Unbound { peer, id, reason } => {
                 if let Some(s) = self.sessions.remove(&id) {
                     self.end(&s, &reason);
@@ -287,6 +305,7 @@ impl LinkListener for Media {
         for s in self.sessions.drain() {
             self.end(&s, "the media dataplane went away");
         }
+        self.forget_selections();
         let _ = self.events.send(MediaEvent::DataplaneDown);
     }
 

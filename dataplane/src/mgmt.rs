@@ -50,6 +50,10 @@ pub struct MgmtSetup {
     pub ready: std::sync::mpsc::Sender<Result<(), String>>,
 }
 
+/// What a request's bindings need: the specs of the publications they play, and the
+/// cores of the selections they compete in.
+type Checked = (Vec<PublicationSpec>, Vec<(String, u16)>);
+
 struct PublicationEntry {
     spec: PublicationSpec,
     /// Subscription id → the peer it is on.
@@ -77,6 +81,8 @@ struct State {
     subscriptions: HashMap<String, SubscriptionEntry>,
     creating: HashMap<u64, PendingCreate>,
     waiting: HashMap<u64, oneshot::Sender<Response>>,
+    /// Active-speaker selection → the core it is ranked on, and its slot streams.
+    selections: HashMap<String, (u16, Vec<String>)>,
     next_token: u64,
     control: Option<Rc<LocalSender<Frame>>>,
 }
@@ -162,18 +168,33 @@ impl Mgmt {
         Self::wait(rx).await
     }
 
-    /// Checks a request's bindings against the registry; the specs its subscriptions need.
-    fn check_bindings(&self, bindings: &[Binding]) -> Result<Vec<PublicationSpec>, Response> {
+    /// Checks a request's bindings against the registry; the specs its subscriptions need
+    /// and the cores of the selections its publications compete in.
+    fn check_bindings(&self, bindings: &[Binding]) -> Result<Checked, Response> {
         let st = self.state.borrow();
         let mut specs = Vec::new();
+        let mut selections = Vec::new();
         for b in bindings {
             match b {
-                Binding::Publish { publication, .. } => {
+                Binding::Publish {
+                    publication,
+                    selection,
+                    ..
+                } => {
                     if st.publications.contains_key(publication) {
                         return Err(err(
                             ErrorCode::PeerExists,
                             format!("publication {publication} exists"),
                         ));
+                    }
+                    if let Some(s) = selection {
+                        let Some(core) = st.selections.get(s) else {
+                            return Err(err(
+                                ErrorCode::BadRequest,
+                                format!("selection {s} does not exist: create it first"),
+                            ));
+                        };
+                        selections.push((s.clone(), core.0));
                     }
                 }
                 Binding::Subscribe {
@@ -199,7 +220,7 @@ impl Mgmt {
                 }
             }
         }
-        Ok(specs)
+        Ok((specs, selections))
     }
 
     async fn create(
@@ -207,9 +228,9 @@ impl Mgmt {
         peer: String,
         core: u16,
         bindings: &[Binding],
-        cmd: impl FnOnce(u64, Vec<PublicationSpec>) -> Command,
+        cmd: impl FnOnce(u64, Checked) -> Command,
     ) -> Response {
-        let specs = match self.check_bindings(bindings) {
+        let checked = match self.check_bindings(bindings) {
             Ok(s) => s,
             Err(r) => return r,
         };
@@ -235,7 +256,7 @@ impl Mgmt {
                 subscriptions,
             },
         );
-        if let Err(e) = self.send(core, cmd(token, specs)).await {
+        if let Err(e) = self.send(core, cmd(token, checked)).await {
             self.state.borrow_mut().creating.remove(&token);
             return Response::Error(e);
         }
@@ -251,10 +272,13 @@ impl Mgmt {
                     return err(ErrorCode::PeerExists, format!("peer {} exists", pc.peer));
                 }
                 let (peer, core, bindings) = (pc.peer.clone(), pc.core, pc.bindings.clone());
-                self.create(peer, core, &bindings, |token, specs| Command::CreatePeer {
-                    token,
-                    req: pc,
-                    specs,
+                self.create(peer, core, &bindings, |token, (specs, selections)| {
+                    Command::CreatePeer {
+                        token,
+                        req: pc,
+                        specs,
+                        selections,
+                    }
                 })
                 .await
             }
@@ -266,10 +290,13 @@ impl Mgmt {
                     );
                 };
                 let (peer, bindings) = (po.peer.clone(), po.bindings.clone());
-                self.create(peer, core, &bindings, |token, specs| Command::Offer {
-                    token,
-                    req: po,
-                    specs,
+                self.create(peer, core, &bindings, |token, (specs, selections)| {
+                    Command::Offer {
+                        token,
+                        req: po,
+                        specs,
+                        selections,
+                    }
                 })
                 .await
             }
@@ -343,6 +370,88 @@ impl Mgmt {
                 }
                 Err(e) => e,
             },
+            Request::SelectionCreate {
+                selection,
+                slots,
+                core,
+            } => {
+                if usize::from(core) >= self.commands.len() {
+                    return err(
+                        ErrorCode::CoreUnavailable,
+                        format!("core {core} does not exist"),
+                    );
+                }
+                if slots.is_empty() || slots.len() > 16 {
+                    return err(ErrorCode::BadRequest, "a selection has 1 to 16 slots");
+                }
+                if self.state.borrow().selections.contains_key(&selection) {
+                    // Idempotent: it exists (on the core it was made on).
+                    return Response::Done;
+                }
+                {
+                    let mut st = self.state.borrow_mut();
+                    if let Some(s) = slots.iter().find(|s| st.publications.contains_key(*s)) {
+                        return err(ErrorCode::PeerExists, format!("publication {s} exists"));
+                    }
+                    let opus: Vec<_> = crate::peer::all_codecs()
+                        .params()
+                        .iter()
+                        .filter(|p| p.spec().codec == str0m::format::Codec::Opus)
+                        .copied()
+                        .collect();
+                    for slot in &slots {
+                        st.publications.insert(
+                            slot.clone(),
+                            PublicationEntry {
+                                spec: PublicationSpec {
+                                    id: Arc::from(slot.as_str()),
+                                    home: core,
+                                    params: opus.clone(),
+                                    audio: true,
+                                    video: false,
+                                    rids: Vec::new(),
+                                },
+                                subscribers: HashMap::new(),
+                            },
+                        );
+                    }
+                    st.selections
+                        .insert(selection.clone(), (core, slots.clone()));
+                }
+                self.ask(core, |token| Command::SelectionCreate {
+                    token,
+                    selection,
+                    slots,
+                })
+                .await
+            }
+            Request::SelectionClose { selection } => {
+                let Some((core, slots)) = self.state.borrow_mut().selections.remove(&selection)
+                else {
+                    return err(
+                        ErrorCode::UnknownPublication,
+                        format!("selection {selection} does not exist"),
+                    );
+                };
+                let answer = self
+                    .ask(core, |token| Command::SelectionClose {
+                        token,
+                        selection: selection.clone(),
+                    })
+                    .await;
+                // The slots' subscriptions end with them.
+                let mut follow = Vec::new();
+                {
+                    let mut st = self.state.borrow_mut();
+                    for slot in slots {
+                        Self::end_publication(&mut st, &slot, &mut follow);
+                    }
+                }
+                for (c, cmd) in follow {
+                    let _ = self.send(c, cmd).await;
+                }
+                answer
+            }
             Request::SubscriptionUpdate { subscription, cap } => {
                 match self.core_of_subscription(&subscription) {
                     Ok(core) => {
@@ -484,6 +593,19 @@ impl Mgmt {
                     }
                 }
                 CoreEvent::Connected { peer } => tell = Some(Event::PeerConnected { peer }),
+                CoreEvent::SelectionChanged {
+                    selection,
+                    slot,
+                    input,
+                    major,
+                } => {
+                    tell = Some(Event::SelectionChanged {
+                        selection: selection.to_string(),
+                        slot: slot.to_string(),
+                        input: input.map(|i| i.to_string()),
+                        major,
+                    })
+                }
                 CoreEvent::Unbound {
                     token,
                     peer,
@@ -623,6 +745,18 @@ pub async fn run(setup: MgmtSetup) {
                         tracing::warn!(control = ?peer, "control disconnected: closing every peer");
                         for core in 0..mgmt.commands.len() {
                             let _ = mgmt.send(core as u16, Command::CloseAll).await;
+                        }
+                        // Selections belong to control too: a reconnected one makes its own.
+                        let mut st = mgmt.state.borrow_mut();
+                        let ended: Vec<(String, Vec<String>)> = st
+                            .selections
+                            .drain()
+                            .map(|(s, (_, slots))| (s, slots))
+                            .collect();
+                        for (_, slots) in ended {
+                            for slot in slots {
+                                st.publications.remove(&slot);
+                            }
                         }
                     }
                     Err(e) => {

@@ -85,8 +85,8 @@ impl ActiveSpeakers {
         &self.slots
     }
 
-    /// An audio packet of publication `source` with `level` (RFC 6464, `None` when the
-    /// packet has no level: counted as silence). Returns the slot it is forwarded in, if
+    /// An audio packet of publication `source` with `level` (RFC 6464 dBov below full
+    /// scale, either sign; `None` when the packet has no level: counted as silence). Returns the slot it is forwarded in, if
     /// its speaker is seated.
     pub fn on_packet(
         &mut self,
@@ -94,7 +94,9 @@ impl ActiveSpeakers {
         source: &Arc<str>,
         level: Option<i8>,
     ) -> Option<usize> {
-        let loud = 127.0 - f64::from(level.map_or(127, |l| l.clamp(0, 127)));
+        // The level's magnitude: str0m reads it as negative dBov (-30), RFC 6464 writes
+        // it as its magnitude (30).
+        let loud = 127.0 - f64::from(level.map_or(127, |l| l.unsigned_abs().min(127)));
         match self.speakers.iter_mut().find(|s| s.id == *source) {
             Some(s) => {
                 s.loudness += SMOOTHING * (loud - s.loudness);
@@ -337,7 +339,8 @@ mod tests {
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
         let mut sel = ActiveSpeakers::new(2);
         let mut t = Instant::now();
-        talk(&mut sel, &mut t, &[(&a, Some(10)), (&b, Some(50))], 1.0);
+        // Levels as str0m reads them: negative dBov.
+        talk(&mut sel, &mut t, &[(&a, Some(-10)), (&b, Some(-50))], 1.0);
         changes(&mut sel);
         // b stops sending; after GONE_AFTER its slot is free.
         talk(

@@ -97,6 +97,7 @@ fn role_without_video_gets_video_rejected() {
                 mids: None,
                 audio: false,
                 video: false,
+                selection: None,
             }],
             vec![],
         )
@@ -500,6 +501,7 @@ fn one_connection_publishes_and_subscribes_after_renegotiation() {
         mids: None,
         audio: true,
         video: true,
+        selection: None,
     }];
     net.connect(0, b, offer, "bob", bob_pub, vec![]).unwrap();
     assert!(net.run_until(Duration::from_secs(5), |n| n.connected(a) && n.connected(b)));

@@ -87,8 +87,11 @@ enabled = true
   return svc;
 }
 
-/** Headless Chromium; `executablePath` another launcher (e.g. one inside a namespace). */
-export async function launchBrowser(executablePath = CHROMIUM) {
+/**
+ * Headless Chromium; `executablePath` another launcher (e.g. one inside a namespace),
+ * `audioFile` a WAV its fake microphone plays instead of its beep.
+ */
+export async function launchBrowser(executablePath = CHROMIUM, { audioFile } = {}) {
   // playwright gives each launch a fresh, empty profile directory of its own.
   return chromium.launch({
     executablePath,
@@ -98,8 +101,19 @@ export async function launchBrowser(executablePath = CHROMIUM) {
       "--disable-component-update", "--disable-sync",
       "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
       "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+      ...(audioFile ? [`--use-file-for-fake-audio-capture=${audioFile}`] : []),
     ],
   });
+}
+
+/** A minute of WAV (made once with FFmpeg): a 440 Hz tone (FFmpeg's sine, -18 dBFS), or silence. */
+export function wav(name, tone) {
+  const file = path.join(os.tmpdir(), `switchyard-e2e-${name}.wav`);
+  if (!fs.existsSync(file)) {
+    const src = tone ? "sine=frequency=440:sample_rate=48000" : "anullsrc=r=48000:cl=mono";
+    sh("ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", src, "-t", "60", "-ac", "1", file);
+  }
+  return file;
 }
 
 /** Inbound and outbound RTP stats of every peer connection on the page. */

@@ -159,6 +159,7 @@ pub fn stream_info(id: &str, owner: &str, tracks: &[Track]) -> StreamInfo {
             origin: "webrtc".into(),
             in_views: Vec::new(),
             attributes: None,
+            active_input: None,
         }),
     }
 }
@@ -220,6 +221,11 @@ pub async fn publish(
             rec.role
         )));
     }
+    let selection = st
+        .media
+        .selection_for(&room, r.config.select_active_audio)
+        .await
+        .map_err(dataplane_error)?;
     let participant = new_id();
     let stream = new_id();
     let p = Participant {
@@ -240,6 +246,7 @@ pub async fn publish(
             mids: None,
             audio: role.publish.audio,
             video: role.publish.video,
+            selection,
         },
         offer,
         false,
@@ -314,6 +321,11 @@ pub async fn play(
             rec.role
         )));
     }
+    // A room that selects active audio has its slot streams from the first use on.
+    let _ = st
+        .media
+        .selection_for(&room, r.config.select_active_audio)
+        .await;
     let s = st
         .conference
         .stream(&room, &stream)

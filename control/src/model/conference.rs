@@ -164,7 +164,8 @@ pub struct StreamMedia {
 pub struct ForwardInfo {
     /// The publishing participant's id.
     pub owner: String,
-    /// `webrtc`, `streaming`, `sip` or `analytics`.
+    /// `webrtc`, `streaming`, `sip` or `analytics`; `selecting` for an active-speaker
+    /// slot (`selectActiveAudio`), whose owner is its current speaker's (or `unknown`).
     #[serde(rename = "type")]
     pub origin: String,
     /// Labels of the views this stream is mixed into.
@@ -172,6 +173,23 @@ pub struct ForwardInfo {
     /// Attributes the publisher attached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Value>,
+    /// A selecting stream's current input (the stream whose audio it carries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_input: Option<String>,
+}
+
+/// The `type` of an active-speaker slot's [`ForwardInfo`].
+pub const SELECTING: &str = "selecting";
+
+impl StreamInfo {
+    /// Whether it is a room input (a participant's forward stream), the kind `inputLimit`
+    /// counts: not a mixed stream, not an active-speaker slot.
+    pub fn is_input(&self) -> bool {
+        match &self.info {
+            StreamDetails::Forward(f) => f.origin != SELECTING,
+            StreamDetails::Mixed(_) => false,
+        }
+    }
 }
 
 /// One region of a mixed stream's layout.
@@ -403,12 +421,8 @@ impl Conference {
     pub fn admit_stream(&self, room: &str, s: StreamInfo, limit: i64) -> Result<(), LimitReached> {
         self.write(|m| {
             let r = m.entry(room.to_string()).or_default();
-            let forwards = r
-                .streams
-                .iter()
-                .filter(|x| x.kind == StreamKind::Forward)
-                .count() as i64;
-            if limit >= 0 && s.kind == StreamKind::Forward && forwards >= limit {
+            let forwards = r.streams.iter().filter(|x| x.is_input()).count() as i64;
+            if limit >= 0 && s.is_input() && forwards >= limit {
                 return Err(LimitReached::Inputs(limit));
             }
             r.streams.push(s.clone());
@@ -425,12 +439,7 @@ impl Conference {
     pub fn forward_count(&self, room: &str) -> usize {
         self.read(|m| {
             m.get(room)
-                .map(|r| {
-                    r.streams
-                        .iter()
-                        .filter(|s| s.kind == StreamKind::Forward)
-                        .count()
-                })
+                .map(|r| r.streams.iter().filter(|s| s.is_input()).count())
                 .unwrap_or(0)
         })
     }
@@ -560,6 +569,50 @@ impl Conference {
             changes,
         });
         Ok(updated)
+    }
+
+    /// An active-speaker slot carries `input` now (or nobody), as the major (loudest)
+    /// speaker or not: its info follows, and clients are told (OWT's `activeInput`
+    /// update, `{id, volume: "major" | "minor"}`).
+    pub fn set_active_input(
+        &self,
+        room: &str,
+        slot: &str,
+        input: Option<&str>,
+        major: bool,
+    ) -> Result<(), ConferenceError> {
+        let updated = self.write(|m| {
+            let r = m.get_mut(room).ok_or(ConferenceError::StreamNotFound)?;
+            let owner = input
+                .and_then(|i| r.streams.iter().find(|s| s.id == i))
+                .and_then(|s| match &s.info {
+                    StreamDetails::Forward(f) => Some(f.owner.clone()),
+                    StreamDetails::Mixed(_) => None,
+                })
+                .unwrap_or_else(|| "unknown".into());
+            let s = r
+                .streams
+                .iter_mut()
+                .find(|s| s.id == slot)
+                .ok_or(ConferenceError::StreamNotFound)?;
+            if let StreamDetails::Forward(f) = &mut s.info {
+                f.owner = owner;
+                f.active_input = input.map(str::to_string);
+            }
+            Ok::<_, ConferenceError>(s.clone())
+        })?;
+        let value = match input {
+            Some(id) => {
+                serde_json::json!({"id": id, "volume": if major { "major" } else { "minor" }})
+            }
+            None => serde_json::json!({"id": "unknown", "volume": "minor"}),
+        };
+        self.emit(ConferenceEvent::StreamUpdated {
+            room: room.to_string(),
+            stream: Box::new(updated),
+            changes: vec![("activeInput".into(), value)],
+        });
+        Ok(())
     }
 
     /// Removes a stream and tells its publisher's connection.
@@ -806,6 +859,7 @@ mod tests {
                 origin: "webrtc".into(),
                 in_views: vec![],
                 attributes: None,
+                active_input: None,
             }),
         }
     }

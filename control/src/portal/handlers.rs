@@ -146,9 +146,16 @@ async fn do_login(
             generation: 0,
             transports: HashMap::new(),
             bandwidth_adaptation: room.config.enable_bandwidth_adaptation,
+            select_active_audio: room.config.select_active_audio,
         },
     );
     portal.sockets().insert(socket.id, id.clone());
+    // A room that selects active audio lists its slot streams from the first login on
+    // (a dataplane that is not up yet makes them at the first publication).
+    let _ = st
+        .media
+        .selection_for(&room.id, room.config.select_active_audio)
+        .await;
     let ticket = if reconnect { portal.ticket(&id) } else { None };
     let streams: Vec<Value> = st
         .conference
@@ -446,6 +453,7 @@ async fn do_publish(
             mids: mids(&media.tracks),
             audio,
             video,
+            selection: (m.select_active_audio && audio).then(|| room.clone()),
         };
         let bound = Bound {
             id: stream.clone(),
@@ -624,6 +632,21 @@ async fn do_soac(
         ));
     }
     let tid = msg.id;
+    // The room's active-speaker selection exists (again, after a dataplane restart)
+    // before its publications are bound to it.
+    let selecting = portal
+        .members()
+        .get(&me)
+        .filter(|m| m.select_active_audio)
+        .map(|m| m.room.clone());
+    if let Some(room) = selecting {
+        portal
+            .st
+            .media
+            .selection_for(&room, true)
+            .await
+            .map_err(rpc_error)?;
+    }
     let (peer, placed, pending, bandwidth_adaptation) = {
         let mut members = portal.members();
         let m = members
@@ -642,6 +665,7 @@ async fn do_soac(
         )
     };
     let bindings: Vec<Binding> = pending.iter().map(|(b, _)| b.clone()).collect();
+
     let (req, new_core) = match placed {
         Some(_) => (
             Request::PeerOffer(PeerOffer {
@@ -843,7 +867,8 @@ async fn stream_control(
             .stream(&room, &req.id)
             .map_err(|_| PortalError::new(1004, format!("no stream {:?}", req.id)))?;
         match &s.info {
-            crate::model::conference::StreamDetails::Forward(f) if f.owner == me => {}
+            crate::model::conference::StreamDetails::Forward(f)
+                if f.owner == me && f.origin != crate::model::conference::SELECTING => {}
             _ => {
                 return Err(PortalError::denied(
                     "only the publisher controls its stream",

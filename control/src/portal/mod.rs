@@ -82,6 +82,9 @@ struct Member {
     /// The room's `enableBandwidthAdaptation` when it joined: its transports estimate
     /// their bandwidth and fit simulcast layers to it.
     bandwidth_adaptation: bool,
+    /// The room's `selectActiveAudio` when it joined: its audio publications compete for
+    /// the room's active-speaker slots.
+    select_active_audio: bool,
 }
 
 /// The portal's state.

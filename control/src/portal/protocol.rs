@@ -293,7 +293,11 @@ pub fn stream_info(s: &StreamInfo) -> Value {
     }
     let info = match &s.info {
         StreamDetails::Forward(f) => {
-            json!({"owner": f.owner, "type": f.origin, "inViews": f.in_views, "attributes": f.attributes})
+            let mut info = json!({"owner": f.owner, "type": f.origin, "inViews": f.in_views, "attributes": f.attributes});
+            if f.origin == crate::model::conference::SELECTING {
+                info["activeInput"] = json!(f.active_input.as_deref().unwrap_or("unknown"));
+            }
+            info
         }
         StreamDetails::Mixed(m) => {
             json!({"label": m.label, "activeInput": "unknown", "layout": m.layout})
@@ -333,6 +337,7 @@ mod tests {
                 origin: "webrtc".into(),
                 in_views: vec![],
                 attributes: Some(json!({"name": "cam"})),
+                active_input: None,
             }),
         };
         let v = stream_info(&s);

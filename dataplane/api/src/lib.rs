@@ -82,6 +82,22 @@ pub enum Request {
         /// New video state, if it changes.
         video: Option<bool>,
     },
+    /// Start a room's active-speaker selection (`selectActiveAudio`): audio-only streams
+    /// `slots` (K of them) on `core`, each carrying the audio of one of the loudest
+    /// publications bound to `selection`. Idempotent.
+    SelectionCreate {
+        /// The selection's id (control uses the room's).
+        selection: String,
+        /// The slot streams' ids, subscribable like publications.
+        slots: Vec<String>,
+        /// The core that ranks the speakers.
+        core: u16,
+    },
+    /// End a selection; its slot streams' subscriptions end.
+    SelectionClose {
+        /// The selection.
+        selection: String,
+    },
     /// Liveness check.
     Ping,
 }
@@ -100,6 +116,9 @@ pub enum Binding {
         audio: bool,
         /// Whether video may be published.
         video: bool,
+        /// The active-speaker selection its audio competes in (`SELECTION_CREATE`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        selection: Option<String>,
     },
     /// The client plays a publication.
     Subscribe {
@@ -384,6 +403,18 @@ pub enum Event {
         peer: String,
         /// Why, for logs and clients.
         reason: String,
+    },
+    /// A slot of an active-speaker selection carries another publication, or its
+    /// speaker became the loudest (major) or stopped being it.
+    SelectionChanged {
+        /// The selection.
+        selection: String,
+        /// The slot stream.
+        slot: String,
+        /// The publication it carries now (`None`: nobody).
+        input: Option<String>,
+        /// Whether it carries the loudest seated speaker.
+        major: bool,
     },
     /// A subscription ended without its peer closing (its publication ended).
     Unbound {

@@ -248,3 +248,84 @@ impl Core {
             })
     }
 }
+
+impl Core {
+    /// Starts an active-speaker selection here: its slots become publications (with no
+    /// publisher peer) that subscriptions on any core can play.
+    pub(super) fn create_selection(&mut self, selection: &str, slots: &[String]) {
+        if self.selections.contains_key(selection) {
+            return;
+        }
+        let slots: Vec<Arc<str>> = slots.iter().map(|s| Arc::from(s.as_str())).collect();
+        for slot in &slots {
+            self.publications.insert(
+                slot.clone(),
+                Publication {
+                    peer: 0,
+                    selection: None,
+                    remote_cores: Vec::new(),
+                    limiters: vec![KeyframeLimiter::default()],
+                    audio_on: true,
+                    video_on: true,
+                },
+            );
+        }
+        let k = slots.len();
+        self.selections.insert(
+            Arc::from(selection),
+            Selection {
+                slots,
+                speakers: crate::speakers::ActiveSpeakers::new(k),
+            },
+        );
+        tracing::info!(
+            core = self.index,
+            selection,
+            k,
+            "active-speaker selection started"
+        );
+    }
+
+    /// An audio packet competing in a selection ranked here: forwarded in its speaker's
+    /// slot, if seated, to the slot's subscribers here and on other cores.
+    pub(super) fn select_audio(&mut self, pkt: &MediaPacket, now: Instant) {
+        let Some(id) = pkt.selection.as_ref() else {
+            return;
+        };
+        let Some(sel) = self.selections.get_mut(id) else {
+            return;
+        };
+        let seat = sel
+            .speakers
+            .on_packet(now, &pkt.publication, pkt.ext.audio_level);
+        while let Some(c) = sel.speakers.poll_change() {
+            if let Some(slot) = sel.slots.get(c.slot) {
+                self.out.events.push(CoreEvent::SelectionChanged {
+                    selection: id.clone(),
+                    slot: slot.clone(),
+                    input: c.source,
+                    major: c.major,
+                });
+            }
+        }
+        let Some(slot) = seat.and_then(|i| sel.slots.get(i)).cloned() else {
+            return;
+        };
+        let out = Arc::new(MediaPacket {
+            publication: slot.clone(),
+            params: pkt.params,
+            ext: pkt.ext.clone(),
+            payload: pkt.payload.clone(),
+            selection: None,
+            vp8: None,
+            ..*pkt
+        });
+        if let Some(p) = self.publications.get(&slot) {
+            for core in &p.remote_cores {
+                self.out.to_cores.push((*core, CoreMsg::Media(out.clone())));
+                CoreMetrics::add(&self.metrics.handed_off, 1);
+            }
+        }
+        self.fan_out(&out, now);
+    }
+}

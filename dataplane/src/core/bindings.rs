@@ -9,6 +9,7 @@ impl Core {
         now: Instant,
         req: PeerCreate,
         specs: &[PublicationSpec],
+        selections: &[(String, u16)],
     ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
         if self.ids.contains_key(&req.peer) {
             return Err(RpcError::new(
@@ -65,7 +66,7 @@ impl Core {
                 probe_round: false,
             },
         );
-        match self.negotiate(now, key, &req.offer_sdp, &req.bindings, specs) {
+        match self.negotiate(now, key, &req.offer_sdp, &req.bindings, specs, selections) {
             Ok(ok) => {
                 self.by_ufrag.insert(ufrag, key);
                 self.ids.insert(req.peer, key);
@@ -88,6 +89,7 @@ impl Core {
         offer: &str,
         bindings: &[Binding],
         specs: &[PublicationSpec],
+        selections: &[(String, u16)],
     ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
         let sections =
             sdp::sections(offer).map_err(|e| RpcError::new(ErrorCode::BadSdp, e.to_string()))?;
@@ -208,9 +210,17 @@ impl Core {
                 tracks: tracks.clone(),
             });
             match binding {
-                Binding::Publish { publication, .. } => {
+                Binding::Publish {
+                    publication,
+                    selection,
+                    ..
+                } => {
                     let id: Arc<str> = Arc::from(publication.as_str());
                     let rids = peer::simulcast_rids(&peer.rtc, &media);
+                    let selection = selection.as_ref().and_then(|s| {
+                        let core = selections.iter().find(|(x, _)| x == s)?.1;
+                        Some((Arc::<str>::from(s.as_str()), core))
+                    });
                     new_specs.push(PublicationSpec {
                         id: id.clone(),
                         home: self.index,
@@ -219,14 +229,17 @@ impl Core {
                         video: media.iter().any(|(_, k)| *k == MediaKind::Video),
                         rids: rids.clone(),
                     });
-                    new_pubs.push(PubBinding {
-                        publication: id,
-                        media,
-                        video_ssrcs: Vec::new(),
-                        meter: LayerMeter::new(rids.len()),
-                        rids,
-                        layer_of: Vec::new(),
-                    });
+                    new_pubs.push((
+                        PubBinding {
+                            publication: id,
+                            media,
+                            video_ssrcs: Vec::new(),
+                            meter: LayerMeter::new(rids.len()),
+                            rids,
+                            layer_of: Vec::new(),
+                        },
+                        selection,
+                    ));
                 }
                 Binding::Subscribe {
                     subscription,
@@ -278,12 +291,13 @@ impl Core {
         }
         let connected = peer.connected;
         let peer_id = peer.id.clone();
-        for b in new_pubs {
+        for (b, selection) in new_pubs {
             let layers = b.rids.len().clamp(1, MAX_LAYERS);
             self.publications.insert(
                 b.publication.clone(),
                 Publication {
                     peer: key,
+                    selection,
                     remote_cores: Vec::new(),
                     limiters: vec![KeyframeLimiter::default(); layers],
                     audio_on: true,

@@ -142,6 +142,7 @@ impl Core {
             // Paused at the source: nobody gets it.
             return;
         }
+        let selection = p.selection.clone().filter(|_| kind == MediaKind::Audio);
         let ext = ExtensionValues {
             audio_level: pkt.header.ext_vals.audio_level,
             voice_activity: pkt.header.ext_vals.voice_activity,
@@ -164,6 +165,7 @@ impl Core {
             keyframe,
             layers,
             vp8,
+            selection: selection.as_ref().map(|(s, _)| s.clone()),
         });
         for core in &p.remote_cores {
             self.out
@@ -171,8 +173,19 @@ impl Core {
                 .push((*core, CoreMsg::Media(packet.clone())));
             CoreMetrics::add(&self.metrics.handed_off, 1);
         }
+        // Audio competing for a selection's slots goes to the selection's core (once,
+        // with the hand-off above when that core also has subscribers).
+        let selection_core = selection.map(|(_, c)| c);
+        if let Some(c) = selection_core.filter(|c| *c != self.index && !p.remote_cores.contains(c))
+        {
+            self.out.to_cores.push((c, CoreMsg::Media(packet.clone())));
+            CoreMetrics::add(&self.metrics.handed_off, 1);
+        }
         let now = packet.arrival;
         self.fan_out(&packet, now);
+        if selection_core == Some(self.index) {
+            self.select_audio(&packet, now);
+        }
     }
 
     /// Writes a packet to every local subscription of its publication.

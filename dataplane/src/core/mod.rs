@@ -85,6 +85,8 @@ pub enum Command {
         req: PeerCreate,
         /// The publications its subscribe bindings play.
         specs: Vec<PublicationSpec>,
+        /// The core of each selection its publish bindings compete in.
+        selections: Vec<(String, u16)>,
     },
     /// A new offer on a peer; answered with [`CoreEvent::Created`].
     Offer {
@@ -94,6 +96,24 @@ pub enum Command {
         req: PeerOffer,
         /// The publications its subscribe bindings play.
         specs: Vec<PublicationSpec>,
+        /// The core of each selection its publish bindings compete in.
+        selections: Vec<(String, u16)>,
+    },
+    /// Start an active-speaker selection on this core; answered with [`CoreEvent::Done`].
+    SelectionCreate {
+        /// Echoed in the answer.
+        token: u64,
+        /// The selection.
+        selection: String,
+        /// Its slot streams.
+        slots: Vec<String>,
+    },
+    /// End a selection; answered with [`CoreEvent::Done`].
+    SelectionClose {
+        /// Echoed in the answer.
+        token: u64,
+        /// The selection.
+        selection: String,
     },
     /// End one binding of a peer; answered with [`CoreEvent::Unbound`] (or
     /// [`CoreEvent::Closed`] when that was the peer's last and it closes when empty).
@@ -183,6 +203,17 @@ pub enum CoreEvent {
         /// The subscription's state, or why not.
         result: Result<SubscriptionState, RpcError>,
     },
+    /// A slot of a selection changed.
+    SelectionChanged {
+        /// The selection.
+        selection: Arc<str>,
+        /// The slot stream.
+        slot: Arc<str>,
+        /// The publication it carries now.
+        input: Option<Arc<str>>,
+        /// Whether that is the loudest seated speaker.
+        major: bool,
+    },
     /// A peer's ICE and DTLS are up.
     Connected {
         /// The peer.
@@ -248,6 +279,8 @@ pub struct MediaPacket {
     /// A VP8 packet's payload descriptor (its picture numbers are rewritten per
     /// subscription).
     pub vp8: Option<str0m::rtp::Vp8Descriptor>,
+    /// Audio: the active-speaker selection it competes in.
+    pub selection: Option<Arc<str>>,
 }
 
 /// What cores tell each other.
@@ -387,7 +420,10 @@ impl Peer {
 }
 
 struct Publication {
+    /// The publisher's peer (0 for a selection's slot, which has none).
     peer: PeerKey,
+    /// The active-speaker selection its audio competes in, and that selection's core.
+    selection: Option<(Arc<str>, u16)>,
     remote_cores: Vec<u16>,
     /// Keyframe requests, merged per simulcast layer (one without simulcast).
     limiters: Vec<KeyframeLimiter>,
@@ -465,6 +501,14 @@ pub struct Core {
     next_binding: u64,
     /// Work forwarding found for the whole core (kept between inputs for its capacity).
     deferred: Vec<Deferred>,
+    /// Active-speaker selections ranked on this core.
+    selections: HashMap<Arc<str>, Selection>,
+}
+
+/// An active-speaker selection: its slot streams and who fills them.
+struct Selection {
+    slots: Vec<Arc<str>>,
+    speakers: crate::speakers::ActiveSpeakers,
 }
 
 /// A new binding, resolved against the offer.
@@ -515,6 +559,7 @@ impl Core {
             shedder: Shedder::default(),
             next_binding: 0,
             deferred: Vec::new(),
+            selections: HashMap::new(),
             loss: LossInjector {
                 percent: settings.test_loss_percent,
                 state: 0x9E37_79B9_7F4A_7C15 ^ u64::from(index),
@@ -693,13 +738,25 @@ impl Core {
     /// The management side asks.
     pub fn handle_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
-            Command::CreatePeer { token, req, specs } => {
-                let result = self.create_peer(now, req, &specs);
+            Command::CreatePeer {
+                token,
+                req,
+                specs,
+                selections,
+            } => {
+                let result = self.create_peer(now, req, &specs, &selections);
                 self.out.events.push(CoreEvent::Created { token, result });
             }
-            Command::Offer { token, req, specs } => {
+            Command::Offer {
+                token,
+                req,
+                specs,
+                selections,
+            } => {
                 let result = match self.ids.get(&req.peer).copied() {
-                    Some(key) => self.negotiate(now, key, &req.offer_sdp, &req.bindings, &specs),
+                    Some(key) => {
+                        self.negotiate(now, key, &req.offer_sdp, &req.bindings, &specs, &selections)
+                    }
                     None => Err(RpcError::new(
                         ErrorCode::UnknownPeer,
                         format!("peer {} does not exist", req.peer),
@@ -780,6 +837,28 @@ impl Core {
                 };
                 self.out.events.push(CoreEvent::Done { token, result });
             }
+            Command::SelectionCreate {
+                token,
+                selection,
+                slots,
+            } => {
+                self.create_selection(&selection, &slots);
+                self.out.events.push(CoreEvent::Done {
+                    token,
+                    result: Ok(()),
+                });
+            }
+            Command::SelectionClose { token, selection } => {
+                if let Some(sel) = self.selections.remove(selection.as_str()) {
+                    for slot in &sel.slots {
+                        self.publications.remove(slot);
+                    }
+                }
+                self.out.events.push(CoreEvent::Done {
+                    token,
+                    result: Ok(()),
+                });
+            }
             Command::SubscriptionUpdate {
                 token,
                 subscription,
@@ -813,6 +892,11 @@ impl Core {
                 for key in keys {
                     self.close(key, None, "control disconnected".into());
                 }
+                for (_, sel) in self.selections.drain() {
+                    for slot in &sel.slots {
+                        self.publications.remove(slot);
+                    }
+                }
             }
         }
         self.run_pending(now);
@@ -821,7 +905,12 @@ impl Core {
     /// Another core hands something over.
     pub fn handle_core_msg(&mut self, now: Instant, msg: CoreMsg) {
         match msg {
-            CoreMsg::Media(pkt) => self.fan_out(&pkt, now),
+            CoreMsg::Media(pkt) => {
+                self.fan_out(&pkt, now);
+                if pkt.selection.is_some() {
+                    self.select_audio(&pkt, now);
+                }
+            }
             CoreMsg::KeyframeRequest { publication, layer } => {
                 self.keyframe_wanted(&publication, layer, now)
             }

@@ -56,6 +56,8 @@ pub struct Net {
     pub bandwidth_adaptation: bool,
     /// Bottleneck links from the cores to some clients (by client index).
     pub links: Vec<(usize, Link)>,
+    /// The cores of the active-speaker selections publications may compete in.
+    pub selections: Vec<(String, u16)>,
     token: u64,
     queue: std::collections::VecDeque<switchyard_dataplane::core::Datagram>,
     delivering: bool,
@@ -109,6 +111,7 @@ impl Net {
             downstream_big: 0,
             bandwidth_adaptation: false,
             links: Vec::new(),
+            selections: Vec::new(),
             token: 0,
             queue: Default::default(),
             delivering: false,
@@ -204,6 +207,7 @@ impl Net {
                 token: self.token,
                 req,
                 specs,
+                selections: self.selections.clone(),
             },
         );
         self.finish(core, client)
@@ -231,6 +235,7 @@ impl Net {
                 token: self.token,
                 req,
                 specs,
+                selections: self.selections.clone(),
             },
         );
         self.finish(core, client)
@@ -724,6 +729,7 @@ pub fn publish(audio: bool, video: bool) -> Vec<Binding> {
         mids: None,
         audio,
         video,
+        selection: None,
     }]
 }
 
