@@ -241,6 +241,27 @@ impl LayerSelector {
         if usize::from(layer) >= MAX_LAYERS {
             return false;
         }
+        self.observe(now, layers);
+        if keyframe && self.target == Some(layer) && self.current != Some(layer) {
+            self.switch_to(now, layer);
+        }
+        self.current == Some(layer)
+    }
+
+    /// For layers that switch on their own terms (SVC operating points, see
+    /// [`crate::svc`]): the layer wanted now, taken as switched to at once (the caller
+    /// waits for the picture it may switch at). Call at each picture's start.
+    pub fn choose_now(&mut self, now: Instant, layers: &Layers) -> Option<u8> {
+        self.observe(now, layers);
+        if let Some(t) = self.target.filter(|t| self.current != Some(*t)) {
+            self.switch_to(now, t);
+        }
+        self.current
+    }
+
+    /// Takes in the layers' latest figures, re-deciding when they changed or a while
+    /// passed.
+    fn observe(&mut self, now: Instant, layers: &Layers) {
         self.first_seen.get_or_insert(now);
         let stale = self
             .last_choice
@@ -249,18 +270,18 @@ impl LayerSelector {
             self.layers = *layers;
             self.rechoose(now);
         }
-        if keyframe && self.target == Some(layer) && self.current != Some(layer) {
-            if let Some(c) = self.current {
-                self.switches += 1;
-                if self.cost(c) > self.cost(layer) {
-                    self.last_down = Some(now);
-                }
+    }
+
+    fn switch_to(&mut self, now: Instant, layer: u8) {
+        if let Some(c) = self.current {
+            self.switches += 1;
+            if self.cost(c) > self.cost(layer) {
+                self.last_down = Some(now);
             }
-            self.current = Some(layer);
-            self.up_ok_since = None;
-            self.last_request = None;
         }
-        self.current == Some(layer)
+        self.current = Some(layer);
+        self.up_ok_since = None;
+        self.last_request = None;
     }
 
     /// The subscriber's path carries `bps` (the bandwidth estimator's latest figure, or

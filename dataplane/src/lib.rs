@@ -33,3 +33,4 @@ pub mod rewrite;
 pub mod sdp;
 pub mod setup;
 pub mod speakers;
+pub mod svc;

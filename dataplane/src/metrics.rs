@@ -26,11 +26,13 @@ pub enum DropReason {
     NotRoutable,
     /// Video of a subscription shed because the core was saturated.
     Overload,
+    /// A payload too large to forward ([`crate::core::MAX_PAYLOAD`]).
+    Oversized,
 }
 
 impl DropReason {
     /// Every reason, for iteration.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Malformed,
         DropReason::UnknownSource,
         DropReason::NotAccepted,
@@ -40,6 +42,7 @@ impl DropReason {
         DropReason::SendFailed,
         DropReason::NotRoutable,
         DropReason::Overload,
+        DropReason::Oversized,
     ];
 
     /// The label value.
@@ -54,6 +57,7 @@ impl DropReason {
             DropReason::SendFailed => "send_failed",
             DropReason::NotRoutable => "not_routable",
             DropReason::Overload => "overload",
+            DropReason::Oversized => "oversized",
         }
     }
 }
@@ -74,7 +78,7 @@ pub struct CoreMetrics {
     /// Packets handed to other cores.
     pub handed_off: AtomicU64,
     /// Drops, indexed like [`DropReason::ALL`].
-    pub drops: [AtomicU64; 9],
+    pub drops: [AtomicU64; DropReason::ALL.len()],
     /// Peers on the core now.
     pub peers: AtomicU64,
     /// Publishers on the core now.

@@ -10,8 +10,18 @@
 //! gap downstream (the subscriber NACKs it, and the repaired packet, forwarded late,
 //! lands in its slot). Packets older than the subscription's first packet are dropped:
 //! the subscriber never had their neighbours.
+//!
+//! A subscription may also leave packets out on purpose (SVC layers it does not get):
+//! [`Rewriter::skip`] records each, and later packets move down by the number skipped
+//! before them, so the subscriber sees no gap to NACK. The skipped numbers of the last
+//! [`SKIP_WINDOW`] packets are kept exactly (a late packet is placed right); older ones
+//! only as a count.
 
+use std::collections::VecDeque;
 use std::time::Instant;
+
+/// How far back (in input sequence numbers) skipped packets are remembered one by one.
+pub const SKIP_WINDOW: u64 = 2048;
 
 /// What a rewritten packet carries downstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +48,11 @@ pub struct Rewriter {
     source: Option<Source>,
     /// Highest outgoing sequence number sent, its timestamp and when.
     last: Option<(u64, u32, Instant)>,
+    /// Input sequence numbers of the current source left out on purpose, ascending,
+    /// within [`SKIP_WINDOW`] of the newest …
+    skipped: VecDeque<u64>,
+    /// … and how many older ones there were.
+    skipped_before: u64,
 }
 
 impl Rewriter {
@@ -49,7 +64,33 @@ impl Rewriter {
             initial_seq: u64::from(initial_seq),
             source: None,
             last: None,
+            skipped: VecDeque::new(),
+            skipped_before: 0,
         }
+    }
+
+    /// Packet `seq` of `ssrc` is left out on purpose: later ones close the gap. Before the
+    /// first forwarded packet of a source there is nothing to close.
+    pub fn skip(&mut self, ssrc: u32, seq: u64) {
+        let Some(src) = self.source.filter(|s| s.ssrc == ssrc) else {
+            return;
+        };
+        if seq < src.first_in_seq {
+            return;
+        }
+        let at = self.skipped.partition_point(|s| *s < seq);
+        if self.skipped.get(at) != Some(&seq) {
+            self.skipped.insert(at, seq);
+        }
+        while self.skipped.front().is_some_and(|f| f + SKIP_WINDOW < seq) {
+            self.skipped.pop_front();
+            self.skipped_before += 1;
+        }
+    }
+
+    /// How many packets before `seq` were skipped.
+    fn skipped_below(&self, seq: u64) -> u64 {
+        self.skipped_before + self.skipped.partition_point(|s| *s < seq) as u64
     }
 
     /// Rewrites one packet from `ssrc` with extended sequence number `seq` and timestamp
@@ -62,8 +103,14 @@ impl Rewriter {
         if seq < src.first_in_seq {
             return None;
         }
+        if self.skipped.back().is_some_and(|b| seq + SKIP_WINDOW < *b) {
+            // Too late to be placed among the skipped ones.
+            return None;
+        }
         let out = Rewritten {
-            seq: seq.wrapping_add(src.seq_offset),
+            seq: seq
+                .wrapping_add(src.seq_offset)
+                .wrapping_sub(self.skipped_below(seq)),
             ts: ts.wrapping_add(src.ts_offset),
         };
         match self.last {
@@ -99,6 +146,8 @@ impl Rewriter {
             ts_offset: next_ts.wrapping_sub(ts),
         };
         self.source = Some(src);
+        self.skipped.clear();
+        self.skipped_before = 0;
         src
     }
 }
@@ -175,6 +224,33 @@ mod tests {
         assert_eq!(c.seq, b.seq + 1);
         // What was sent before the pause is not sent again.
         assert_eq!(r.rewrite(5, 1_020, 150_000, t0), None);
+    }
+
+    #[test]
+    fn skipped_packets_leave_no_gap_and_late_ones_land_in_their_place() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000, 500);
+        assert_eq!(r.rewrite(1, 100, 0, t0).unwrap().seq, 500);
+        // 101 and 102 are left out (an upper layer), 103 goes.
+        r.skip(1, 101);
+        r.skip(1, 102);
+        assert_eq!(r.rewrite(1, 103, 0, t0).unwrap().seq, 501);
+        // 104 is lost upstream: the gap stays (the subscriber NACKs it) …
+        assert_eq!(r.rewrite(1, 105, 0, t0).unwrap().seq, 503);
+        // … and its repair lands in it.
+        assert_eq!(r.rewrite(1, 104, 0, t0).unwrap().seq, 502);
+        // Skipping twice counts once; a new source starts clean.
+        r.skip(1, 106);
+        r.skip(1, 106);
+        assert_eq!(r.rewrite(1, 107, 0, t0).unwrap().seq, 504);
+        assert_eq!(r.rewrite(2, 9_000, 0, t0).unwrap().seq, 505);
+        assert_eq!(r.rewrite(2, 9_001, 0, t0).unwrap().seq, 506);
+        // Long runs of skipping keep counting past the window.
+        for i in 0..(2 * SKIP_WINDOW) {
+            r.skip(2, 9_002 + i);
+        }
+        let after = r.rewrite(2, 9_002 + 2 * SKIP_WINDOW, 0, t0).unwrap();
+        assert_eq!(after.seq, 507);
     }
 
     #[test]

@@ -680,3 +680,57 @@ fn unbinding_ends_bindings_and_empty_peers() {
     assert!(events.iter().any(|e| matches!(e, CoreEvent::Closed { publications, .. } if publications.len() == 1 && &*publications[0] == "s1")), "{events:?}");
     assert_eq!(net.cores[0].peer_count(), 0);
 }
+
+/// A publisher's oversized packet (a payload that might not fit a subscriber's datagram
+/// once re-headed and encrypted: str0m builds each in 2,000 bytes and stops the thread
+/// when one does not fit) is dropped and counted; the core and everyone else go on.
+#[test]
+fn oversized_payloads_are_dropped_and_counted() {
+    use switchyard_dataplane::metrics::DropReason;
+    let mut net = Net::new(1, 0.0);
+    let (p, offer) = net.client("publisher", true, true);
+    let (_, spec) = net
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let mut subs = Vec::new();
+    for id in ["sub0", "sub1"] {
+        let (s, offer) = net.client(id, false, true);
+        net.connect(0, s, offer, id, subscribe(id), spec.clone())
+            .unwrap();
+        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
+        subs.push(s);
+    }
+    let before = net.rtp_packets(subs[0]).len();
+    for i in 0..20u64 {
+        net.write_rtp(
+            p,
+            MediaKind::Video,
+            10_000 + i,
+            1000 * i as u32,
+            &[0x55; 1_900],
+        );
+        net.step(Duration::from_millis(5));
+    }
+    assert!(net.metrics[0].drops_for(DropReason::Oversized) >= 20);
+    assert_eq!(
+        net.rtp_packets(subs[0]).len(),
+        before,
+        "nothing oversized was forwarded"
+    );
+    // Normal packets still flow.
+    for i in 20..40u64 {
+        net.write_rtp(
+            p,
+            MediaKind::Video,
+            10_000 + i,
+            1000 * i as u32,
+            &[0x55; 1_000],
+        );
+        net.step(Duration::from_millis(5));
+    }
+    assert!(
+        net.rtp_packets(subs[0]).len() > before,
+        "normal packets flow again"
+    );
+}

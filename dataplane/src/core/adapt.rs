@@ -318,6 +318,7 @@ impl Core {
             payload: pkt.payload.clone(),
             selection: None,
             vp8: None,
+            svc: None,
             ..*pkt
         });
         if let Some(p) = self.publications.get(&slot) {

@@ -237,6 +237,7 @@ impl Core {
                             meter: LayerMeter::new(rids.len()),
                             rids,
                             layer_of: Vec::new(),
+                            structure: Structure::default(),
                         },
                         selection,
                     ));
@@ -269,6 +270,8 @@ impl Core {
                             pt_map: Vec::new(),
                             selector,
                             picture_ids: Default::default(),
+                            svc: SvcFilter::default(),
+                            svc_keyframe_asked: None,
                         });
                     }
                     let home = spec.map(|s| s.home).unwrap_or(self.index);

@@ -58,6 +58,10 @@ impl Core {
     }
 
     pub(super) fn forward(&mut self, key: PeerKey, pkt: RtpPacket) {
+        if pkt.payload.len() > MAX_PAYLOAD {
+            self.metrics.dropped(DropReason::Oversized);
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -101,6 +105,7 @@ impl Core {
         // layers' measure, for the subscriptions' layer choice.
         let simulcast = kind == MediaKind::Video && !binding.rids.is_empty();
         let mut vp8 = None;
+        let mut svc = None;
         let (layer, keyframe, layers) = if kind == MediaKind::Video {
             let layer = match binding.layer_of.iter().find(|(s, _)| *s == ssrc) {
                 Some((_, l)) => *l,
@@ -124,17 +129,38 @@ impl Core {
                 }
             };
             let pic = crate::packet::inspect(params.spec().codec, &pkt.payload);
-            if params.spec().codec == str0m::format::Codec::Vp8 {
-                vp8 = str0m::rtp::Vp8Descriptor::parse(&pkt.payload).ok();
+            match params.spec().codec {
+                str0m::format::Codec::Vp8 => {
+                    vp8 = str0m::rtp::Vp8Descriptor::parse(&pkt.payload).ok();
+                }
+                str0m::format::Codec::Vp9 if !simulcast => {
+                    svc = crate::packet::vp9::descriptor(&pkt.payload)
+                        .as_ref()
+                        .and_then(SvcPacket::from_vp9);
+                }
+                _ => {}
             }
-            let layers = binding
-                .meter
-                .on_packet(pkt.timestamp, layer, pkt.payload.len(), pic);
+            let (at, len) = (pkt.timestamp, pkt.payload.len());
+            let layers = match &svc {
+                // A scalable stream: each operating point measured with the layers it
+                // includes.
+                Some(p) => {
+                    binding.structure.see(p);
+                    let s = binding.structure;
+                    let mut snap = binding.meter.snapshot(at);
+                    for i in (0..s.points()).filter(|i| s.in_point(p, *i)) {
+                        snap = binding.meter.on_packet(at, i as u8, len, pic);
+                    }
+                    snap
+                }
+                None => binding.meter.on_packet(at, layer, len, pic),
+            };
             (layer, pic.keyframe, layers)
         } else {
             (0, false, Layers::default())
         };
         let publication = binding.publication.clone();
+        let binding_structure = binding.structure;
         let Some(p) = self.publications.get(&publication) else {
             return;
         };
@@ -166,6 +192,8 @@ impl Core {
             layers,
             vp8,
             selection: selection.as_ref().map(|(s, _)| s.clone()),
+            svc,
+            structure: binding_structure,
         });
         for core in &p.remote_cores {
             self.out
@@ -259,13 +287,46 @@ impl Core {
                 self.deferred
                     .push(Deferred::Keyframe(binding.publication.clone(), layer));
             }
-            if peer.bwe && now >= peer.next_bwe_update {
-                peer.next_bwe_update = now + BWE_UPDATE_EVERY;
-                self.deferred.push(Deferred::Desired(key));
-            }
             if !forward {
                 return;
             }
+        }
+        // A scalable stream: the operating point's packets only, the marker moved to
+        // the end of what is forwarded of each picture, no gap left by the others.
+        let mut marker = pkt.marker;
+        if let Some(p) = pkt.svc.filter(|_| pkt.structure.points() > 1) {
+            let switches = out.selector.switches();
+            let point = if p.starts_picture() {
+                out.selector.choose_now(now, &pkt.layers)
+            } else {
+                out.selector.current()
+            };
+            if out.selector.switches() != switches {
+                CoreMetrics::add(&self.metrics.layer_switches, 1);
+            }
+            let want = pkt.structure.point(usize::from(point.unwrap_or(0)));
+            let forwarded = out.svc.on_packet(want, &p, pkt.marker);
+            // Waiting for a keyframe (the first picture, or a spatial layer up).
+            if out.svc.current().is_none_or(|c| c.0 < want.0)
+                && out
+                    .svc_keyframe_asked
+                    .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_RETRY)
+            {
+                out.svc_keyframe_asked = Some(now);
+                self.deferred
+                    .push(Deferred::Keyframe(binding.publication.clone(), 0));
+            }
+            match forwarded {
+                Some(m) => marker = m,
+                None => {
+                    out.rewriter.skip(pkt.ssrc, pkt.seq);
+                    return;
+                }
+            }
+        }
+        if pkt.kind == MediaKind::Video && peer.bwe && now >= peer.next_bwe_update {
+            peer.next_bwe_update = now + BWE_UPDATE_EVERY;
+            self.deferred.push(Deferred::Desired(key));
         }
         let in_pt = pkt.params.pt();
         let out_pt = match out.pt_map.iter().find(|(i, _)| *i == in_pt) {
@@ -297,7 +358,7 @@ impl Core {
         let ssrc = out.ssrc;
         let nackable = pkt.kind == MediaKind::Video;
         let mut write = RtpWrite::new(pt, rw.seq.into(), rw.ts, pkt.arrival, pkt.payload.clone())
-            .marker(pkt.marker)
+            .marker(marker)
             .ext_vals(pkt.ext.clone())
             .nackable(nackable);
         // VP8's picture numbers continue across sources as the sequence numbers do.

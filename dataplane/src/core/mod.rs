@@ -30,12 +30,13 @@ pub use adapt::{AUDIO_RESERVE_BPS, BWE_UPDATE_EVERY, INITIAL_ESTIMATE_BPS};
 
 use crate::demux::{classify, stun_server_ufrag, PacketClass};
 use crate::keyframe::{Decision, KeyframeLimiter};
-use crate::layers::{Cap, LayerMeter, LayerSelector, Layers, MAX_LAYERS};
+use crate::layers::{Cap, LayerMeter, LayerSelector, Layers, KEYFRAME_RETRY, MAX_LAYERS};
 use crate::metrics::{CoreMetrics, DropReason};
 use crate::overload::Shedder;
 use crate::peer::{self, Setup};
 use crate::rewrite::Rewriter;
 use crate::sdp;
+use crate::svc::{Structure, SvcFilter, SvcPacket};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +51,12 @@ use switchyard_dataplane_api::{
     Binding, ErrorCode, LayerState, MediaKind, PeerCreate, PeerCreated, PeerOffer, RpcError,
     SubscriptionCap, SubscriptionState,
 };
+
+/// The largest RTP payload forwarded. Browsers send at most about 1,200 bytes; a
+/// subscriber's copy is built by str0m in a 2,000-byte buffer with its own header, header
+/// extensions, the RTX sequence number and the SRTP tag, and a payload that does not fit
+/// would stop the core's thread.
+pub const MAX_PAYLOAD: usize = 1_800;
 
 /// The most remote addresses remembered for one peer.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
@@ -281,6 +288,10 @@ pub struct MediaPacket {
     pub vp8: Option<str0m::rtp::Vp8Descriptor>,
     /// Audio: the active-speaker selection it competes in.
     pub selection: Option<Arc<str>>,
+    /// A scalable (SVC) video packet's layers.
+    pub svc: Option<SvcPacket>,
+    /// The scalable publication's layers seen so far.
+    pub structure: Structure,
 }
 
 /// What cores tell each other.
@@ -347,6 +358,10 @@ struct OutTrack {
     selector: LayerSelector,
     /// VP8 picture numbering continued across sources.
     picture_ids: crate::packet::vp8::PictureIds,
+    /// What of a scalable stream it forwards.
+    svc: SvcFilter,
+    /// When it last asked for the keyframe its scalable stream waits for.
+    svc_keyframe_asked: Option<Instant>,
 }
 
 /// Sections of a peer on which the client publishes one stream.
@@ -358,8 +373,10 @@ struct PubBinding {
     rids: Vec<Rid>,
     /// The layer of each video SSRC seen.
     layer_of: Vec<(Ssrc, u8)>,
-    /// Its video layers, measured.
+    /// Its video layers (or scalable operating points), measured.
     meter: LayerMeter,
+    /// A scalable video's layers seen so far.
+    structure: Structure,
 }
 
 /// Sections of a peer on which the client plays one stream.
