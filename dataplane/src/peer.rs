@@ -57,18 +57,62 @@ fn bad_sdp(msg: impl Into<String>) -> RpcError {
     RpcError::new(ErrorCode::BadSdp, msg)
 }
 
+/// The codecs a peer accepts, by their SDP names, in Switchyard's own order of
+/// preference.
+const CODECS: [&str; 9] = [
+    "opus", "g722", "pcmu", "pcma", "vp8", "vp9", "h264", "h265", "av1",
+];
+
+fn enable(c: &mut CodecConfig, name: &str) {
+    match name {
+        "opus" => c.enable_opus(true, false),
+        "g722" => c.enable_g722(true, false),
+        "pcmu" => c.enable_pcmu(true, false),
+        "pcma" => c.enable_pcma(true, false),
+        "vp8" => c.enable_vp8(true),
+        "vp9" => c.enable_vp9(true),
+        "h264" => c.enable_h264(true),
+        "h265" => c.enable_h265(true),
+        "av1" => c.enable_av1(true),
+        _ => {}
+    }
+}
+
 /// Every codec a browser may send.
 pub fn all_codecs() -> CodecConfig {
+    all_codecs_preferring("")
+}
+
+/// Every codec a browser may send, those `offer` lists (`a=rtpmap`) first and in its
+/// order: the answer keeps the offerer's preference, so a client that puts VP9 first
+/// (for SVC) or H.264 first publishes in it.
+pub fn all_codecs_preferring(offer: &str) -> CodecConfig {
+    let mut order: Vec<&str> = Vec::new();
+    for line in offer.lines() {
+        let Some(map) = line.trim_end_matches('\r').strip_prefix("a=rtpmap:") else {
+            continue;
+        };
+        let name = map
+            .split_whitespace()
+            .nth(1)
+            .and_then(|enc| enc.split('/').next())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if let Some(known) = CODECS.iter().find(|c| **c == name) {
+            if !order.contains(known) {
+                order.push(known);
+            }
+        }
+    }
+    for c in CODECS {
+        if !order.contains(&c) {
+            order.push(c);
+        }
+    }
     let mut c = CodecConfig::empty();
-    c.enable_opus(true, false);
-    c.enable_g722(true, false);
-    c.enable_pcmu(true, false);
-    c.enable_pcma(true, false);
-    c.enable_vp8(true);
-    c.enable_vp9(true);
-    c.enable_h264(true);
-    c.enable_h265(true);
-    c.enable_av1(true);
+    for name in order {
+        enable(&mut c, name);
+    }
     c
 }
 
@@ -219,4 +263,29 @@ pub fn send_stream(rtc: &mut Rtc, mid: Mid, kind: MediaKind, history: Duration) 
     };
     tx.set_rtx_cache(packets, history, RTX_RATIO_CAP);
     tx.ssrc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offers_codec_order_comes_first() {
+        let offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 98 96 45\r\na=rtpmap:98 VP9/90000\r\na=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=rtpmap:45 AV1/90000\r\n";
+        let mut names: Vec<Codec> = all_codecs_preferring(offer)
+            .params()
+            .iter()
+            .map(|p| p.spec().codec)
+            .filter(|c| c.is_video())
+            .collect();
+        names.dedup();
+        assert_eq!(&names[..3], &[Codec::Vp9, Codec::Vp8, Codec::Av1]);
+        // Without an offer: Switchyard's own order, every codec.
+        let all = all_codecs().params().len();
+        assert_eq!(all_codecs_preferring("").params().len(), all);
+        assert_eq!(
+            all_codecs_preferring("a=rtpmap:1 nonsense").params().len(),
+            all
+        );
+    }
 }

@@ -36,6 +36,19 @@ pub struct SvcPacket {
     pub keyframe: bool,
 }
 
+/// The picture size of operating point `i` of `structure`, from a VP9 scalability
+/// structure's `sizes` (carried on keyframes).
+pub fn point_size(
+    structure: &Structure,
+    sizes: &[Option<(u16, u16)>],
+    i: usize,
+) -> Option<(u16, u16)> {
+    sizes
+        .get(usize::from(structure.point(i).0))
+        .copied()
+        .flatten()
+}
+
 impl SvcPacket {
     /// From a VP9 payload descriptor with layer indices (`None` without them).
     pub fn from_vp9(d: &crate::packet::vp9::Descriptor) -> Option<SvcPacket> {

@@ -32,7 +32,7 @@ impl Core {
         };
         let codecs = match single_publication {
             Some(spec) => peer::only(&spec.params),
-            None => peer::all_codecs(),
+            None => peer::all_codecs_preferring(&req.offer_sdp),
         };
         let setup = Setup {
             now,

@@ -106,6 +106,7 @@ impl Core {
         let simulcast = kind == MediaKind::Video && !binding.rids.is_empty();
         let mut vp8 = None;
         let mut svc = None;
+        let mut svc_sizes = [None; 8];
         let (layer, keyframe, layers) = if kind == MediaKind::Video {
             let layer = match binding.layer_of.iter().find(|(s, _)| *s == ssrc) {
                 Some((_, l)) => *l,
@@ -129,14 +130,16 @@ impl Core {
                 }
             };
             let pic = crate::packet::inspect(params.spec().codec, &pkt.payload);
+
             match params.spec().codec {
                 str0m::format::Codec::Vp8 => {
                     vp8 = str0m::rtp::Vp8Descriptor::parse(&pkt.payload).ok();
                 }
                 str0m::format::Codec::Vp9 if !simulcast => {
-                    svc = crate::packet::vp9::descriptor(&pkt.payload)
-                        .as_ref()
-                        .and_then(SvcPacket::from_vp9);
+                    if let Some(d) = crate::packet::vp9::descriptor(&pkt.payload) {
+                        svc = SvcPacket::from_vp9(&d);
+                        svc_sizes = d.sizes;
+                    }
                 }
                 _ => {}
             }
@@ -149,6 +152,9 @@ impl Core {
                     let s = binding.structure;
                     let mut snap = binding.meter.snapshot(at);
                     for i in (0..s.points()).filter(|i| s.in_point(p, *i)) {
+                        // Each point's size is its top spatial layer's.
+                        let size = crate::svc::point_size(&s, &svc_sizes, i);
+                        let pic = crate::packet::Picture { size, ..pic };
                         snap = binding.meter.on_packet(at, i as u8, len, pic);
                     }
                     snap

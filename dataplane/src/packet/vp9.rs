@@ -25,6 +25,8 @@ pub struct Descriptor {
     pub has_layers: bool,
     /// The scalability structure's widest layer size, when present (V with Y).
     pub size: Option<(u16, u16)>,
+    /// The scalability structure's size of each spatial layer (V with Y).
+    pub sizes: [Option<(u16, u16)>; 8],
     /// Length of the descriptor in bytes.
     pub len: usize,
 }
@@ -73,10 +75,11 @@ pub fn descriptor(p: &[u8]) -> Option<Descriptor> {
         i += 1;
         let layers = usize::from(ss >> 5) + 1;
         if ss & 0x10 != 0 {
-            for _ in 0..layers {
+            for layer in 0..layers {
                 let w = u16::from_be_bytes([*p.get(i)?, *p.get(i + 1)?]);
                 let h = u16::from_be_bytes([*p.get(i + 2)?, *p.get(i + 3)?]);
                 i += 4;
+                d.sizes[layer] = Some((w, h));
                 if d.size.is_none_or(|(bw, _)| w >= bw) {
                     d.size = Some((w, h));
                 }
@@ -124,6 +127,7 @@ mod tests {
         let d = descriptor(&p).unwrap();
         assert!(!d.inter && d.begin && d.end && d.has_layers);
         assert_eq!(d.size, Some((640, 360)));
+        assert_eq!(d.sizes[..3], [Some((320, 180)), Some((640, 360)), None]);
         assert_eq!(d.len, 13);
         assert_eq!(
             inspect(&p),
