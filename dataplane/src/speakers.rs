@@ -144,6 +144,14 @@ impl ActiveSpeakers {
             .map_or(0.0, |s| s.loudness)
     }
 
+    /// The occupied slots and their speakers' loudness.
+    fn seated(&self) -> impl Iterator<Item = (usize, f64)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|id| (i, self.loudness_of(id))))
+    }
+
     fn rank(&mut self, now: Instant) {
         // Speakers gone quiet for good leave their slots.
         let gone: Vec<Arc<str>> = self
@@ -177,13 +185,7 @@ impl ActiveSpeakers {
                 continue;
             }
             // The quietest seated speaker.
-            let Some((q, q_loud)) = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.as_ref().map(|id| (i, self.loudness_of(id))))
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-            else {
+            let Some((q, q_loud)) = self.seated().min_by(|a, b| a.1.total_cmp(&b.1)) else {
                 break;
             };
             let louder = loudness > q_loud + HYSTERESIS;
@@ -202,10 +204,7 @@ impl ActiveSpeakers {
         }
         // The major slot: the loudest seated speaker's.
         let major = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|id| (i, self.loudness_of(id))))
+            .seated()
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(i, _)| i);
         if major != self.major {

@@ -688,19 +688,9 @@ fn unbinding_ends_bindings_and_empty_peers() {
 fn oversized_payloads_are_dropped_and_counted() {
     use switchyard_dataplane::metrics::DropReason;
     let mut net = Net::new(1, 0.0);
-    let (p, offer) = net.client("publisher", true, true);
-    let (_, spec) = net
-        .connect(0, p, offer, "pub", publish(true, true), vec![])
-        .unwrap();
-    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
-    let mut subs = Vec::new();
-    for id in ["sub0", "sub1"] {
-        let (s, offer) = net.client(id, false, true);
-        net.connect(0, s, offer, id, subscribe(id), spec.clone())
-            .unwrap();
-        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
-        subs.push(s);
-    }
+    let (p, specs) = net.publisher(true);
+    let none = Default::default;
+    let subs = net.subscribers(&specs, vec![("sub0", none()), ("sub1", none())]);
     let before = net.rtp_packets(subs[0]).len();
     for i in 0..20u64 {
         net.write_rtp(

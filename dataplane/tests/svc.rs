@@ -147,28 +147,19 @@ fn check(g: &[(u64, u8, u8, bool, bool)], n: usize, want_top: u8) {
 #[test]
 fn each_subscription_forwards_the_spatial_layers_its_cap_allows() {
     let mut net = Net::new(1, 0.0);
-    let (p, offer) = net.client("publisher", true, true);
-    let (_, specs) = net
-        .connect(0, p, offer, "pub", publish(true, true), vec![])
-        .unwrap();
-    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
-    let caps = [
-        ("full", None),
-        ("mid", Some(500_000)),
-        ("base", Some(150_000)),
-    ];
-    let mut subs = Vec::new();
-    for (id, max) in caps {
-        let (s, offer) = net.client(id, false, true);
-        let cap = SubscriptionCap {
-            max_bitrate_bps: max,
-            ..Default::default()
-        };
-        net.connect(0, s, offer, id, subscribe_with(id, cap), specs.clone())
-            .unwrap();
-        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
-        subs.push(s);
-    }
+    let (p, specs) = net.publisher(true);
+    let cap = |max| SubscriptionCap {
+        max_bitrate_bps: max,
+        ..Default::default()
+    };
+    let subs = net.subscribers(
+        &specs,
+        vec![
+            ("full", cap(None)),
+            ("mid", cap(Some(500_000))),
+            ("base", cap(Some(150_000))),
+        ],
+    );
     let mut publisher = SvcPublisher {
         client: p,
         frame: 0,

@@ -130,6 +130,29 @@ impl Net {
         send: bool,
         config: str0m::RtcConfig,
     ) -> (usize, String) {
+        self.client_offering(name, send, config, None)
+    }
+
+    /// An RTP-mode client that publishes audio and video, the video as simulcast layers
+    /// `rids` (in that order in its offer).
+    pub fn simulcast_client(&mut self, name: &str, rids: &[&str]) -> (usize, String) {
+        use str0m::media::{Simulcast, SimulcastLayer};
+        let mut sc = Simulcast::new();
+        for rid in rids {
+            sc.add_send_layer(SimulcastLayer::new(rid));
+        }
+        self.client_offering(name, true, Rtc::builder().set_rtp_mode(true), Some(sc))
+    }
+
+    /// A client offering an audio and a video section (sending or receiving), the video
+    /// with `simulcast` layers if given.
+    fn client_offering(
+        &mut self,
+        name: &str,
+        send: bool,
+        config: str0m::RtcConfig,
+        simulcast: Option<str0m::media::Simulcast>,
+    ) -> (usize, String) {
         let idx = self.clients.len();
         let addr: SocketAddr = format!("10.0.1.{}:5000", idx + 1).parse().unwrap();
         let mut rtc = config.build(self.now);
@@ -141,7 +164,7 @@ impl Net {
         };
         let mut change = rtc.sdp_api();
         let a = change.add_media(MediaKind::Audio, dir, None, None, None);
-        let v = change.add_media(MediaKind::Video, dir, None, None, None);
+        let v = change.add_media(MediaKind::Video, dir, None, None, simulcast);
         let (offer, pending) = change.apply().unwrap();
         self.clients.push(Client {
             name: name.into(),
@@ -154,31 +177,33 @@ impl Net {
         (idx, offer.to_sdp_string())
     }
 
-    /// An RTP-mode client that publishes audio and video, the video as simulcast layers
-    /// `rids` (in that order in its offer).
-    pub fn simulcast_client(&mut self, name: &str, rids: &[&str]) -> (usize, String) {
-        use str0m::media::{Simulcast, SimulcastLayer};
-        let idx = self.clients.len();
-        let addr: SocketAddr = format!("10.0.1.{}:5000", idx + 1).parse().unwrap();
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        let mut sc = Simulcast::new();
-        for rid in rids {
-            sc.add_send_layer(SimulcastLayer::new(rid));
+    /// Connected RTP-mode subscribers on core 0, one per `(id, cap)`, playing "s1"
+    /// (described by `specs`), started in that order.
+    pub fn subscribers(
+        &mut self,
+        specs: &[PublicationSpec],
+        subs: Vec<(&str, switchyard_dataplane_api::SubscriptionCap)>,
+    ) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (id, cap) in subs {
+            let (s, offer) = self.client(id, false, true);
+            self.connect(0, s, offer, id, subscribe_with(id, cap), specs.to_vec())
+                .unwrap();
+            assert!(self.run_until(Duration::from_secs(5), |n| n.connected(s)));
+            out.push(s);
         }
-        let mut change = rtc.sdp_api();
-        let a = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let v = change.add_media(MediaKind::Video, Direction::SendOnly, None, None, Some(sc));
-        let (offer, pending) = change.apply().unwrap();
-        self.clients.push(Client {
-            name: name.into(),
-            rtc,
-            addr,
-            events: Vec::new(),
-            pending: Some(pending),
-            mids: vec![(a, MediaKind::Audio), (v, MediaKind::Video)],
-        });
-        (idx, offer.to_sdp_string())
+        out
+    }
+
+    /// A connected publisher of "s1" (audio and video) on core 0, in frame mode or RTP
+    /// mode; returns it and its publication's specs.
+    pub fn publisher(&mut self, rtp_mode: bool) -> (usize, Vec<PublicationSpec>) {
+        let (p, offer) = self.client("publisher", true, rtp_mode);
+        let (_, specs) = self
+            .connect(0, p, offer, "pub", publish(true, true), vec![])
+            .unwrap();
+        assert!(self.run_until(Duration::from_secs(5), |n| n.connected(p)));
+        (p, specs)
     }
 
     /// Asks `core` to create a peer for `client` with `bindings`, and completes the
@@ -754,20 +779,13 @@ pub fn one_publisher_room(subscribers: usize) -> (Net, usize, Vec<usize>) {
 
 /// [`one_publisher_room`] on core 0 of `net` (built with the settings a test needs).
 pub fn one_publisher_room_on(mut net: Net, subscribers: usize) -> (Net, usize, Vec<usize>) {
-    let (p, offer) = net.client("publisher", true, false);
-    let (_, spec) = net
-        .connect(0, p, offer, "pub", publish(true, true), vec![])
-        .unwrap();
-    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
-    let mut subs = Vec::new();
-    for i in 0..subscribers {
-        let id = format!("sub{i}");
-        let (s, offer) = net.client(&id, false, true);
-        net.connect(0, s, offer, &id, subscribe(&id), spec.clone())
-            .unwrap();
-        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
-        subs.push(s);
-    }
+    let (p, specs) = net.publisher(false);
+    let ids: Vec<String> = (0..subscribers).map(|i| format!("sub{i}")).collect();
+    let subs = ids
+        .iter()
+        .map(|id| (id.as_str(), Default::default()))
+        .collect();
+    let subs = net.subscribers(&specs, subs);
     (net, p, subs)
 }
 
@@ -805,13 +823,5 @@ pub fn simulcast_room(
     assert_eq!(video.rids, RIDS);
     assert_eq!(specs[0].rids.len(), 3);
     assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
-    let mut subs = Vec::new();
-    for (id, cap) in caps {
-        let (s, offer) = net.client(id, false, true);
-        net.connect(0, s, offer, id, subscribe_with(id, cap), specs.clone())
-            .unwrap();
-        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
-        subs.push(s);
-    }
-    (p, subs)
+    (p, net.subscribers(&specs, caps))
 }
