@@ -63,9 +63,11 @@ const CODECS: [&str; 9] = [
     "opus", "g722", "pcmu", "pcma", "vp8", "vp9", "h264", "h265", "av1",
 ];
 
-fn enable(c: &mut CodecConfig, name: &str) {
+/// Enables codec `name`; opus with RED when `red` (the client offered it: str0m would
+/// answer RED to a client that did not).
+fn enable(c: &mut CodecConfig, name: &str, red: bool) {
     match name {
-        "opus" => c.enable_opus(true, false),
+        "opus" => c.enable_opus(true, red),
         "g722" => c.enable_g722(true, false),
         "pcmu" => c.enable_pcmu(true, false),
         "pcma" => c.enable_pcma(true, false),
@@ -109,16 +111,34 @@ pub fn all_codecs_preferring(offer: &str) -> CodecConfig {
             order.push(c);
         }
     }
+    // RED where the client offers it (browsers do): passed through to subscribers that
+    // negotiated it too, the primary block alone to the others.
+    let red = offers_red(offer);
     let mut c = CodecConfig::empty();
     for name in order {
-        enable(&mut c, name);
+        enable(&mut c, name, red);
     }
     c
 }
 
-/// Exactly a publication's codecs.
-pub fn only(params: &[PayloadParams]) -> CodecConfig {
-    CodecConfig::new_from_payload_params(params.to_vec())
+/// Exactly a publication's codecs (RED only when the client's `offer` lists it).
+pub fn only(params: &[PayloadParams], offer: &str) -> CodecConfig {
+    let mut c = CodecConfig::new_from_payload_params(params.to_vec());
+    let opus = params.iter().any(|p| p.spec().codec == Codec::Opus);
+    if opus && !offers_red(offer) {
+        // str0m would answer RED to a client that did not offer it.
+        c.enable_opus(true, false);
+    }
+    c
+}
+
+/// Whether an offer lists a RED (RFC 2198) payload type.
+pub fn offers_red(offer: &str) -> bool {
+    offer.lines().any(|l| {
+        l.strip_prefix("a=rtpmap:")
+            .and_then(|m| m.split_whitespace().nth(1))
+            .is_some_and(|enc| enc.to_ascii_lowercase().starts_with("red/"))
+    })
 }
 
 /// A new `Rtc` for a peer of this core; `bwe`: estimate the bandwidth towards the client
@@ -146,6 +166,8 @@ pub struct Answered {
     pub answer: String,
     /// The answered audio and video sections that are not rejected.
     pub media: Vec<(Mid, MediaKind)>,
+    /// The answered sections that negotiated RED.
+    pub red: Vec<Mid>,
 }
 
 /// Accepts an offer (already stripped of what the peer may not use). The answered
@@ -158,14 +180,22 @@ pub fn accept(rtc: &mut Rtc, offer_sdp: &str) -> Result<Answered, RpcError> {
         .accept_offer(offer)
         .map_err(|e| bad_sdp(format!("the SDP offer cannot be answered: {e}")))?
         .to_sdp_string();
-    let media = sdp::sections(&answer)
+    let sections: Vec<sdp::Section> = sdp::sections(&answer)
         .map_err(|e| RpcError::new(ErrorCode::Internal, format!("unreadable answer: {e}")))?
         .into_iter()
         .filter(|s| !s.rejected)
+        .collect();
+    let red = sections
+        .iter()
+        .filter(|s| s.red)
+        .filter_map(|s| Some(Mid::from(s.mid.as_deref()?)))
+        .collect();
+    let media = sections
+        .into_iter()
         .filter_map(|s| Some((Mid::from(s.mid?.as_str()), s.kind?)))
         .filter(|(mid, _)| rtc.media(*mid).is_some_and(|m| !m.disabled()))
         .collect();
-    Ok(Answered { answer, media })
+    Ok(Answered { answer, media, red })
 }
 
 /// The negotiated tracks of some sections, and the payload types they may carry.

@@ -16,6 +16,8 @@ pub struct Section {
     pub mid: Option<String>,
     /// Whether its port is 0 already.
     pub rejected: bool,
+    /// Whether it lists a RED (RFC 2198) payload type.
+    pub red: bool,
 }
 
 /// Why an offer was refused before str0m saw it.
@@ -47,9 +49,13 @@ pub fn sections(sdp: &str) -> Result<Vec<Section>, SdpError> {
                 kind,
                 mid: None,
                 rejected,
+                red: false,
             });
         } else if let (Some(mid), Some(last)) = (line.strip_prefix("a=mid:"), out.last_mut()) {
             last.mid = Some(mid.trim().to_string());
+        } else if let (Some(map), Some(last)) = (line.strip_prefix("a=rtpmap:"), out.last_mut()) {
+            let encoding = map.split_whitespace().nth(1).unwrap_or("");
+            last.red |= encoding.to_ascii_lowercase().starts_with("red/");
         }
     }
     Ok(out)

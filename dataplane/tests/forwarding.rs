@@ -724,3 +724,104 @@ fn oversized_payloads_are_dropped_and_counted() {
         "normal packets flow again"
     );
 }
+
+/// RED audio (RFC 2198) from a publisher that negotiated it reaches a subscriber that
+/// negotiated it too as it came, and one that did not as its primary block alone.
+#[test]
+fn red_audio_passes_through_or_is_unwrapped() {
+    let mut net = Net::new(1, 0.0);
+    let red_config = || {
+        str0m::Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, true)
+            .enable_vp8(true)
+    };
+    let (p, offer) = net.client_with("publisher", true, red_config());
+    let (_, specs) = net
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let (with_red, offer) = net.client_with("red", false, red_config());
+    net.connect(0, with_red, offer, "red", subscribe("red"), specs.clone())
+        .unwrap();
+    let (plain, offer) = net.client("plain", false, true);
+    let (answer, _) = net
+        .connect(0, plain, offer, "plain", subscribe("plain"), specs)
+        .unwrap();
+    assert!(
+        !answer.answer_sdp.contains("red/"),
+        "no RED in the answer to a client that did not offer it"
+    );
+    assert!(
+        net.run_until(Duration::from_secs(5), |n| n.connected(with_red)
+            && n.connected(plain))
+    );
+    let red_pt = |net: &Net, c: usize| {
+        let rtc = &net.clients[c].rtc;
+        rtc.codec_config()
+            .params()
+            .iter()
+            .find(|x| x.spec().codec == str0m::format::Codec::Opus)
+            .and_then(|x| x.red())
+            .unwrap()
+    };
+    let pt = red_pt(&net, p);
+    // RED packets: one redundant block (the previous frame, 3 bytes), then the primary.
+    for i in 0..30u64 {
+        let mid = net.clients[p].mids[0].0;
+        let mut api = net.clients[p].rtc.direct_api();
+        if api.stream_tx_by_mid(mid, None).is_none() {
+            let ssrc = api.new_ssrc();
+            api.declare_stream_tx(ssrc, None, mid, None);
+        }
+        let payload = vec![
+            0x80 | 111,
+            0x0f,
+            0x00,
+            0x03,
+            111,
+            7,
+            7,
+            7,
+            0xAB,
+            0xCD,
+            i as u8,
+        ];
+        let now = net.now;
+        api.stream_tx_by_mid(mid, None).unwrap().write_rtp(
+            str0m::rtp::RtpWrite::new(pt, (100 + i).into(), (960 * i) as u32, now, payload)
+                .marker(true),
+        );
+        net.step(Duration::from_millis(20));
+    }
+    let got = |net: &Net, c: usize| -> Vec<(u8, Vec<u8>)> {
+        net.rtp_packets(c)
+            .into_iter()
+            .filter(|x| {
+                x.payload.len() >= 3
+                    && x.payload[x.payload.len() - 3..x.payload.len() - 1] == [0xAB, 0xCD]
+            })
+            .map(|x| (*x.header.payload_type, x.payload.to_vec()))
+            .collect()
+    };
+    let r = got(&net, with_red);
+    let q = got(&net, plain);
+    assert!(
+        r.len() >= 25 && q.len() >= 25,
+        "{} and {} packets",
+        r.len(),
+        q.len()
+    );
+    let sub_red_pt = *red_pt(&net, with_red);
+    assert!(
+        r.iter().all(|(t, pl)| *t == sub_red_pt && pl.len() == 11),
+        "{:?}",
+        &r[..2]
+    );
+    assert!(
+        q.iter().all(|(t, pl)| *t != sub_red_pt && pl.len() == 3),
+        "{:?}",
+        &q[..2]
+    );
+}

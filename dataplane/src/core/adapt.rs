@@ -319,6 +319,7 @@ impl Core {
             selection: None,
             vp8: None,
             svc: None,
+            red: pkt.red.clone(),
             ..*pkt
         });
         if let Some(p) = self.publications.get(&slot) {

@@ -31,7 +31,7 @@ impl Core {
             _ => None,
         };
         let codecs = match single_publication {
-            Some(spec) => peer::only(&spec.params),
+            Some(spec) => peer::only(&spec.params, &req.offer_sdp),
             None => peer::all_codecs_preferring(&req.offer_sdp),
         };
         let setup = Setup {
@@ -93,6 +93,11 @@ impl Core {
     ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
         let sections =
             sdp::sections(offer).map_err(|e| RpcError::new(ErrorCode::BadSdp, e.to_string()))?;
+        let offered_red: Vec<String> = sections
+            .iter()
+            .filter(|s| s.red)
+            .filter_map(|s| s.mid.clone())
+            .collect();
         for b in bindings {
             let taken = match b {
                 Binding::Publish { publication, .. } => {
@@ -272,6 +277,8 @@ impl Core {
                             picture_ids: Default::default(),
                             svc: SvcFilter::default(),
                             svc_keyframe_asked: None,
+                            red: answered.red.contains(mid)
+                                && offered_red.contains(&mid.to_string()),
                         });
                     }
                     let home = spec.map(|s| s.home).unwrap_or(self.index);

@@ -87,16 +87,30 @@ impl Core {
             return;
         };
         let pt = pkt.header.payload_type;
-        let Some(params) = peer
-            .rtc
-            .codec_config()
-            .params()
-            .iter()
-            .find(|p| p.pt() == pt)
-            .copied()
-        else {
+        // The codec, or the codec a RED payload type wraps.
+        let Some((params, red)) = peer.rtc.codec_config().params().iter().find_map(|p| {
+            if p.pt() == pt {
+                Some((*p, false))
+            } else if p.red() == Some(pt) {
+                Some((*p, true))
+            } else {
+                None
+            }
+        }) else {
             self.metrics.dropped(DropReason::CodecMismatch);
             return;
+        };
+        // RED: its primary block, for subscribers that did not negotiate RED.
+        let primary = if red {
+            match crate::packet::red::primary(&pkt.payload) {
+                Some(p) => Some(Arc::<[u8]>::from(p)),
+                None => {
+                    self.metrics.dropped(DropReason::Malformed);
+                    return;
+                }
+            }
+        } else {
+            None
         };
         if kind == MediaKind::Video && !binding.video_ssrcs.contains(&ssrc) {
             binding.video_ssrcs.push(ssrc);
@@ -200,6 +214,7 @@ impl Core {
             selection: selection.as_ref().map(|(s, _)| s.clone()),
             svc,
             structure: binding_structure,
+            red: primary,
         });
         for core in &p.remote_cores {
             self.out
@@ -334,7 +349,9 @@ impl Core {
             peer.next_bwe_update = now + BWE_UPDATE_EVERY;
             self.deferred.push(Deferred::Desired(key));
         }
-        let in_pt = pkt.params.pt();
+        // The subscriber's payload type: the matching codec's, or for a RED packet its
+        // RED payload type when it negotiated RED (else the primary block goes alone).
+        let in_pt = (pkt.params.pt(), pkt.red.is_some());
         let out_pt = match out.pt_map.iter().find(|(i, _)| *i == in_pt) {
             Some((_, o)) => *o,
             None => {
@@ -343,19 +360,26 @@ impl Core {
                     .media(out.mid)
                     .map(|m| m.remote_pts().to_vec())
                     .unwrap_or_default();
-                let o = peer
-                    .rtc
-                    .codec_config()
-                    .match_params(pkt.params)
-                    .map(|p| p.pt())
-                    .filter(|pt| allowed.contains(pt));
+                let matched = peer.rtc.codec_config().match_params(pkt.params).copied();
+                let o = matched.and_then(|m| {
+                    let main = Some(m.pt()).filter(|pt| allowed.contains(pt))?;
+                    let red = m.red().filter(|_| pkt.red.is_some() && out.red);
+                    match red {
+                        Some(red) => Some((red, true)),
+                        None => Some((main, false)),
+                    }
+                });
                 out.pt_map.push((in_pt, o));
                 o
             }
         };
-        let Some(pt) = out_pt else {
+        let Some((pt, as_red)) = out_pt else {
             self.metrics.dropped(DropReason::CodecMismatch);
             return;
+        };
+        let payload = match (&pkt.red, as_red) {
+            (Some(primary), false) => primary.clone(),
+            _ => pkt.payload.clone(),
         };
         let Some(rw) = out.rewriter.rewrite(pkt.ssrc, pkt.seq, pkt.ts, now) else {
             self.metrics.dropped(DropReason::NotRoutable);
@@ -363,7 +387,7 @@ impl Core {
         };
         let ssrc = out.ssrc;
         let nackable = pkt.kind == MediaKind::Video;
-        let mut write = RtpWrite::new(pt, rw.seq.into(), rw.ts, pkt.arrival, pkt.payload.clone())
+        let mut write = RtpWrite::new(pt, rw.seq.into(), rw.ts, pkt.arrival, payload)
             .marker(marker)
             .ext_vals(pkt.ext.clone())
             .nackable(nackable);

@@ -292,6 +292,9 @@ pub struct MediaPacket {
     pub svc: Option<SvcPacket>,
     /// The scalable publication's layers seen so far.
     pub structure: Structure,
+    /// A RED packet's primary block (the payload is the whole RED packet), for
+    /// subscribers that did not negotiate RED.
+    pub red: Option<Arc<[u8]>>,
 }
 
 /// What cores tell each other.
@@ -348,12 +351,17 @@ impl Outbox {
 
 type PeerKey = u32;
 
+/// A payload type, and whether the packet is RED wrapping it.
+type PtRed = (Pt, bool);
+
 struct OutTrack {
     kind: MediaKind,
     mid: Mid,
     ssrc: Ssrc,
     rewriter: Rewriter,
-    pt_map: Vec<(Pt, Option<Pt>)>,
+    /// (incoming codec's payload type, whether RED) → (the subscriber's payload type,
+    /// whether it gets RED), or `None` when it has no such codec.
+    pt_map: Vec<(PtRed, Option<PtRed>)>,
     /// The layer choice (used when the publication is simulcast).
     selector: LayerSelector,
     /// VP8 picture numbering continued across sources.
@@ -362,6 +370,8 @@ struct OutTrack {
     svc: SvcFilter,
     /// When it last asked for the keyframe its scalable stream waits for.
     svc_keyframe_asked: Option<Instant>,
+    /// Its section negotiated RED (RED audio goes through as it came).
+    red: bool,
 }
 
 /// Sections of a peer on which the client publishes one stream.

@@ -6,7 +6,8 @@
 //! packet starts a keyframe (a switch may only happen there), and, for resolution caps and
 //! stream descriptions, the picture size a keyframe announces. Each codec's payload format
 //! has its own file: [`vp8`] (RFC 7741), [`vp9`] (RFC 9628), [`h264`] (RFC 6184, with an
-//! SPS reader), [`h265`] (RFC 7798), [`av1`] (the AOM RTP payload format).
+//! SPS reader), [`h265`] (RFC 7798), [`av1`] (the AOM RTP payload format); and [`red`]
+//! (RFC 2198) for audio.
 //!
 //! Every reader takes untrusted bytes: a short or malformed payload gives "not a keyframe,
 //! size unknown", never a panic.
@@ -15,6 +16,7 @@ pub mod av1;
 pub mod bits;
 pub mod h264;
 pub mod h265;
+pub mod red;
 pub mod vp8;
 pub mod vp9;
 

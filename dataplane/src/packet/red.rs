@@ -1,0 +1,40 @@
+//! RED (RFC 2198) audio payloads: redundant copies of earlier frames ahead of the
+//! current one. A subscriber that negotiated RED gets the packet as it came; one that did
+//! not gets the primary (current) block alone.
+
+/// The primary block of a RED payload, or `None` when the payload is malformed.
+pub fn primary(p: &[u8]) -> Option<&[u8]> {
+    let mut i = 0;
+    let mut redundant = 0usize;
+    // Headers of redundant blocks: F = 1, PT (7), timestamp offset (14), length (10).
+    loop {
+        let h = *p.get(i)?;
+        if h & 0x80 == 0 {
+            // The primary's header: F = 0, PT.
+            i += 1;
+            break;
+        }
+        let b = p.get(i + 2..i + 4)?;
+        redundant += (usize::from(b[0] & 0x03) << 8) | usize::from(b[1]);
+        i += 4;
+    }
+    p.get(i + redundant..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_primary_block() {
+        // Only a primary block (PT 111).
+        assert_eq!(primary(&[111, 1, 2, 3]), Some(&[1u8, 2, 3][..]));
+        // One redundant block of 2 bytes (offset 960), then the primary.
+        let p = [0x80 | 111, 0x0f, 0x00, 0x02, 111, 9, 9, 1, 2, 3];
+        assert_eq!(primary(&p), Some(&[1u8, 2, 3][..]));
+        // Cut short, or a redundant block longer than the packet.
+        assert_eq!(primary(&[0x80 | 111, 0x0f]), None);
+        assert_eq!(primary(&[0x80 | 111, 0x0f, 0x03, 0xff, 111, 1]), None);
+        assert_eq!(primary(&[]), None);
+    }
+}
