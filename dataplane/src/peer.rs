@@ -15,7 +15,7 @@ use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::{Codec, CodecConfig, PayloadParams};
 use str0m::media::{MediaKind as StrKind, Mid, Rid, Rids};
-use str0m::rtp::Ssrc;
+use str0m::rtp::{Extension, ExtensionSerializer, ExtensionValues, Ssrc};
 use str0m::{Candidate, Rtc};
 use switchyard_dataplane_api::{ErrorCode, MediaKind, RpcError, Track};
 
@@ -141,6 +141,65 @@ pub fn offers_red(offer: &str) -> bool {
     })
 }
 
+/// A packet's dependency descriptor as it came (see [`crate::packet::dependency`]): read
+/// at the publisher's core, carried as it is to subscriptions that negotiated it.
+#[derive(Debug)]
+pub struct DependencyBytes(pub Box<[u8]>);
+
+/// Reads and writes the dependency descriptor extension for str0m, as bytes.
+#[derive(Debug)]
+struct DependencySerializer;
+
+impl ExtensionSerializer for DependencySerializer {
+    fn write_to(&self, buf: &mut [u8], ev: &ExtensionValues) -> usize {
+        match ev.user_values.get::<DependencyBytes>() {
+            Some(d) if !d.0.is_empty() && d.0.len() <= buf.len().min(255) => {
+                buf[..d.0.len()].copy_from_slice(&d.0);
+                d.0.len()
+            }
+            _ => 0,
+        }
+    }
+
+    fn parse_value(&self, buf: &[u8], ev: &mut ExtensionValues) -> bool {
+        ev.user_values.set(DependencyBytes(buf.into()));
+        true
+    }
+
+    fn is_video(&self) -> bool {
+        true
+    }
+
+    fn is_audio(&self) -> bool {
+        false
+    }
+
+    fn requires_two_byte_form(&self, ev: &ExtensionValues) -> bool {
+        ev.user_values
+            .get::<DependencyBytes>()
+            .is_some_and(|d| d.0.len() > 16)
+    }
+}
+
+/// The extension id a peer gives the dependency descriptor until a client's offer
+/// names its own (str0m's standard map leaves 12 free).
+const DEPENDENCY_EXT_ID: u8 = 12;
+
+/// The dependency descriptor extension, read and written as [`DependencyBytes`] (for a
+/// `RtcConfig`'s extension map).
+pub fn dependency_extension() -> Extension {
+    Extension::with_serializer(crate::packet::dependency::URI, DependencySerializer)
+}
+
+/// Whether section `mid` negotiated the dependency descriptor.
+pub fn negotiated_dependency(rtc: &Rtc, mid: Mid) -> bool {
+    rtc.media(mid).is_some_and(|m| {
+        m.remote_extmap()
+            .iter()
+            .any(|(_, e)| e.as_uri() == crate::packet::dependency::URI)
+    })
+}
+
 /// A new `Rtc` for a peer of this core; `bwe`: estimate the bandwidth towards the client
 /// (bandwidth adaptation).
 pub fn new_rtc(setup: &Setup<'_>, codecs: CodecConfig, bwe: bool) -> Rtc {
@@ -148,7 +207,8 @@ pub fn new_rtc(setup: &Setup<'_>, codecs: CodecConfig, bwe: bool) -> Rtc {
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_dtls_cert(setup.cert.clone())
-        .set_stats_interval(Some(std::time::Duration::from_secs(1)));
+        .set_stats_interval(Some(std::time::Duration::from_secs(1)))
+        .set_extension(DEPENDENCY_EXT_ID, dependency_extension());
     if bwe {
         config = config.enable_bwe(Some(Bitrate::bps(crate::core::INITIAL_ESTIMATE_BPS)));
     }

@@ -1,8 +1,10 @@
-//! Scalable video (VP9 with temporal and spatial layers: L1T3, L2T3, L3T3, …): which
+//! Scalable video (VP9 and AV1 with temporal and spatial layers: L1T3, L2T3, L3T3, …): which
 //! packets of one stream a subscription forwards (sans-IO).
 //!
-//! A scalable stream carries every layer in one RTP stream; each packet's payload
-//! descriptor says its spatial and temporal layer ([`crate::packet::vp9`]). The
+//! A scalable stream carries every layer in one RTP stream; each packet says its spatial
+//! and temporal layer: VP9's in its payload descriptor ([`crate::packet::vp9`]), AV1's
+//! (and any codec's, where negotiated) in the dependency descriptor header extension
+//! ([`crate::packet::dependency`]). The
 //! publication's core learns the structure ([`Structure`]) and offers at most
 //! [`MAX_LAYERS`] operating points, cheapest first: with several spatial layers each
 //! spatial layer at the full frame rate, with one the temporal layers. Each is measured
@@ -18,6 +20,7 @@
 //!   close the gaps the left-out packets leave ([`crate::rewrite::Rewriter::skip`]).
 
 use crate::layers::MAX_LAYERS;
+use crate::packet::dependency::{self, Frame};
 
 /// A scalable video packet's layer information.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,8 +33,10 @@ pub struct SvcPacket {
     pub begin: bool,
     /// The packet ends a layer frame.
     pub end: bool,
-    /// A switching-up point of its temporal layer.
-    pub switch_up: bool,
+    /// The temporal layers a subscription may go up to at this packet's picture (bit
+    /// `t` for layer `t`): VP9 marks a switching-up point of the frame's own layer, the
+    /// dependency descriptor the decode targets that can be switched to at the frame.
+    pub switch_up: u8,
     /// The packet starts a keyframe (of the base spatial layer).
     pub keyframe: bool,
 }
@@ -57,9 +62,33 @@ impl SvcPacket {
             temporal: d.temporal,
             begin: d.begin,
             end: d.end,
-            switch_up: d.switch_up,
+            switch_up: if d.switch_up {
+                1 << d.temporal.min(7)
+            } else {
+                0
+            },
             keyframe: !d.inter && d.begin && d.spatial == 0,
         })
+    }
+
+    /// From a dependency descriptor's frame, read with the stream's `structure` (AV1's
+    /// way of saying its layers); `keyframe`: the payload starts a coded video sequence.
+    pub fn from_dependency(f: &Frame, structure: &dependency::Structure, keyframe: bool) -> Self {
+        SvcPacket {
+            spatial: f.spatial,
+            temporal: f.temporal,
+            begin: f.start,
+            end: f.end,
+            // The decode targets of its spatial layer that can be switched to here.
+            switch_up: (0..8u8)
+                .filter(|t| {
+                    structure
+                        .target_of(f.spatial, *t)
+                        .is_some_and(|d| f.dti(d) == dependency::DTI_SWITCH)
+                })
+                .fold(0, |bits, t| bits | 1 << t),
+            keyframe: (keyframe || f.new_structure) && f.start && f.spatial == 0,
+        }
     }
 
     /// Whether it starts a picture (its base spatial layer's frame).
@@ -142,8 +171,11 @@ impl SvcFilter {
                     };
                     let t = if want.1 < t || (want.1 > t && p.keyframe) {
                         want.1
-                    } else if p.switch_up && p.temporal > t && p.temporal <= want.1 {
-                        p.temporal
+                    } else if let Some(up) = (t + 1..=want.1.min(7))
+                        .rev()
+                        .find(|u| p.switch_up & (1 << u) != 0)
+                    {
+                        up
                     } else {
                         t
                     };
@@ -165,7 +197,7 @@ mod tests {
 
     /// The packets of one L3T3 picture: one packet per spatial layer, the base one a
     /// keyframe when asked; temporal layer `t`; the publisher's marker on the last.
-    fn picture(t: u8, key: bool, switch_up: bool) -> Vec<(SvcPacket, bool)> {
+    fn picture(t: u8, key: bool, switch_up: u8) -> Vec<(SvcPacket, bool)> {
         (0..3)
             .map(|s| {
                 (
@@ -235,24 +267,24 @@ mod tests {
     fn spatial_layers_go_up_at_keyframes_and_down_at_once_with_the_marker_moved() {
         let mut f = SvcFilter::default();
         // Nothing before the first keyframe.
-        assert!(forward(&mut f, (1, 2), &picture(0, false, false)).is_empty());
+        assert!(forward(&mut f, (1, 2), &picture(0, false, 0)).is_empty());
         // From the keyframe: spatial layers 0 and 1, the marker on layer 1's last packet.
         assert_eq!(
-            forward(&mut f, (1, 2), &picture(0, true, false)),
+            forward(&mut f, (1, 2), &picture(0, true, 0)),
             vec![(0, false), (1, true)]
         );
         // Wanting all three: not before a keyframe.
         assert_eq!(
-            forward(&mut f, (2, 2), &picture(1, false, false)),
+            forward(&mut f, (2, 2), &picture(1, false, 0)),
             vec![(0, false), (1, true)]
         );
         assert_eq!(
-            forward(&mut f, (2, 2), &picture(0, true, false)),
+            forward(&mut f, (2, 2), &picture(0, true, 0)),
             vec![(0, false), (1, false), (2, true)]
         );
         // Down to the base layer: at the next picture, no keyframe needed.
         assert_eq!(
-            forward(&mut f, (0, 2), &picture(2, false, false)),
+            forward(&mut f, (0, 2), &picture(2, false, 0)),
             vec![(0, true)]
         );
         assert_eq!(f.current(), Some((0, 2)));
@@ -267,7 +299,7 @@ mod tests {
                     temporal: t,
                     begin: true,
                     end: true,
-                    switch_up: up,
+                    switch_up: if up { 1 << t } else { 0 },
                     keyframe: false,
                 },
                 true,
@@ -294,5 +326,40 @@ mod tests {
         assert_eq!(f.current(), Some((0, 1)));
         assert_eq!(forward(&mut f, (0, 2), &one(2, true)).len(), 1);
         assert_eq!(f.current(), Some((0, 2)));
+    }
+
+    #[test]
+    fn a_dependency_descriptor_says_which_layers_a_frame_can_switch_to() {
+        // Chromium's L2T3_KEY structure (see `packet::dependency`): a T0 frame is a
+        // switching point of every temporal target, a T1 frame of T2's.
+        let (k, s) = dependency::parse(&dependency::CHROMIUM_L2T3_KEY, None).unwrap();
+        let s = s.unwrap();
+        let read = |bytes: &[u8]| {
+            let (f, _) = dependency::parse(bytes, Some(&s)).unwrap();
+            SvcPacket::from_dependency(&f, &s, false)
+        };
+        let key = SvcPacket::from_dependency(&k, &s, true);
+        assert!(key.keyframe && key.starts_picture());
+        // S0T0 (template 1), S0T2 (template 3), S0T1 (template 2).
+        let (t0, t2, t1) = (
+            read(&[0xc1, 0x00, 0x07]),
+            read(&[0xc3, 0x00, 0x09]),
+            read(&[0xc2, 0x00, 0x0b]),
+        );
+        assert_eq!(
+            (t0.switch_up, t2.switch_up, t1.switch_up),
+            (0b111, 0, 0b100)
+        );
+        let mut f = SvcFilter::default();
+        let go = |f: &mut SvcFilter, want: Point, p: &SvcPacket| f.on_packet(want, p, true);
+        assert!(go(&mut f, (0, 0), &key).is_some());
+        assert!(go(&mut f, (0, 0), &t2).is_none());
+        // Up to T1 at a T0 frame; up to T2 at a T1 frame, not at a T2 one.
+        assert!(go(&mut f, (0, 1), &t0).is_some());
+        assert_eq!(f.current(), Some((0, 1)));
+        assert!(go(&mut f, (0, 2), &t2).is_none());
+        assert!(go(&mut f, (0, 2), &t1).is_some());
+        assert_eq!(f.current(), Some((0, 2)));
+        assert!(go(&mut f, (0, 2), &t2).is_some());
     }
 }

@@ -320,6 +320,7 @@ impl Core {
             vp8: None,
             svc: None,
             red: pkt.red.clone(),
+            dependency: None,
             ..*pkt
         });
         if let Some(p) = self.publications.get(&slot) {

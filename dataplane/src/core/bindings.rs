@@ -243,6 +243,7 @@ impl Core {
                             rids,
                             layer_of: Vec::new(),
                             structure: Structure::default(),
+                            dependency: None,
                         },
                         selection,
                     ));
@@ -279,6 +280,7 @@ impl Core {
                             svc_keyframe_asked: None,
                             red: answered.red.contains(mid)
                                 && offered_red.contains(&mid.to_string()),
+                            dependency: peer::negotiated_dependency(&peer.rtc, *mid),
                         });
                     }
                     let home = spec.map(|s| s.home).unwrap_or(self.index);

@@ -58,7 +58,14 @@ impl Core {
     }
 
     pub(super) fn forward(&mut self, key: PeerKey, pkt: RtpPacket) {
-        if pkt.payload.len() > MAX_PAYLOAD {
+        // A dependency descriptor goes on with the payload (in the same buffer).
+        let dependency = pkt
+            .header
+            .ext_vals
+            .user_values
+            .get_arc::<peer::DependencyBytes>();
+        let carried = dependency.as_ref().map_or(0, |d| d.0.len());
+        if pkt.payload.len() + carried > MAX_PAYLOAD {
             self.metrics.dropped(DropReason::Oversized);
             return;
         }
@@ -155,6 +162,22 @@ impl Core {
                         svc_sizes = d.sizes;
                     }
                 }
+                // AV1 says its layers in the dependency descriptor, read with the
+                // structure its keyframes carry.
+                str0m::format::Codec::Av1 if !simulcast => {
+                    let read = dependency.as_ref().and_then(|d| {
+                        crate::packet::dependency::parse(&d.0, binding.dependency.as_ref())
+                    });
+                    if let Some((frame, new)) = read {
+                        if new.is_some() {
+                            binding.dependency = new;
+                        }
+                        if let Some(s) = &binding.dependency {
+                            svc = Some(SvcPacket::from_dependency(&frame, s, pic.keyframe));
+                            svc_sizes = s.layer_sizes(pic.size);
+                        }
+                    }
+                }
                 _ => {}
             }
             let (at, len) = (pkt.timestamp, pkt.payload.len());
@@ -215,6 +238,7 @@ impl Core {
             svc,
             structure: binding_structure,
             red: primary,
+            dependency: dependency.filter(|_| !simulcast),
         });
         for core in &p.remote_cores {
             self.out
@@ -325,7 +349,13 @@ impl Core {
             if out.selector.switches() != switches {
                 CoreMetrics::add(&self.metrics.layer_switches, 1);
             }
-            let want = pkt.structure.point(usize::from(point.unwrap_or(0)));
+            let mut want = pkt.structure.point(usize::from(point.unwrap_or(0)));
+            // AV1's spatial layers decode only with their dependency descriptor (a
+            // browser without it waits for a keyframe forever): the others get the base
+            // spatial layer, its temporal layers still adapting.
+            if !out.dependency && pkt.params.spec().codec == str0m::format::Codec::Av1 {
+                want.0 = 0;
+            }
             let forwarded = out.svc.on_packet(want, &p, pkt.marker);
             // Waiting for a keyframe (the first picture, or a spatial layer up).
             if out.svc.current().is_none_or(|c| c.0 < want.0)
@@ -387,9 +417,13 @@ impl Core {
         };
         let ssrc = out.ssrc;
         let nackable = pkt.kind == MediaKind::Video;
+        let mut ext = pkt.ext.clone();
+        if let Some(d) = pkt.dependency.as_ref().filter(|_| out.dependency) {
+            ext.user_values.set_arc(d.clone());
+        }
         let mut write = RtpWrite::new(pt, rw.seq.into(), rw.ts, pkt.arrival, payload)
             .marker(marker)
-            .ext_vals(pkt.ext.clone())
+            .ext_vals(ext)
             .nackable(nackable);
         // VP8's picture numbers continue across sources as the sequence numbers do.
         if let Some(patch) = pkt.vp8.and_then(|d| out.picture_ids.rewrite(pkt.ssrc, &d)) {

@@ -295,6 +295,9 @@ pub struct MediaPacket {
     /// A RED packet's primary block (the payload is the whole RED packet), for
     /// subscribers that did not negotiate RED.
     pub red: Option<Arc<[u8]>>,
+    /// The dependency descriptor as it came (not for simulcast: each layer has its
+    /// own), for subscriptions that negotiated it.
+    pub dependency: Option<Arc<peer::DependencyBytes>>,
 }
 
 /// What cores tell each other.
@@ -372,6 +375,8 @@ struct OutTrack {
     svc_keyframe_asked: Option<Instant>,
     /// Its section negotiated RED (RED audio goes through as it came).
     red: bool,
+    /// Its section negotiated the dependency descriptor (it goes through as it came).
+    dependency: bool,
 }
 
 /// Sections of a peer on which the client publishes one stream.
@@ -387,6 +392,8 @@ struct PubBinding {
     meter: LayerMeter,
     /// A scalable video's layers seen so far.
     structure: Structure,
+    /// The dependency descriptors' template structure in force (AV1 SVC).
+    dependency: Option<crate::packet::dependency::Structure>,
 }
 
 /// Sections of a peer on which the client plays one stream.

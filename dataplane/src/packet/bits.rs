@@ -64,6 +64,36 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// Writes bits most significant first (for building test streams: the dataplane
+/// forwards descriptors as they came).
+#[derive(Debug, Default, Clone)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    bits: usize,
+}
+
+impl BitWriter {
+    /// The `n` low bits of `v`.
+    pub fn put(&mut self, n: u32, v: u32) -> &mut Self {
+        for i in (0..n.min(32)).rev() {
+            if self.bits.is_multiple_of(8) {
+                self.bytes.push(0);
+            }
+            let bit = ((v >> i) & 1) as u8;
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= bit << (7 - self.bits % 8);
+            }
+            self.bits += 1;
+        }
+        self
+    }
+
+    /// The bytes written, the last one padded with zeros.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// A NAL unit's payload with its emulation-prevention bytes (`00 00 03`) removed, at most
 /// `limit` bytes of it (parameter sets are short; nothing needs more).
 pub fn unescape(nal: &[u8], limit: usize) -> Vec<u8> {
@@ -105,6 +135,19 @@ mod tests {
         assert_eq!(r.bits(4), Some(15));
         assert_eq!(r.bits(5), None);
         assert_eq!(BitReader::new(&[0, 0, 0, 0, 0]).ue(), None);
+    }
+
+    #[test]
+    fn writes_what_the_reader_reads() {
+        let mut w = BitWriter::default();
+        w.put(1, 1).put(6, 0b10_1010).put(16, 0xbeef).put(3, 0b101);
+        assert_eq!(w.bytes().len(), 4);
+        let mut r = BitReader::new(w.bytes());
+        assert_eq!(r.bits(1), Some(1));
+        assert_eq!(r.bits(6), Some(0b10_1010));
+        assert_eq!(r.bits(16), Some(0xbeef));
+        assert_eq!(r.bits(3), Some(0b101));
+        assert_eq!(r.bits(6), Some(0));
     }
 
     #[test]

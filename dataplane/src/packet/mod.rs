@@ -6,14 +6,16 @@
 //! packet starts a keyframe (a switch may only happen there), and, for resolution caps and
 //! stream descriptions, the picture size a keyframe announces. Each codec's payload format
 //! has its own file: [`vp8`] (RFC 7741), [`vp9`] (RFC 9628), [`h264`] (RFC 6184, with an
-//! SPS reader), [`h265`] (RFC 7798), [`av1`] (the AOM RTP payload format); and [`red`]
-//! (RFC 2198) for audio.
+//! SPS reader), [`h265`] (RFC 7798), [`av1`] (the AOM RTP payload format, with the
+//! sequence header's size); [`red`] (RFC 2198) for audio; and [`dependency`], the
+//! dependency descriptor header extension that says an AV1 packet's layers.
 //!
 //! Every reader takes untrusted bytes: a short or malformed payload gives "not a keyframe,
 //! size unknown", never a panic.
 
 pub mod av1;
 pub mod bits;
+pub mod dependency;
 pub mod h264;
 pub mod h265;
 pub mod red;
@@ -28,7 +30,8 @@ pub struct Picture {
     /// The packet is the first of a keyframe (decoding can start here).
     pub keyframe: bool,
     /// The picture size (width, height) the packet announces, when it carries one
-    /// (keyframes of VP8, VP9 with a scalability structure, H.264 with its SPS).
+    /// (keyframes of VP8, VP9 with a scalability structure, H.264 with its SPS, AV1 with
+    /// its sequence header).
     pub size: Option<(u16, u16)>,
 }
 
