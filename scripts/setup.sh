@@ -16,6 +16,9 @@ packages=(
   janus             # the peer perf/run measures side by side
   iproute2          # perf/run's network namespace and veth pair
   util-linux        # taskset
+  cmake             # the mixer's bundled libopus
+  nasm              # openh264's assembly (without it the mixer's H.264 is ~3x slower)
+  libvpx-dev        # the mixer's VP8 decoder and encoder
 )
 # Node.js for the browser tests' driver (playwright-core); any 18+ will do.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

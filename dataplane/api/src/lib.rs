@@ -2,11 +2,8 @@
 //! dataplane side (as mediasoup's worker owns its channel messages).
 //!
 //! **Transport.** One TCP connection from control to the dataplane's
-//! `dataplane.rpc_address`. Each message is a [`Frame`]: a 4-byte big-endian length, then
-//! that many bytes of JSON. JSON because the messages are few and small (session set-up,
-//! not media), carry SDP text anyway, and stay readable in a packet capture; the length
-//! prefix makes framing exact and bounded ([`MAX_FRAME`]). [`Decoder`] is sans-IO: feed it
-//! bytes as they arrive, take frames out.
+//! `dataplane.rpc_address`, carrying length-prefixed JSON [`Frame`]s (the framing all of
+//! control's worker RPCs share: [`switchyard_rpc`]).
 //!
 //! **Messages.** Control sends [`Request`]s, each with an id; the dataplane answers each
 //! with exactly one [`Response`] carrying the same id, in any order. The dataplane also
@@ -19,9 +16,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-
-/// The largest frame either side accepts (an SDP is a few KiB).
-pub const MAX_FRAME: usize = 4 * 1024 * 1024;
 
 /// The protocol version; control refuses a dataplane that speaks another.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -427,88 +421,10 @@ pub enum Event {
     },
 }
 
-/// What travels on the connection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Frame {
-    /// Control → dataplane.
-    Request {
-        /// Matches the response.
-        id: u64,
-        /// The request.
-        body: Request,
-    },
-    /// Dataplane → control.
-    Response {
-        /// The request's id.
-        id: u64,
-        /// The answer.
-        body: Response,
-    },
-    /// Dataplane → control, unsolicited.
-    Event {
-        /// The event.
-        body: Event,
-    },
-}
+/// What travels on the connection (see [`switchyard_rpc`]).
+pub type Frame = switchyard_rpc::Frame<Request, Response, Event>;
 
-/// A framing or decoding failure; the connection cannot continue after one.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// A frame announced more than [`MAX_FRAME`] bytes.
-    #[error("frame of {0} bytes is larger than the {MAX_FRAME} allowed")]
-    TooLarge(usize),
-    /// A frame's JSON did not decode.
-    #[error("undecodable frame: {0}")]
-    Json(#[from] serde_json::Error),
-}
-
-/// Encodes a frame: length prefix and JSON.
-pub fn encode(frame: &Frame) -> Result<Vec<u8>, FrameError> {
-    let json = serde_json::to_vec(frame)?;
-    if json.len() > MAX_FRAME {
-        return Err(FrameError::TooLarge(json.len()));
-    }
-    let mut out = Vec::with_capacity(4 + json.len());
-    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
-    out.extend_from_slice(&json);
-    Ok(out)
-}
-
-/// Splits a byte stream into frames (sans-IO).
-#[derive(Debug, Default)]
-pub struct Decoder {
-    buf: Vec<u8>,
-}
-
-impl Decoder {
-    /// A decoder with nothing buffered.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds bytes as they arrive.
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// The next whole frame, if one has arrived.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        if self.buf.len() < 4 {
-            return Ok(None);
-        }
-        let len = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
-        if len > MAX_FRAME {
-            return Err(FrameError::TooLarge(len));
-        }
-        if self.buf.len() < 4 + len {
-            return Ok(None);
-        }
-        let frame = serde_json::from_slice(&self.buf[4..4 + len]);
-        self.buf.drain(..4 + len);
-        Ok(Some(frame?))
-    }
-}
+pub use switchyard_rpc::{encode, Decoder, FrameError, MAX_FRAME};
 
 #[cfg(test)]
 mod tests {
@@ -579,7 +495,7 @@ mod tests {
             let mut out = Vec::new();
             for c in bytes.chunks(chunk) {
                 d.push(c);
-                while let Some(f) = d.next_frame().unwrap() {
+                while let Some(f) = d.next_frame::<Frame>().unwrap() {
                     out.push(f);
                 }
             }
@@ -591,10 +507,13 @@ mod tests {
     fn refuses_oversized_and_garbage_frames() {
         let mut d = Decoder::new();
         d.push(&(MAX_FRAME as u32 + 1).to_be_bytes());
-        assert!(matches!(d.next_frame(), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            d.next_frame::<Frame>(),
+            Err(FrameError::TooLarge(_))
+        ));
         let mut d = Decoder::new();
         d.push(&3u32.to_be_bytes());
         d.push(b"{x}");
-        assert!(matches!(d.next_frame(), Err(FrameError::Json(_))));
+        assert!(matches!(d.next_frame::<Frame>(), Err(FrameError::Json(_))));
     }
 }
