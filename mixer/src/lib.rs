@@ -1,1 +1,6 @@
-//! The Switchyard mixer.
+//! The Switchyard mixer (OWT's audio-agent and video-agent): for each view of a room, an
+//! audio mix and a video composite of its inputs, published back into the room as the
+//! view's mixed stream.
+
+pub mod audio;
+pub mod video;

@@ -78,11 +78,7 @@ impl I420 {
 
     /// Copies a picture given as three planes with their strides (what decoders give).
     /// `None` when a plane is shorter than its stride and size say.
-    pub fn from_planes(
-        width: u32,
-        height: u32,
-        planes: [(&[u8], usize); 3],
-    ) -> Option<I420> {
+    pub fn from_planes(width: u32, height: u32, planes: [(&[u8], usize); 3]) -> Option<I420> {
         let mut out = I420 {
             width,
             height,
@@ -140,7 +136,13 @@ mod tests {
 
     #[test]
     fn colours_go_to_yuv_and_back() {
-        for rgb in [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 0, 0)] {
+        for rgb in [
+            (255, 0, 0),
+            (0, 255, 0),
+            (0, 0, 255),
+            (255, 255, 0),
+            (0, 0, 0),
+        ] {
             let (r, g, b) = Yuv::from_rgb(rgb.0, rgb.1, rgb.2).to_rgb();
             assert!(
                 (i32::from(r) - i32::from(rgb.0)).abs() <= 3
@@ -150,7 +152,14 @@ mod tests {
                 (r, g, b)
             );
         }
-        assert_eq!(Yuv::from_rgb(0, 0, 0), Yuv { y: 16, u: 128, v: 128 });
+        assert_eq!(
+            Yuv::from_rgb(0, 0, 0),
+            Yuv {
+                y: 16,
+                u: 128,
+                v: 128
+            }
+        );
     }
 
     #[test]
