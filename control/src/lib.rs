@@ -22,6 +22,7 @@ pub mod caps;
 pub mod dataplane;
 pub mod http;
 pub mod ids;
+pub mod link;
 pub mod media;
 pub mod model;
 pub mod portal;

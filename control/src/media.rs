@@ -269,7 +269,7 @@ impl Media {
     }
 }
 
-impl LinkListener for Media {
+impl LinkListener<crate::dataplane::Dataplane> for Media {
     fn on_event(&self, event: Event) {
         let relay = match event {
             Event::PeerClosed { peer, reason } => {

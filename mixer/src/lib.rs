@@ -3,4 +3,7 @@
 //! view's mixed stream.
 
 pub mod audio;
+pub mod driver;
+pub mod rpc;
 pub mod video;
+pub mod view;

@@ -389,6 +389,25 @@ impl Default for DataplaneConfig {
     }
 }
 
+/// `[mixer]`: the mixing process (OWT's audio-agent and video-agent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MixerConfig {
+    /// Where the mixer listens for control's RPC (`host:port`).
+    pub rpc_address: String,
+    /// The address the mixer's WebRTC clients bind to reach the dataplane.
+    pub media_ip: String,
+}
+
+impl Default for MixerConfig {
+    fn default() -> Self {
+        MixerConfig {
+            rpc_address: "127.0.0.1:7102".into(),
+            media_ip: "127.0.0.1".into(),
+        }
+    }
+}
+
 /// `[demo]`: the try-it-out pages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -419,6 +438,8 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     /// `[dataplane]`
     pub dataplane: DataplaneConfig,
+    /// `[mixer]`
+    pub mixer: MixerConfig,
     /// `[demo]`
     pub demo: DemoConfig,
 }
@@ -434,6 +455,7 @@ impl Default for Config {
             portal: PortalConfig::default(),
             webrtc: WebrtcConfig::default(),
             dataplane: DataplaneConfig::default(),
+            mixer: MixerConfig::default(),
             demo: DemoConfig::default(),
         }
     }
@@ -641,6 +663,29 @@ impl Config {
                 format!(
                     "{:?} is not host:port (or \"\" to disable)",
                     dp.metrics_address
+                ),
+            ));
+        }
+        if self
+            .mixer
+            .rpc_address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(ConfigError::invalid(
+                "mixer.rpc_address",
+                format!(
+                    "{:?} is not host:port (e.g. \"127.0.0.1:7102\")",
+                    self.mixer.rpc_address
+                ),
+            ));
+        }
+        if self.mixer.media_ip.parse::<IpAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                "mixer.media_ip",
+                format!(
+                    "{:?} is not an IP address (e.g. \"127.0.0.1\")",
+                    self.mixer.media_ip
                 ),
             ));
         }

@@ -4,9 +4,9 @@
 //! control to `mixer.rpc_address`).
 //!
 //! **What a mixer does.** For each *view* of a room (OWT's mixed stream: an audio mix and
-//! a video composite) the mixer runs one WebRTC client towards the dataplane, like any
-//! participant: it receives the view's inputs as subscriptions and publishes the mixed
-//! stream as a publication. The mixer offers, control carries the offer to the dataplane
+//! a video composite) the mixer runs WebRTC clients towards the dataplane, like any
+//! participant: one publishes the mixed stream, one receives the view's inputs as
+//! subscriptions ([`Client`]). The mixer offers, control carries the offer to the dataplane
 //! (`PEER_CREATE`, `PEER_OFFER` with the bindings the mixer's sections carry) and the
 //! dataplane's answer back (`VIEW_ANSWER`). So the mixer is just another peer to the
 //! dataplane; nothing in the dataplane knows about mixing.
@@ -41,10 +41,12 @@ pub enum Request {
         /// The view.
         view: ViewSpec,
     },
-    /// The dataplane's answer to the view's last offer.
+    /// The dataplane's answer to one of the view's offers.
     ViewAnswer {
         /// The view's id.
         view: String,
+        /// Which of its clients the answer is for.
+        client: Client,
         /// The SDP answer.
         sdp: String,
     },
@@ -224,9 +226,24 @@ pub struct MixerInfo {
     pub views: usize,
 }
 
+/// A view's two WebRTC clients towards the dataplane (two peers there: the output's
+/// codec list must be the composite's alone, the inputs' every codec the mixer decodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Client {
+    /// Publishes the mixed stream.
+    Output,
+    /// Receives the inputs.
+    Input,
+}
+
 /// An offer from a view's WebRTC client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Offer {
+    /// The client offering.
+    pub client: Client,
+    /// Its first offer (control creates its peer on the dataplane), or a renegotiation.
+    pub first: bool,
     /// The SDP.
     pub sdp: String,
     /// The media sections (mids) it adds, and what they carry.

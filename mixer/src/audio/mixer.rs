@@ -21,8 +21,8 @@ const MAX_QUEUED: usize = 5;
 pub const MIX_BPS: i32 = 32_000;
 
 struct Input {
-    codec: String,
-    decoder: Option<AudioDecoder>,
+    /// The decoder and the codec it decodes.
+    decoder: Option<(String, AudioDecoder)>,
     frames: VecDeque<Vec<i16>>,
 }
 
@@ -65,12 +65,11 @@ impl AudioMixer {
         })
     }
 
-    /// Mixes a stream whose audio is in `codec`.
-    pub fn add_input(&mut self, stream: Arc<str>, codec: &str) {
+    /// Mixes a stream.
+    pub fn add_input(&mut self, stream: Arc<str>) {
         self.inputs.insert(
             stream,
             Input {
-                codec: codec.to_string(),
                 decoder: None,
                 frames: VecDeque::new(),
             },
@@ -93,13 +92,14 @@ impl AudioMixer {
         self.speakers.slots()
     }
 
-    /// An audio packet of `stream` with its RFC 6464 `level`. A speaker's packet is
-    /// decoded; another's only ranks it. Undecodable packets are dropped (the error is
-    /// returned for counting; the mix goes on).
+    /// An audio packet of `stream` in `codec` with its RFC 6464 `level`. A speaker's
+    /// packet is decoded; another's only ranks it. Undecodable packets are dropped (the
+    /// error is returned for counting; the mix goes on).
     pub fn on_packet(
         &mut self,
         now: Instant,
         stream: &Arc<str>,
+        codec: &str,
         level: Option<i8>,
         payload: &[u8],
     ) -> Result<(), AudioError> {
@@ -113,9 +113,11 @@ impl AudioMixer {
             input.frames.clear();
             return Ok(());
         }
-        let decoder = match &mut input.decoder {
-            Some(d) => d,
-            None => input.decoder.insert(AudioDecoder::new(&input.codec)?),
+        if input.decoder.as_ref().is_none_or(|(c, _)| c != codec) {
+            input.decoder = Some((codec.to_string(), AudioDecoder::new(codec)?));
+        }
+        let Some((_, decoder)) = input.decoder.as_mut() else {
+            return Ok(());
         };
         let n = decoder.decode(payload, &mut self.decoded)?;
         // 20 ms frames (a 10 ms or 60 ms packet is cut or padded to frames).
@@ -197,8 +199,8 @@ mod tests {
     fn speakers_are_mixed_and_each_hears_the_others_only() {
         let mut m = AudioMixer::new(3).unwrap();
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
-        m.add_input(a.clone(), "opus");
-        m.add_input(b.clone(), "opus");
+        m.add_input(a.clone());
+        m.add_input(b.clone());
         let mut enc_a = MixEncoder::new(64_000).unwrap();
         let mut enc_b = MixEncoder::new(64_000).unwrap();
         let mut dec = AudioDecoder::new("opus").unwrap();
@@ -209,8 +211,8 @@ mod tests {
             let now = t0 + Duration::from_millis(20 * f as u64);
             let pa = enc_a.encode(&tone(440.0, f, 8000.0)).unwrap().to_vec();
             let pb = enc_b.encode(&tone(1000.0, f, 8000.0)).unwrap().to_vec();
-            m.on_packet(now, &a, Some(-20), &pa).unwrap();
-            m.on_packet(now, &b, Some(-20), &pb).unwrap();
+            m.on_packet(now, &a, "opus", Some(-20), &pa).unwrap();
+            m.on_packet(now, &b, "opus", Some(-20), &pb).unwrap();
             let mixed = m.tick().unwrap().expect("a mix");
             let mut out = vec![0i16; FRAME];
             dec.decode(&mixed.main, &mut out).unwrap();
@@ -238,14 +240,16 @@ mod tests {
     fn only_the_loudest_k_are_decoded() {
         let mut m = AudioMixer::new(1).unwrap();
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
-        m.add_input(a.clone(), "pcmu");
-        m.add_input(b.clone(), "pcmu");
+        m.add_input(a.clone());
+        m.add_input(b.clone());
         let t0 = Instant::now();
         for f in 0..100u64 {
             let now = t0 + Duration::from_millis(20 * f);
             // b is far louder.
-            m.on_packet(now, &a, Some(-90), &[0xf0; 160]).unwrap();
-            m.on_packet(now, &b, Some(-10), &[0x80; 160]).unwrap();
+            m.on_packet(now, &a, "pcmu", Some(-90), &[0xf0; 160])
+                .unwrap();
+            m.on_packet(now, &b, "pcmu", Some(-10), &[0x80; 160])
+                .unwrap();
             let _ = m.tick().unwrap();
         }
         assert_eq!(m.speaking(), &[Some(b.clone())]);
@@ -257,10 +261,10 @@ mod tests {
         }
         // Garbage from a speaker is an error for the caller to count, and the mix goes on.
         let now = t0 + Duration::from_secs(3);
-        m.add_input("c".into(), "opus");
+        m.add_input("c".into());
         let c: Arc<str> = "c".into();
         for _ in 0..3 {
-            let _ = m.on_packet(now, &c, Some(0), &[0xff, 0xff, 0xff]);
+            let _ = m.on_packet(now, &c, "opus", Some(0), &[0xff, 0xff, 0xff]);
         }
         let _ = m.tick();
     }

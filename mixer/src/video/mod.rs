@@ -2,6 +2,7 @@
 //! encoding the composite.
 
 pub mod compose;
+pub mod compositor;
 pub mod frame;
 pub mod h264;
 pub mod layout;
