@@ -10,7 +10,7 @@ scripts/setup.sh
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "building (release)…"
-cargo build --release --quiet -p switchyard-control -p switchyard-dataplane -p switchyard-admin
+cargo build --release --quiet -p switchyard-control -p switchyard-dataplane -p switchyard-mixer -p switchyard-admin
 
 mkdir -p run
 config="$PWD/run/switchyard.toml"
@@ -22,17 +22,21 @@ fi
 
 target/release/switchyard-control --config "$config" --check-config >/dev/null
 target/release/switchyard-dataplane --config "$config" --check >/dev/null
+target/release/switchyard-mixer --config "$config" --check >/dev/null
 target/release/switchyard-dataplane --config "$config" &
 dataplane=$!
+target/release/switchyard-mixer --config "$config" &
+mixer=$!
 target/release/switchyard-control --config "$config" &
 control=$!
-trap 'kill -TERM $control $dataplane 2>/dev/null; wait $control $dataplane 2>/dev/null' INT TERM EXIT
+trap 'kill -TERM $control $mixer $dataplane 2>/dev/null; wait $control $mixer $dataplane 2>/dev/null' INT TERM EXIT
 
 port=$(sed -n '/^\[management-api\]/,/^\[/s/^port *= *\([0-9]*\).*/\1/p' "$config" | head -1)
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:${port}/healthz" >/dev/null 2>&1 && break
   kill -0 $control 2>/dev/null || { echo "switchyard-control did not start (see above)"; exit 1; }
   kill -0 $dataplane 2>/dev/null || { echo "switchyard-dataplane did not start (see above)"; exit 1; }
+  kill -0 $mixer 2>/dev/null || { echo "switchyard-mixer did not start (see above)"; exit 1; }
   sleep 0.1
 done
 data_dir=$(sed -n 's/^data_dir *= *"\(.*\)"/\1/p' "$config")
@@ -54,4 +58,4 @@ Try it:
 
 Ctrl-C stops it.
 BANNER
-wait -n $control $dataplane
+wait -n $control $mixer $dataplane

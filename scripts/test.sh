@@ -14,7 +14,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace --quiet
 echo "== end-to-end tests in headless Chromium"
-cargo build --quiet -p switchyard-control -p switchyard-dataplane
+cargo build --quiet -p switchyard-control -p switchyard-dataplane -p switchyard-mixer
 (cd tests/e2e && npm test)
 echo "== perf/run --quick"
 perf/run --quick

@@ -24,6 +24,7 @@ pub mod http;
 pub mod ids;
 pub mod link;
 pub mod media;
+pub mod mixing;
 pub mod model;
 pub mod portal;
 pub mod selection;

@@ -4,7 +4,6 @@ use anyhow::Context as _;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 use switchyard_config::{Config, LogFormat, DEFAULT_CONFIG_TOML};
 use switchyard_control::server;
 
@@ -126,10 +125,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .context("reading the portal address")?,
     );
     tracing::info!(portal = %portal_url, "portal listening (Socket.IO, OWT client protocol)");
-    notify_systemd();
+    switchyard_config::service::notify_ready("serving the management API");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        switchyard_config::service::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -138,51 +137,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let api = server::serve(state.clone(), listener, stopped(stop_rx.clone()));
     let portal = server::serve_router(&state, portal_router, portal_listener, stopped(stop_rx));
     tokio::try_join!(api, portal)?;
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    switchyard_config::service::notify_stopping();
     tracing::info!("switchyard-control stopped");
     Ok(())
-}
-
-/// Tells systemd (Type=notify) that the API is up, and pings its watchdog when one is set.
-fn notify_systemd() {
-    let _ = sd_notify::notify(
-        false,
-        &[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status("serving the management API"),
-        ],
-    );
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        let every = Duration::from_micros(usec / 2);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-            }
-        });
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
 }

@@ -197,6 +197,16 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         conference.clone(),
         link.clone(),
     ));
+    let mixer_rpc: SocketAddr = config
+        .mixer
+        .rpc_address
+        .parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7102)));
+    let mixing = crate::mixing::Mixing::new(
+        crate::mixing::MixerLink::new(mixer_rpc),
+        media.clone(),
+        store.clone(),
+    );
     let state = Arc::new(AppState {
         config: Arc::new(config),
         store,
@@ -208,6 +218,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         link,
         sessions,
         media,
+        mixing,
     });
     Ok(Prepared {
         state,
@@ -287,11 +298,12 @@ pub fn check_tls(config: &Config) -> Result<(), StartError> {
     tls_config(config).map(|_| ())
 }
 
-/// Connects to the media dataplane (and keeps reconnecting), and keeps media sessions in
-/// step with the conference.
+/// Connects to the media dataplane and the mixer (and keeps reconnecting), and keeps media
+/// sessions and rooms' mixed streams in step with the conference.
 pub fn spawn_media(state: &Shared) {
     state.link.spawn(state.media.clone());
     state.media.spawn_follow_conference();
+    state.mixing.spawn();
 }
 
 /// Forgets tokens an hour after they expire (used ones are kept that long so that a

@@ -78,6 +78,7 @@ fn units_pass_systemd_analyze_verify() {
         let specific: &[&str] = match name.as_str() {
             "switchyard-control.service" => &["StateDirectory=switchyard"],
             "switchyard-dataplane.service" => &["LimitMEMLOCK=infinity", "io_uring_setup"],
+            "switchyard-mixer.service" => &["Before=switchyard-control.service"],
             _ => &[],
         };
         for directive in specific {

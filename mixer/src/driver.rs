@@ -27,6 +27,13 @@ pub enum Command {
         /// The input client's offer, or why not.
         reply: oneshot::Sender<Result<Offer, String>>,
     },
+    /// Publish an input's mix-minus.
+    AddMinus {
+        /// The input's stream.
+        stream: String,
+        /// The output client's offer, or why not.
+        reply: oneshot::Sender<Result<Offer, String>>,
+    },
     /// Stop mixing a stream.
     RemoveInput {
         /// Its stream id.
@@ -80,11 +87,12 @@ fn bind(ip: IpAddr) -> Result<std::net::UdpSocket, StartError> {
     Ok(s)
 }
 
-/// Starts a view on a thread of its own; its events go to `events`. Returns its handle
-/// and the output client's first offer.
+/// Starts a view on a thread of its own, mixing the `speakers` loudest inputs; its events
+/// go to `events`. Returns its handle and the output client's first offer.
 pub fn start(
     spec: ViewSpec,
     ip: IpAddr,
+    speakers: usize,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<(ViewHandle, Offer), StartError> {
     let out_sock = bind(ip)?;
@@ -93,7 +101,13 @@ pub fn start(
         s.local_addr()
             .map_err(|source| StartError::Bind { ip, source })
     };
-    let (view, offer) = View::new(spec, local(&out_sock)?, local(&in_sock)?, Instant::now())?;
+    let (view, offer) = View::new(
+        spec,
+        speakers,
+        local(&out_sock)?,
+        local(&in_sock)?,
+        Instant::now(),
+    )?;
     let (tx, rx) = mpsc::unbounded_channel();
     let name = format!("view {}", view.id());
     std::thread::Builder::new()
@@ -166,6 +180,9 @@ async fn run(
                     }
                     Some(Command::AddInput { input, reply }) => {
                         let _ = reply.send(view.add_input(&input, now).map_err(|e| e.to_string()));
+                    }
+                    Some(Command::AddMinus { stream, reply }) => {
+                        let _ = reply.send(view.add_minus(&stream, now).map_err(|e| e.to_string()));
                     }
                     Some(Command::RemoveInput { stream }) => view.remove_input(&stream, now),
                     Some(Command::Update { spec }) => view.update(&spec),

@@ -75,12 +75,16 @@ fn run(config: Config, check_only: bool) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on mixer.rpc_address {rpc}"))?;
         tracing::info!(%rpc, %media_ip, "switchyard-mixer ready");
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        switchyard_config::service::notify_ready("mixing views");
+        let settings = switchyard_mixer::rpc::Settings {
+            media_ip,
+            speakers: config.mixer.speakers,
+        };
         tokio::select! {
-            _ = switchyard_mixer::rpc::serve(listener, media_ip) => {}
-            _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
+            _ = switchyard_mixer::rpc::serve(listener, settings) => {}
+            _ = switchyard_config::service::shutdown_signal() => {}
         }
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        switchyard_config::service::notify_stopping();
         Ok(())
     })
 }

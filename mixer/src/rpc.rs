@@ -13,13 +13,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+/// How views are run.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// The address views' WebRTC clients bind.
+    pub media_ip: IpAddr,
+    /// How many loudest inputs a view's audio mixes.
+    pub speakers: usize,
+}
+
 /// Serves control's connections on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, media_ip: IpAddr) {
+pub async fn serve(listener: TcpListener, settings: Settings) {
     loop {
         match listener.accept().await {
             Ok((stream, from)) => {
                 tracing::info!(%from, "control connected");
-                session(stream, media_ip).await;
+                session(stream, settings).await;
                 tracing::info!(%from, "control's connection ended: its views end too");
             }
             Err(e) => {
@@ -30,7 +39,7 @@ pub async fn serve(listener: TcpListener, media_ip: IpAddr) {
     }
 }
 
-async fn session(stream: TcpStream, media_ip: IpAddr) {
+async fn session(stream: TcpStream, settings: Settings) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let mut views: HashMap<String, ViewHandle> = HashMap::new();
@@ -46,7 +55,7 @@ async fn session(stream: TcpStream, media_ip: IpAddr) {
                 loop {
                     match decoder.next_frame::<Frame>() {
                         Ok(Some(Frame::Request { id, body })) => {
-                            let body = handle(body, &mut views, media_ip, &ev_tx).await;
+                            let body = handle(body, &mut views, settings, &ev_tx).await;
                             out.push(Frame::Response { id, body });
                         }
                         Ok(Some(_)) => {}
@@ -93,7 +102,7 @@ fn error(msg: impl Into<String>) -> Response {
 async fn handle(
     req: Request,
     views: &mut HashMap<String, ViewHandle>,
-    media_ip: IpAddr,
+    settings: Settings,
     events: &mpsc::UnboundedSender<Event>,
 ) -> Response {
     let unknown = |id: &str| error(format!("no view {id:?} on this mixer"));
@@ -109,7 +118,7 @@ async fn handle(
                 return error(format!("view {:?} exists already", view.id));
             }
             let id = view.id.clone();
-            match driver::start(view, media_ip, events.clone()) {
+            match driver::start(view, settings.media_ip, settings.speakers, events.clone()) {
                 Ok((handle, offer)) => {
                     tracing::info!(view = %id, "view started");
                     views.insert(id, handle);
@@ -136,6 +145,18 @@ async fn handle(
             };
             let (reply, rx) = oneshot::channel();
             v.send(Command::AddInput { input, reply });
+            match rx.await {
+                Ok(Ok(offer)) => Response::Offer(offer),
+                Ok(Err(e)) => error(e),
+                Err(_) => error("the view ended"),
+            }
+        }
+        Request::ViewMinusAdd { view, stream } => {
+            let Some(v) = views.get(&view) else {
+                return unknown(&view);
+            };
+            let (reply, rx) = oneshot::channel();
+            v.send(Command::AddMinus { stream, reply });
             match rx.await {
                 Ok(Ok(offer)) => Response::Offer(offer),
                 Ok(Err(e)) => error(e),

@@ -105,6 +105,8 @@ pub struct View {
     inputs: Vec<InputSections>,
     out_audio: Option<Mid>,
     out_video: Option<Mid>,
+    /// The output's mix-minus sections: (input, section).
+    minus: Vec<(Arc<str>, Mid)>,
     epoch: Instant,
     audio_samples: u64,
     next_audio: Option<Instant>,
@@ -116,19 +118,20 @@ pub struct View {
 }
 
 impl View {
-    /// A view whose output client is at `output_addr` and input client at `input_addr`;
-    /// returns it with the output's first offer.
+    /// A view mixing the `speakers` loudest inputs, whose output client is at
+    /// `output_addr` and input client at `input_addr`; returns it with the output's first
+    /// offer.
     pub fn new(
         spec: ViewSpec,
+        speakers: usize,
         output_addr: SocketAddr,
         input_addr: SocketAddr,
         now: Instant,
     ) -> Result<(View, Offer), ViewError> {
         let audio = match &spec.audio {
-            Some(_) => Some(
-                AudioMixer::new(crate::audio::mixer::SPEAKERS)
-                    .map_err(|e| ViewError::Codec(e.to_string()))?,
-            ),
+            Some(_) => {
+                Some(AudioMixer::new(speakers).map_err(|e| ViewError::Codec(e.to_string()))?)
+            }
             None => None,
         };
         let video = match &spec.video {
@@ -157,6 +160,7 @@ impl View {
             inputs: Vec::new(),
             out_audio: None,
             out_video: None,
+            minus: Vec::new(),
             epoch: now,
             audio_samples: 0,
             next_audio: None,
@@ -299,9 +303,53 @@ impl View {
         })
     }
 
+    /// Publishes an input's mix-minus: the output client's offer adding its section.
+    pub fn add_minus(&mut self, stream: &str, now: Instant) -> Result<Offer, ViewError> {
+        if self.output.pending.is_some() {
+            return Err(ViewError::Negotiation(
+                "an offer of the output client still waits for its answer",
+            ));
+        }
+        if self.audio.is_none() {
+            return Err(ViewError::Negotiation("the view has no audio"));
+        }
+        let Some(input) = self
+            .inputs
+            .iter()
+            .find(|i| &*i.stream == stream && i.audio.is_some())
+        else {
+            return Err(ViewError::Negotiation(
+                "no audio input of that stream in the view",
+            ));
+        };
+        if self.minus.iter().any(|(s, _)| &**s == stream) {
+            return Err(ViewError::Negotiation("its mix-minus is published already"));
+        }
+        let stream = input.stream.clone();
+        let mut change = self.output.rtc.sdp_api();
+        let mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let Some((offer, pending)) = change.apply() else {
+            return Err(ViewError::Negotiation("no section could be added"));
+        };
+        self.output.pending = Some(pending);
+        self.output.next_timeout = Some(now);
+        self.minus.push((stream.clone(), mid));
+        Ok(Offer {
+            client: Client::Output,
+            first: false,
+            sdp: offer.to_sdp_string(),
+            sections: vec![Section {
+                mid: mid.to_string(),
+                kind: "audio".into(),
+                input: Some(stream.to_string()),
+            }],
+        })
+    }
+
     /// Stops mixing a stream (its subscription on the dataplane is control's to end).
     pub fn remove_input(&mut self, stream: &str, now: Instant) {
         self.inputs.retain(|i| &*i.stream != stream);
+        self.minus.retain(|(s, _)| &**s != stream);
         if let Some(m) = self.audio.as_mut() {
             m.remove_input(now, stream);
         }
@@ -532,6 +580,17 @@ impl View {
             let Ok(Some(mixed)) = frame else { continue };
             self.stats.audio_frames += 1;
             let time = MediaTime::new(self.audio_samples, Frequency::FORTY_EIGHT_KHZ);
+            // Each input's mix-minus: its own when it speaks, else the mix (it is not in
+            // it). K + 1 encodes, however many listen.
+            for (stream, minus_mid) in &self.minus {
+                let data = mixed
+                    .minus
+                    .iter()
+                    .find(|(s, _)| s == stream)
+                    .map_or(&mixed.main, |(_, d)| d);
+                let (m, d) = (*minus_mid, data.clone());
+                write(&mut self.output.rtc, m, Codec::Opus, now, time, d);
+            }
             write(
                 &mut self.output.rtc,
                 mid,

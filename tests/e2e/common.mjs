@@ -36,9 +36,9 @@ async function waitFor(url, child, log, ms = 20000) {
  * `interfaces`: the media interfaces (default loopback only); `apiAddress`: where the
  * management API (and the demo pages) listen.
  */
-export async function startService({ extraDataplane = "", extraPortal = "", extraApi = "", cores = 2, interfaces = ["lo"], apiAddress = "127.0.0.1" } = {}) {
+export async function startService({ extraDataplane = "", extraPortal = "", extraApi = "", extraMixer = "", cores = 2, interfaces = ["lo"], apiAddress = "127.0.0.1", mixer = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "switchyard-e2e-"));
-  const [api, portal, rpc, metrics] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [api, portal, rpc, metrics, mixerRpc] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const minport = 41000 + Math.floor(Math.random() * 5000);
   const config = `data_dir = "${dir}/data"
 [log]
@@ -60,6 +60,9 @@ cores = ${cores}
 rpc_address = "127.0.0.1:${rpc}"
 metrics_address = "127.0.0.1:${metrics}"
 ${extraDataplane}
+[mixer]
+rpc_address = "127.0.0.1:${mixerRpc}"
+${extraMixer}
 [demo]
 enabled = true
 `;
@@ -70,6 +73,15 @@ enabled = true
     const out = fs.openSync(log, "a");
     const child = spawn(path.join(BIN_DIR, `switchyard-${name}`), ["--config", path.join(dir, "switchyard.toml")], { stdio: ["ignore", out, out] });
     svc.procs[name] = { child, log };
+    if (name === "mixer") {
+      // Ready when it listens for control.
+      const end = Date.now() + 20000;
+      while (Date.now() < end && !fs.readFileSync(log, "utf8").includes("switchyard-mixer ready")) {
+        if (child.exitCode !== null) throw new Error(`mixer exited (${child.exitCode}):\n${fs.readFileSync(log, "utf8")}`);
+        await new Promise(r => setTimeout(r, 100));
+      }
+      return;
+    }
     await waitFor(name === "control" ? `${svc.api}/healthz` : svc.metrics, child, log);
   };
   svc.kill = async (name, signal = "SIGKILL") => {
@@ -80,10 +92,12 @@ enabled = true
   svc.log = (name) => fs.readFileSync(svc.procs[name].log, "utf8");
   svc.stop = async () => { for (const n of Object.keys(svc.procs)) await svc.kill(n, "SIGTERM"); };
   await svc.start("dataplane");
+  if (mixer) await svc.start("mixer");
   await svc.start("control");
-  // Wait until control has connected to the dataplane.
+  // Wait until control has connected to the dataplane (and the mixer).
   const end = Date.now() + 10000;
-  while (Date.now() < end && !svc.log("control").includes("media dataplane connected")) await new Promise(r => setTimeout(r, 100));
+  const up = () => svc.log("control").includes("media dataplane connected") && (!mixer || svc.log("control").includes("mixer connected"));
+  while (Date.now() < end && !up()) await new Promise(r => setTimeout(r, 100));
   return svc;
 }
 
@@ -91,7 +105,7 @@ enabled = true
  * Headless Chromium; `executablePath` another launcher (e.g. one inside a namespace),
  * `audioFile` a WAV its fake microphone plays instead of its beep.
  */
-export async function launchBrowser(executablePath = CHROMIUM, { audioFile } = {}) {
+export async function launchBrowser(executablePath = CHROMIUM, { audioFile, videoFile } = {}) {
   // playwright gives each launch a fresh, empty profile directory of its own.
   return chromium.launch({
     executablePath,
@@ -102,16 +116,31 @@ export async function launchBrowser(executablePath = CHROMIUM, { audioFile } = {
       "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
       "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
       ...(audioFile ? [`--use-file-for-fake-audio-capture=${audioFile}`] : []),
+      ...(videoFile ? [`--use-file-for-fake-video-capture=${videoFile}`] : []),
     ],
   });
 }
 
-/** A minute of WAV (made once with FFmpeg): a 440 Hz tone (FFmpeg's sine, -18 dBFS), or silence. */
+/**
+ * A minute of WAV (made once with FFmpeg): a tone (FFmpeg's sine, -18 dBFS) at 440 Hz
+ * (`tone` true) or at `tone` Hz (a number), or silence.
+ */
 export function wav(name, tone) {
   const file = path.join(os.tmpdir(), `switchyard-e2e-${name}.wav`);
   if (!fs.existsSync(file)) {
-    const src = tone ? "sine=frequency=440:sample_rate=48000" : "anullsrc=r=48000:cl=mono";
+    const hz = typeof tone === "number" ? tone : 440;
+    const src = tone ? `sine=frequency=${hz}:sample_rate=48000` : "anullsrc=r=48000:cl=mono";
     sh("ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", src, "-t", "60", "-ac", "1", file);
+  }
+  return file;
+}
+
+/** Ten seconds of a solid colour as Y4M (made once with FFmpeg), for a fake camera. */
+export function y4m(name, colour, { width = 320, height = 240, fps = 15 } = {}) {
+  const file = path.join(os.tmpdir(), `switchyard-e2e-${name}-${width}x${height}.y4m`);
+  if (!fs.existsSync(file)) {
+    sh("ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", `color=c=${colour}:s=${width}x${height}:r=${fps}`,
+      "-t", "10", "-pix_fmt", "yuv420p", file);
   }
   return file;
 }

@@ -19,6 +19,8 @@
 
 #[cfg(feature = "logging")]
 pub mod logging;
+#[cfg(feature = "service")]
+pub mod service;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
@@ -397,6 +399,8 @@ pub struct MixerConfig {
     pub rpc_address: String,
     /// The address the mixer's WebRTC clients bind to reach the dataplane.
     pub media_ip: String,
+    /// How many of a view's loudest inputs its audio mixes (1 to 16).
+    pub speakers: usize,
 }
 
 impl Default for MixerConfig {
@@ -404,6 +408,7 @@ impl Default for MixerConfig {
         MixerConfig {
             rpc_address: "127.0.0.1:7102".into(),
             media_ip: "127.0.0.1".into(),
+            speakers: 3,
         }
     }
 }
@@ -678,6 +683,12 @@ impl Config {
                     "{:?} is not host:port (e.g. \"127.0.0.1:7102\")",
                     self.mixer.rpc_address
                 ),
+            ));
+        }
+        if !(1..=16).contains(&self.mixer.speakers) {
+            return Err(ConfigError::invalid(
+                "mixer.speakers",
+                format!("{} is out of range: use 1 to 16", self.mixer.speakers),
             ));
         }
         if self.mixer.media_ip.parse::<IpAddr>().is_err() {

@@ -59,6 +59,8 @@ pub struct AppState {
     pub sessions: Arc<crate::media::Sessions>,
     /// Keeps sessions, conference and dataplane in agreement.
     pub media: Arc<crate::media::Media>,
+    /// Keeps rooms' views, the mixer and the dataplane in agreement.
+    pub mixing: Arc<crate::mixing::Mixing>,
 }
 
 /// How long a cached service is trusted before the store is asked again. A service

@@ -127,8 +127,8 @@ fn video_format(t: &Track) -> VideoFormat {
     VideoFormat::new(codec, None)
 }
 
-/// OWT's stream description of a WHIP publication.
-pub fn stream_info(id: &str, owner: &str, tracks: &[Track]) -> StreamInfo {
+/// OWT's stream description of a WHIP publication, mixed into the views `in_views`.
+pub fn stream_info(id: &str, owner: &str, tracks: &[Track], in_views: Vec<String>) -> StreamInfo {
     let audio = tracks.iter().find(|t| t.kind == MediaKind::Audio);
     let video = tracks.iter().find(|t| t.kind == MediaKind::Video);
     StreamInfo {
@@ -157,7 +157,7 @@ pub fn stream_info(id: &str, owner: &str, tracks: &[Track]) -> StreamInfo {
         info: StreamDetails::Forward(ForwardInfo {
             owner: owner.to_string(),
             origin: "webrtc".into(),
-            in_views: Vec::new(),
+            in_views,
             attributes: None,
             active_input: None,
         }),
@@ -241,13 +241,13 @@ pub async fn publish(
     let result = create_peer(
         &st,
         &peer,
-        Binding::Publish {
+        vec![Binding::Publish {
             publication: stream.clone(),
             mids: None,
             audio: role.publish.audio,
             video: role.publish.video,
             selection,
-        },
+        }],
         offer,
         false,
     )
@@ -259,7 +259,12 @@ pub async fn publish(
             return Err(e);
         }
     };
-    let info = stream_info(&stream, &participant, created.tracks(&stream));
+    let info = stream_info(
+        &stream,
+        &participant,
+        created.tracks(&stream),
+        crate::mixing::default_in_views(&r.config),
+    );
     if let Err(e) = st
         .conference
         .admit_stream(&room, info, r.config.input_limit)
@@ -326,16 +331,10 @@ pub async fn play(
         .media
         .selection_for(&room, r.config.select_active_audio)
         .await;
-    let s = st
-        .conference
+    // Forward and mixed streams alike.
+    st.conference
         .stream(&room, &stream)
         .map_err(ApiError::from)?;
-    if s.kind != StreamKind::Forward {
-        return Err(ApiError::bad(
-            "stream",
-            "mixed streams are not playable yet: pick a forward stream",
-        ));
-    }
     let participant = new_id();
     let p = Participant {
         id: participant.clone(),
@@ -348,17 +347,37 @@ pub async fn play(
         .map_err(|e| ApiError::Forbidden(e.to_string()))?;
     let subscription = new_id();
     let peer = format!("whep-{subscription}");
+    // A publisher playing a mixed stream its own audio is mixed into hears the view
+    // without itself: its audio sections play its mix-minus.
+    let minus = st.mixing.minus_for(&room, &stream, &rec.user);
+    let mut bindings = vec![Binding::Subscribe {
+        subscription: subscription.clone(),
+        publication: stream.clone(),
+        mids: None,
+        audio: role.subscribe.audio,
+        video: role.subscribe.video,
+        cap,
+    }];
+    let minus_subscription = format!("{subscription}~audio");
+    if let Some(minus) = &minus {
+        let (audio_mids, video_mids) = crate::mixing::sdp_mids(&offer);
+        if let Some(Binding::Subscribe { mids, audio, .. }) = bindings.first_mut() {
+            *mids = Some(video_mids);
+            *audio = false;
+        }
+        bindings.push(Binding::Subscribe {
+            subscription: minus_subscription.clone(),
+            publication: minus.clone(),
+            mids: Some(audio_mids),
+            audio: role.subscribe.audio,
+            video: false,
+            cap: Default::default(),
+        });
+    }
     let result = create_peer(
         &st,
         &peer,
-        Binding::Subscribe {
-            subscription: subscription.clone(),
-            publication: stream.clone(),
-            mids: None,
-            audio: role.subscribe.audio,
-            video: role.subscribe.video,
-            cap,
-        },
+        bindings,
         offer,
         r.config.enable_bandwidth_adaptation,
     )
@@ -370,6 +389,20 @@ pub async fn play(
             return Err(e);
         }
     };
+    if let Some(minus) = minus {
+        // Ends with the peer; the peer is the main session's to close.
+        st.sessions.insert(Session {
+            id: minus_subscription.clone(),
+            peer: peer.clone(),
+            room: room.clone(),
+            participant: participant.clone(),
+            stream: minus,
+            subscription: Some(minus_subscription),
+            token_id: None,
+            core,
+            whole_peer: false,
+        });
+    }
     st.sessions.insert(Session {
         id: subscription.clone(),
         peer,
@@ -392,7 +425,7 @@ pub async fn play(
 async fn create_peer(
     st: &Shared,
     peer: &str,
-    binding: Binding,
+    bindings: Vec<Binding>,
     offer_sdp: String,
     bandwidth_adaptation: bool,
 ) -> Result<(switchyard_dataplane_api::PeerCreated, u16), ApiError> {
@@ -401,7 +434,7 @@ async fn create_peer(
         peer: peer.to_string(),
         core,
         offer_sdp,
-        bindings: vec![binding],
+        bindings,
         close_when_empty: true,
         bandwidth_adaptation,
     });

@@ -615,6 +615,65 @@ impl Conference {
         Ok(())
     }
 
+    /// The rooms with someone in them.
+    pub fn active_rooms(&self) -> Vec<String> {
+        self.read(|m| {
+            m.iter()
+                .filter(|(_, r)| !r.participants.is_empty())
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+    }
+
+    /// A mixed stream's layout is now `layout` (which stream is in which region): its
+    /// info follows, and clients are told (OWT's `video.layout` update).
+    pub fn set_mixed_layout(
+        &self,
+        room: &str,
+        id: &str,
+        layout: Vec<StreamRegion>,
+    ) -> Result<(), ConferenceError> {
+        let updated = self.write(|m| {
+            let r = m.get_mut(room).ok_or(ConferenceError::StreamNotFound)?;
+            let s = r
+                .streams
+                .iter_mut()
+                .find(|s| s.id == id)
+                .ok_or(ConferenceError::StreamNotFound)?;
+            match &mut s.info {
+                StreamDetails::Mixed(mixed) => mixed.layout = layout,
+                StreamDetails::Forward(_) => return Err(ConferenceError::StreamNotFound),
+            }
+            Ok::<_, ConferenceError>(s.clone())
+        })?;
+        let value = match &updated.info {
+            StreamDetails::Mixed(m) => serde_json::to_value(&m.layout).unwrap_or(Value::Null),
+            StreamDetails::Forward(_) => Value::Null,
+        };
+        self.emit(ConferenceEvent::StreamUpdated {
+            room: room.to_string(),
+            stream: Box::new(updated),
+            changes: vec![("video.layout".into(), value)],
+        });
+        Ok(())
+    }
+
+    /// The loudest input of a mixed stream changed (OWT's `activeInput` update).
+    pub fn set_mixed_active_input(
+        &self,
+        room: &str,
+        id: &str,
+        input: &str,
+    ) -> Result<(), ConferenceError> {
+        let stream = self.stream(room, id)?;
+        self.emit(ConferenceEvent::StreamUpdated {
+            room: room.to_string(),
+            stream: Box::new(stream),
+            changes: vec![("activeInput".into(), Value::String(input.to_string()))],
+        });
+        Ok(())
+    }
+
     /// Removes a stream and tells its publisher's connection.
     pub fn drop_stream(&self, room: &str, id: &str) -> Result<(), ConferenceError> {
         self.write(|m| {

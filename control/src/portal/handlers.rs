@@ -4,7 +4,7 @@ use super::protocol::{self as p, PortalError};
 use super::{participant_room, Bound, Member, Portal, Transport};
 use crate::dataplane::DataplaneError;
 use crate::ids::{new_id, now_ms};
-use crate::model::conference::{Participant, Permission, StreamKind};
+use crate::model::conference::{Participant, Permission};
 use crate::model::or_false::OrFalse;
 use crate::model::room::AudioVideo;
 use serde_json::{json, Value};
@@ -507,17 +507,12 @@ async fn subscribe(
         let m = members
             .get_mut(&me)
             .ok_or_else(PortalError::not_logged_in)?;
-        let s = portal
+        // Forward and mixed streams alike.
+        portal
             .st
             .conference
             .stream(&m.room, &stream)
             .map_err(|_| PortalError::new(1004, format!("no stream {stream:?} in the room")))?;
-        if s.kind != StreamKind::Forward {
-            return Err(PortalError::new(
-                2002,
-                "mixed streams are not offered yet: subscribe to a forward stream",
-            ));
-        }
         let may = m.permission.can_subscribe();
         if (audio && !may.audio) || (video && !may.video) {
             let what = if audio && !may.audio {

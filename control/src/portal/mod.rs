@@ -385,14 +385,18 @@ impl Portal {
         };
         let svc = limit_service.clone();
         let rid = room.clone();
-        let input_limit = self
+        let config = self
             .st
             .db(move |s| s.room(&svc, &rid))
             .await
             .ok()
             .flatten()
-            .map(|r| r.config.input_limit)
-            .unwrap_or(-1);
+            .map(|r| r.config);
+        let input_limit = config.as_ref().map_or(-1, |c| c.input_limit);
+        let in_views = config
+            .as_ref()
+            .map(crate::mixing::default_in_views)
+            .unwrap_or_default();
         for b in fresh {
             let session = Session {
                 id: b.id.clone(),
@@ -407,7 +411,7 @@ impl Portal {
             };
             if b.stream.is_none() {
                 // A publication: now a stream of the room (which tells the others).
-                let info = publication_info(&b, participant);
+                let info = publication_info(&b, participant, in_views.clone());
                 if let Err(e) = self.st.conference.admit_stream(&room, info, input_limit) {
                     let _ = self
                         .st
@@ -464,8 +468,8 @@ fn owner_of(s: &StreamInfo) -> Option<String> {
 }
 
 /// The room's description of a portal publication.
-fn publication_info(b: &Bound, owner: &str) -> StreamInfo {
-    let mut info = crate::http::whip::stream_info(&b.id, owner, &b.tracks);
+fn publication_info(b: &Bound, owner: &str, in_views: Vec<String>) -> StreamInfo {
+    let mut info = crate::http::whip::stream_info(&b.id, owner, &b.tracks, in_views);
     if let crate::model::conference::StreamDetails::Forward(f) = &mut info.info {
         f.attributes = b.attributes.clone();
     }

@@ -115,6 +115,8 @@ pub trait Store: Send + Sync + 'static {
     fn create_room(&self, service: &str, room: &Room) -> Result<(), StoreError>;
     /// One room of `service`.
     fn room(&self, service: &str, id: &str) -> Result<Option<Room>, StoreError>;
+    /// One room, whichever service owns it (room ids are unique).
+    fn room_by_id(&self, id: &str) -> Result<Option<Room>, StoreError>;
     /// Rooms of `service` in creation order, one page or all, and the total count.
     fn rooms(&self, service: &str, page: Option<Page>) -> Result<(Vec<Room>, u64), StoreError>;
     /// The ids of the rooms of `service`, in creation order.

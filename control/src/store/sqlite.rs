@@ -297,6 +297,17 @@ impl Store for SqliteStore {
         row.map(|cfg| room_from(id.to_string(), &cfg)).transpose()
     }
 
+    fn room_by_id(&self, id: &str) -> Result<Option<Room>, StoreError> {
+        let row: Option<String> = self.with(|c| {
+            c.query_row("SELECT config FROM rooms WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)
+        })?;
+        row.map(|cfg| room_from(id.to_string(), &cfg)).transpose()
+    }
+
     fn rooms(&self, service: &str, page: Option<Page>) -> Result<(Vec<Room>, u64), StoreError> {
         let (rows, total) = self.with(|c| {
             let total: i64 = c

@@ -12,8 +12,8 @@
 //! dataplane; nothing in the dataplane knows about mixing.
 //!
 //! **Requests** are named entity-verb: `MIXER_INFO` (the handshake), `VIEW_CREATE`,
-//! `VIEW_ANSWER`, `VIEW_INPUT_ADD`, `VIEW_INPUT_REMOVE`, `VIEW_UPDATE`, `VIEW_CLOSE`,
-//! `PING`. Each is answered with exactly one [`Response`]. **Events**: a view failed
+//! `VIEW_ANSWER`, `VIEW_INPUT_ADD`, `VIEW_MINUS_ADD`, `VIEW_INPUT_REMOVE`, `VIEW_UPDATE`,
+//! `VIEW_CLOSE`, `PING`. Each is answered with exactly one [`Response`]. **Events**: a view failed
 //! (`VIEW_CLOSED`), its layout changed (`VIEW_LAYOUT`: which input is in which region),
 //! its loudest input changed (`VIEW_ACTIVE_INPUT`).
 //!
@@ -56,6 +56,15 @@ pub enum Request {
         view: String,
         /// The input.
         input: Input,
+    },
+    /// Publish the mix-minus of an input (the view's audio without that input's own:
+    /// what its publisher hears); answered with an [`Offer`] of the output client that
+    /// adds the section carrying it.
+    ViewMinusAdd {
+        /// The view's id.
+        view: String,
+        /// The input's stream id.
+        stream: String,
     },
     /// Stop mixing a stream (control ends its subscription on the dataplane).
     ViewInputRemove {
@@ -257,7 +266,8 @@ pub struct Section {
     pub mid: String,
     /// `audio` or `video`.
     pub kind: String,
-    /// The input stream it receives, or `None` for the view's output.
+    /// The input stream it receives (input client), or whose mix-minus it carries
+    /// (output client); `None` for the view's mixed stream.
     pub input: Option<String>,
 }
 
@@ -293,8 +303,8 @@ pub enum Event {
     ViewLayout {
         /// The view.
         view: String,
-        /// (input stream, region id) for every input shown.
-        regions: Vec<(String, String)>,
+        /// (input stream, its region) for every input shown.
+        regions: Vec<(String, Region)>,
     },
     /// The loudest input of a view with `vad` changed.
     ViewActiveInput {

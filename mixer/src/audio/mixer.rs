@@ -11,9 +11,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use switchyard_dataplane::speakers::{ActiveSpeakers, SlotChange};
 
-/// How many speakers are mixed (as WebRTC's conference mixer, which OWT used).
-pub const SPEAKERS: usize = 3;
-
 /// Decoded frames kept per speaker at most (a 100 ms jitter allowance); older ones go.
 const MAX_QUEUED: usize = 5;
 
@@ -138,22 +135,30 @@ impl AudioMixer {
     }
 
     /// The next 20 ms: the speakers' frames mixed and encoded (`None`: nobody spoke).
+    /// Every seated speaker gets its mix-minus from its slot's encoder, even in a frame
+    /// it has nothing in (then the whole mix), so each mix-minus stream comes from one
+    /// encoder throughout.
     pub fn tick(&mut self) -> Result<Option<Mixed>, AudioError> {
-        let mut frames: Vec<(Arc<str>, Vec<i16>)> = Vec::with_capacity(self.minus.len());
-        for s in self.speakers.slots().iter().flatten() {
-            if let Some(f) = self.inputs.get_mut(s).and_then(|i| i.frames.pop_front()) {
-                frames.push((s.clone(), f));
+        let mut seated: Vec<(usize, Arc<str>, Option<Vec<i16>>)> = Vec::new();
+        for (slot, s) in self.speakers.slots().iter().enumerate() {
+            if let Some(s) = s {
+                let frame = self.inputs.get_mut(s).and_then(|i| i.frames.pop_front());
+                seated.push((slot, s.clone(), frame));
             }
         }
-        if frames.is_empty() {
+        if seated.iter().all(|(_, _, f)| f.is_none()) {
             return Ok(None);
         }
-        let refs: Vec<&[i16]> = frames.iter().map(|(_, f)| f.as_slice()).collect();
+        let silence = [0i16; FRAME];
+        let refs: Vec<&[i16]> = seated
+            .iter()
+            .map(|(_, _, f)| f.as_deref().unwrap_or(&silence))
+            .collect();
         mix_minus(&refs, &mut self.acc, &mut self.mix, &mut self.minus);
         let main = self.main.encode(&self.mix)?.to_vec();
-        let mut minus = Vec::with_capacity(frames.len());
-        for (i, (s, _)) in frames.iter().enumerate() {
-            if let (Some(enc), Some(m)) = (self.minus_encoders.get_mut(i), self.minus.get(i)) {
+        let mut minus = Vec::with_capacity(seated.len());
+        for (i, (slot, s, _)) in seated.iter().enumerate() {
+            if let (Some(enc), Some(m)) = (self.minus_encoders.get_mut(*slot), self.minus.get(i)) {
                 minus.push((s.clone(), enc.encode(m)?.to_vec()));
             }
         }

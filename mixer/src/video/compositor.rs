@@ -134,14 +134,14 @@ impl Compositor {
     }
 
     /// Which input is in which region, when that changed since the last call.
-    pub fn poll_layout(&mut self) -> Option<Vec<(String, String)>> {
+    pub fn poll_layout(&mut self) -> Option<Vec<(String, Region)>> {
         if !std::mem::take(&mut self.layout_changed) {
             return None;
         }
         Some(
             self.placed
                 .iter()
-                .map(|(s, r)| (s.to_string(), r.id.clone()))
+                .map(|(s, r)| (s.to_string(), r.clone()))
                 .collect(),
         )
     }

@@ -1,0 +1,896 @@
+//! Mixed streams: each view of a room (OWT's `views`, `common` by default) mixed by
+//! `switchyard-mixer` into the room's mixed stream `{room}-{label}`.
+//!
+//! A room's views start when someone is in the room (and mixer and dataplane are up),
+//! and end when the room empties or goes. For each view control asks the mixer for the
+//! offer of its output client, places a dataplane peer for it that publishes the mixed
+//! stream, and hands the answer back; the stream then joins the room like any other
+//! (clients are told, REST lists it) and is played like any other (portal, WHEP). Every
+//! forward stream is mixed into the views its `inViews` names — all of the room's views
+//! when published, as in OWT; `PATCH /info/inViews` adds and removes it — through the
+//! view's input client: one more subscription on its dataplane peer per input. The
+//! mixer's layout and active-speaker reports become the mixed stream's `video.layout`
+//! and `activeInput` updates; `PATCH /info/layout` pins inputs to regions.
+//!
+//! One task does all of this in order (a view's negotiations must not interleave), and
+//! every two seconds it reconciles what runs with what should, which also brings views
+//! back after a mixer or dataplane restart.
+
+use crate::dataplane::Link as DataplaneLink;
+use crate::link::{self, LinkListener, Protocol};
+use crate::media::{Media, Session};
+use crate::model::conference::{
+    AudioInfo, ConferenceEvent, MixedInfo, StreamDetails, StreamInfo, StreamKind, StreamMedia,
+    StreamRegion, VideoInfo, VideoParameters,
+};
+use crate::model::media::{default_bitrate_kbps, AudioCodec, AudioFormat, VideoCodec};
+use crate::model::or_false::OrFalse;
+use crate::model::room::{self, Area, BaseTemplate, FitPolicy, Ratio, RoomConfig, Shape};
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchyard_dataplane_api::{
+    Binding, PeerCreate, PeerOffer, Request as DpRequest, Response as DpResponse,
+};
+use switchyard_mixer_api as api;
+use tokio::sync::mpsc;
+
+/// The mixer's RPC.
+#[derive(Debug)]
+pub struct Mixer;
+
+impl Protocol for Mixer {
+    type Request = api::Request;
+    type Response = api::Response;
+    type Event = api::Event;
+    type Info = api::MixerInfo;
+    type Error = api::RpcError;
+    const NAME: &'static str = "mixer";
+
+    fn hello() -> api::Request {
+        api::Request::MixerInfo
+    }
+
+    fn ping() -> api::Request {
+        api::Request::Ping
+    }
+
+    fn welcome(answer: api::Response) -> Result<api::MixerInfo, String> {
+        match answer {
+            api::Response::MixerInfo(i) if i.protocol == api::PROTOCOL_VERSION => Ok(i),
+            api::Response::MixerInfo(i) => Err(format!(
+                "the mixer speaks protocol version {}, control {}",
+                i.protocol,
+                api::PROTOCOL_VERSION
+            )),
+            other => Err(format!("unexpected handshake answer {other:?}")),
+        }
+    }
+
+    fn split(answer: api::Response) -> Result<api::Response, api::RpcError> {
+        match answer {
+            api::Response::Error(e) => Err(e),
+            other => Ok(other),
+        }
+    }
+}
+
+/// The link to the mixer.
+pub type MixerLink = link::Link<Mixer>;
+
+/// The id of a room's mixed stream for view `label` (OWT's `{room}-{label}`).
+pub fn view_id(room: &str, label: &str) -> String {
+    format!("{room}-{label}")
+}
+
+/// The id of the publication carrying input `stream`'s mix-minus in view `view` (not a
+/// room stream: played only by the input's publisher, in place of the view's audio).
+pub fn minus_id(view: &str, stream: &str) -> String {
+    format!("{view}~{stream}")
+}
+
+/// The audio and video sections (mids) of an SDP offer, in order.
+pub fn sdp_mids(sdp: &str) -> (Vec<String>, Vec<String>) {
+    let (mut audio, mut video) = (Vec::new(), Vec::new());
+    let mut kind = None;
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = line.strip_prefix("m=") {
+            kind = m.split_whitespace().next().map(str::to_string);
+        } else if let Some(mid) = line.strip_prefix("a=mid:") {
+            match kind.as_deref() {
+                Some("audio") => audio.push(mid.trim().to_string()),
+                Some("video") => video.push(mid.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    (audio, video)
+}
+
+/// How often what runs is reconciled with what should.
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
+/// The participant id mixer sessions are recorded under.
+const MIXER_PARTICIPANT: &str = "mixer";
+
+struct ViewState {
+    room: String,
+    label: String,
+    out_peer: String,
+    in_peer: String,
+    out_core: u16,
+    in_core: Option<u16>,
+    inputs: Vec<String>,
+    /// Inputs pinned to regions (`PATCH /info/layout`), sent with `VIEW_UPDATE`.
+    pinned: Vec<(String, String)>,
+    config: room::View,
+}
+
+/// Something for the mixing task to do.
+enum Job {
+    Conference(ConferenceEvent),
+    Mixer(api::Event),
+    MixerDown,
+    Reconcile,
+}
+
+/// Keeps rooms' views, the mixer and the dataplane in agreement.
+pub struct Mixing {
+    /// The link to the mixer.
+    pub link: Arc<MixerLink>,
+    media: Arc<Media>,
+    store: Arc<dyn Store>,
+    jobs: mpsc::UnboundedSender<Job>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+}
+
+/// Why mixing a view failed (logged; the reconcile tries again).
+#[derive(Debug, thiserror::Error)]
+enum MixError {
+    #[error("mixer: {0}")]
+    Mixer(#[from] link::LinkError<Mixer>),
+    #[error("dataplane: {0}")]
+    Dataplane(#[from] crate::dataplane::DataplaneError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Mixing {
+    /// Mixing over `link` for `media`'s conference, with rooms from `store`.
+    pub fn new(link: Arc<MixerLink>, media: Arc<Media>, store: Arc<dyn Store>) -> Arc<Self> {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        Arc::new(Mixing {
+            link,
+            media,
+            store,
+            jobs,
+            rx: Mutex::new(Some(rx)),
+        })
+    }
+
+    fn dataplane(&self) -> &Arc<DataplaneLink> {
+        &self.media.link
+    }
+
+    /// Connects to the mixer (and keeps reconnecting) and runs the mixing task.
+    pub fn spawn(self: &Arc<Self>) {
+        self.link.spawn(self.clone());
+        let Some(mut rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let mut events = self.media.conference.subscribe();
+        let jobs = self.jobs.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(ev) => {
+                        if jobs.send(Job::Conference(ev)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "conference events missed by mixing");
+                        let _ = jobs.send(Job::Reconcile);
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        let jobs = self.jobs.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RECONCILE_EVERY);
+            loop {
+                tick.tick().await;
+                if jobs.send(Job::Reconcile).is_err() {
+                    break;
+                }
+            }
+        });
+        let mixing = self.clone();
+        tokio::spawn(async move {
+            let mut views: HashMap<String, ViewState> = HashMap::new();
+            while let Some(job) = rx.recv().await {
+                mixing.run(job, &mut views).await;
+            }
+        });
+    }
+
+    async fn run(&self, job: Job, views: &mut HashMap<String, ViewState>) {
+        match job {
+            Job::Reconcile => self.reconcile(views).await,
+            Job::MixerDown => {
+                for (id, v) in views.drain() {
+                    self.teardown(&id, &v, false).await;
+                }
+            }
+            Job::Mixer(e) => self.on_mixer_event(e, views).await,
+            Job::Conference(e) => self.on_conference_event(e, views).await,
+        }
+    }
+
+    /// Starts the views of rooms with people in them, ends those of rooms without.
+    async fn reconcile(&self, views: &mut HashMap<String, ViewState>) {
+        if !self.link.is_up() || !self.dataplane().is_up() {
+            return;
+        }
+        let active = self.media.conference.active_rooms();
+        let idle: Vec<String> = views
+            .iter()
+            .filter(|(_, v)| !active.contains(&v.room))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            if let Some(v) = views.remove(&id) {
+                self.teardown(&id, &v, true).await;
+            }
+        }
+        for room in active {
+            if views.values().any(|v| v.room == room) {
+                continue;
+            }
+            let store = self.store.clone();
+            let rid = room.clone();
+            let config = match tokio::task::spawn_blocking(move || store.room_by_id(&rid)).await {
+                Ok(Ok(Some(r))) => r.config,
+                _ => continue,
+            };
+            for view in &config.views {
+                let id = view_id(&room, &view.label);
+                match self.start_view(&room, view).await {
+                    Ok(state) => {
+                        views.insert(id.clone(), state);
+                        self.mix_room_inputs(&id, views).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(view = %id, error = %e, "the view could not start; retrying");
+                        let _ = self
+                            .link
+                            .call(api::Request::ViewClose { view: id.clone() })
+                            .await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a view: the mixer's output client, its dataplane peer, the mixed stream.
+    async fn start_view(&self, room: &str, view: &room::View) -> Result<ViewState, MixError> {
+        let id = view_id(room, &view.label);
+        let spec = view_spec(room, view, &[]);
+        let offer = match self
+            .link
+            .call(api::Request::ViewCreate { view: spec })
+            .await?
+        {
+            api::Response::Offer(o) => o,
+            other => return Err(MixError::Other(format!("unexpected answer {other:?}"))),
+        };
+        let out_peer = format!("{id}#out");
+        let core = self.dataplane().place()?;
+        let mids: Vec<String> = offer.sections.iter().map(|s| s.mid.clone()).collect();
+        let has = |kind: &str| offer.sections.iter().any(|s| s.kind == kind);
+        let created = self
+            .dataplane()
+            .call(DpRequest::PeerCreate(PeerCreate {
+                peer: out_peer.clone(),
+                core,
+                offer_sdp: offer.sdp,
+                bindings: vec![Binding::Publish {
+                    publication: id.clone(),
+                    mids: Some(mids),
+                    audio: has("audio"),
+                    video: has("video"),
+                    selection: None,
+                }],
+                close_when_empty: false,
+                bandwidth_adaptation: false,
+            }))
+            .await;
+        let answer = match created {
+            Ok(DpResponse::PeerCreated(c)) => c.answer_sdp,
+            other => {
+                self.dataplane().release(core);
+                return Err(MixError::Other(format!(
+                    "the dataplane refused the view's peer: {other:?}"
+                )));
+            }
+        };
+        if let Err(e) = self
+            .link
+            .call(api::Request::ViewAnswer {
+                view: id.clone(),
+                client: api::Client::Output,
+                sdp: answer,
+            })
+            .await
+        {
+            self.close_peer(&out_peer, core).await;
+            return Err(e.into());
+        }
+        self.media.sessions.insert(Session {
+            id: id.clone(),
+            peer: out_peer.clone(),
+            room: room.to_string(),
+            participant: MIXER_PARTICIPANT.into(),
+            stream: id.clone(),
+            subscription: None,
+            token_id: None,
+            core,
+            whole_peer: false,
+        });
+        if self.media.conference.stream(room, &id).is_err() {
+            self.media
+                .conference
+                .add_stream(room, mixed_stream(&id, view));
+        }
+        tracing::info!(view = %id, core, "mixed stream started");
+        Ok(ViewState {
+            room: room.to_string(),
+            label: view.label.clone(),
+            out_peer,
+            in_peer: format!("{id}#in"),
+            out_core: core,
+            in_core: None,
+            inputs: Vec::new(),
+            pinned: Vec::new(),
+            config: view.clone(),
+        })
+    }
+
+    /// Mixes every stream of the view's room whose `inViews` names it.
+    async fn mix_room_inputs(&self, id: &str, views: &mut HashMap<String, ViewState>) {
+        let Some((room, label)) = views.get(id).map(|v| (v.room.clone(), v.label.clone())) else {
+            return;
+        };
+        for s in self.media.conference.streams(&room) {
+            if wants(&s, &label) {
+                self.add_input(id, &s, views).await;
+            }
+        }
+    }
+
+    /// Mixes one stream into a view (no-op if it is already).
+    async fn add_input(
+        &self,
+        id: &str,
+        stream: &StreamInfo,
+        views: &mut HashMap<String, ViewState>,
+    ) {
+        let Some(v) = views.get_mut(id) else { return };
+        if v.inputs.contains(&stream.id) {
+            return;
+        }
+        let input = api::Input {
+            stream: stream.id.clone(),
+            audio: matches!(stream.media.audio, OrFalse::Some(_)),
+            video: matches!(stream.media.video, OrFalse::Some(_)),
+        };
+        let audio = input.audio;
+        match self.bind_input(v, input).await {
+            Ok(()) => {
+                v.inputs.push(stream.id.clone());
+                tracing::info!(view = %id, input = %stream.id, "stream mixed");
+                if audio {
+                    if let Err(e) = self.publish_minus(v, &stream.id).await {
+                        tracing::warn!(view = %id, input = %stream.id, error = %e, "its mix-minus could not be published: its publisher hears the mix");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(view = %id, input = %stream.id, error = %e, "the stream could not be mixed");
+                let _ = self
+                    .link
+                    .call(api::Request::ViewInputRemove {
+                        view: id.to_string(),
+                        stream: stream.id.clone(),
+                    })
+                    .await;
+            }
+        }
+    }
+
+    async fn bind_input(&self, v: &mut ViewState, input: api::Input) -> Result<(), MixError> {
+        let id = view_id(&v.room, &v.label);
+        let stream = input.stream.clone();
+        let offer = match self
+            .link
+            .call(api::Request::ViewInputAdd {
+                view: id.clone(),
+                input,
+            })
+            .await?
+        {
+            api::Response::Offer(o) => o,
+            other => return Err(MixError::Other(format!("unexpected answer {other:?}"))),
+        };
+        let subscription = format!("{id}#{stream}");
+        let mids: Vec<String> = offer.sections.iter().map(|s| s.mid.clone()).collect();
+        let has = |kind: &str| offer.sections.iter().any(|s| s.kind == kind);
+        let binding = Binding::Subscribe {
+            subscription: subscription.clone(),
+            publication: stream.clone(),
+            mids: Some(mids),
+            audio: has("audio"),
+            video: has("video"),
+            cap: Default::default(),
+        };
+        let (req, placed) = if offer.first || v.in_core.is_none() {
+            let core = self.dataplane().place()?;
+            (
+                DpRequest::PeerCreate(PeerCreate {
+                    peer: v.in_peer.clone(),
+                    core,
+                    offer_sdp: offer.sdp,
+                    bindings: vec![binding],
+                    close_when_empty: false,
+                    bandwidth_adaptation: false,
+                }),
+                Some(core),
+            )
+        } else {
+            (
+                DpRequest::PeerOffer(PeerOffer {
+                    peer: v.in_peer.clone(),
+                    offer_sdp: offer.sdp,
+                    bindings: vec![binding],
+                }),
+                None,
+            )
+        };
+        let answer = match self.dataplane().call(req).await {
+            Ok(DpResponse::PeerCreated(c)) => c.answer_sdp,
+            other => {
+                if let Some(core) = placed {
+                    self.dataplane().release(core);
+                }
+                return Err(MixError::Other(format!(
+                    "the dataplane refused the input: {other:?}"
+                )));
+            }
+        };
+        if let Some(core) = placed {
+            v.in_core = Some(core);
+        }
+        self.link
+            .call(api::Request::ViewAnswer {
+                view: id,
+                client: api::Client::Input,
+                sdp: answer,
+            })
+            .await?;
+        self.media.sessions.insert(Session {
+            id: subscription.clone(),
+            peer: v.in_peer.clone(),
+            room: v.room.clone(),
+            participant: MIXER_PARTICIPANT.into(),
+            stream,
+            subscription: Some(subscription.clone()),
+            token_id: None,
+            core: v.in_core.unwrap_or(0),
+            whole_peer: false,
+        });
+        Ok(())
+    }
+
+    /// Publishes an input's mix-minus from the view's output peer.
+    async fn publish_minus(&self, v: &ViewState, stream: &str) -> Result<(), MixError> {
+        let id = view_id(&v.room, &v.label);
+        let offer = match self
+            .link
+            .call(api::Request::ViewMinusAdd {
+                view: id.clone(),
+                stream: stream.to_string(),
+            })
+            .await?
+        {
+            api::Response::Offer(o) => o,
+            other => return Err(MixError::Other(format!("unexpected answer {other:?}"))),
+        };
+        let publication = minus_id(&id, stream);
+        let answer = match self
+            .dataplane()
+            .call(DpRequest::PeerOffer(PeerOffer {
+                peer: v.out_peer.clone(),
+                offer_sdp: offer.sdp,
+                bindings: vec![Binding::Publish {
+                    publication: publication.clone(),
+                    mids: Some(offer.sections.iter().map(|s| s.mid.clone()).collect()),
+                    audio: true,
+                    video: false,
+                    selection: None,
+                }],
+            }))
+            .await
+        {
+            Ok(DpResponse::PeerCreated(c)) => c.answer_sdp,
+            other => {
+                return Err(MixError::Other(format!(
+                    "the dataplane refused the mix-minus: {other:?}"
+                )))
+            }
+        };
+        self.link
+            .call(api::Request::ViewAnswer {
+                view: id,
+                client: api::Client::Output,
+                sdp: answer,
+            })
+            .await?;
+        self.media.sessions.insert(Session {
+            id: publication.clone(),
+            peer: v.out_peer.clone(),
+            room: v.room.clone(),
+            participant: MIXER_PARTICIPANT.into(),
+            stream: publication,
+            subscription: None,
+            token_id: None,
+            core: v.out_core,
+            whole_peer: false,
+        });
+        Ok(())
+    }
+
+    /// Stops mixing a stream into a view.
+    async fn remove_input(&self, id: &str, stream: &str, views: &mut HashMap<String, ViewState>) {
+        let Some(v) = views.get_mut(id) else { return };
+        if !v.inputs.iter().any(|s| s == stream) {
+            return;
+        }
+        v.inputs.retain(|s| s != stream);
+        let doomed: Vec<Session> = [format!("{id}#{stream}"), minus_id(id, stream)]
+            .iter()
+            .filter_map(|s| self.media.sessions.get(s))
+            .collect();
+        self.media.close(doomed, "unmixed").await;
+        let _ = self
+            .link
+            .call(api::Request::ViewInputRemove {
+                view: id.to_string(),
+                stream: stream.to_string(),
+            })
+            .await;
+        tracing::info!(view = %id, input = %stream, "stream unmixed");
+    }
+
+    /// Ends a view: its dataplane peers, its mixed stream, and (`tell_mixer`) its mixer
+    /// side.
+    async fn teardown(&self, id: &str, v: &ViewState, tell_mixer: bool) {
+        for s in self
+            .media
+            .sessions
+            .take(|s| s.peer == v.out_peer || s.peer == v.in_peer)
+        {
+            self.media.end(&s, "the view ended");
+        }
+        self.close_peer(&v.out_peer, v.out_core).await;
+        if let Some(core) = v.in_core {
+            self.close_peer(&v.in_peer, core).await;
+        }
+        let _ = self.media.conference.drop_stream(&v.room, id);
+        if tell_mixer {
+            let _ = self
+                .link
+                .call(api::Request::ViewClose {
+                    view: id.to_string(),
+                })
+                .await;
+        }
+        tracing::info!(view = %id, "mixed stream ended");
+    }
+
+    async fn close_peer(&self, peer: &str, core: u16) {
+        let _ = self
+            .dataplane()
+            .call(DpRequest::PeerClose {
+                peer: peer.to_string(),
+            })
+            .await;
+        self.dataplane().release(core);
+    }
+
+    async fn on_mixer_event(&self, e: api::Event, views: &mut HashMap<String, ViewState>) {
+        match e {
+            api::Event::ViewClosed { view, reason } => {
+                tracing::warn!(view = %view, reason = %reason, "the mixer ended a view; it starts again");
+                if let Some(v) = views.remove(&view) {
+                    self.teardown(&view, &v, false).await;
+                }
+            }
+            api::Event::ViewLayout { view, regions } => {
+                let Some(v) = views.get(&view) else { return };
+                let layout = regions
+                    .into_iter()
+                    .map(|(stream, r)| StreamRegion {
+                        stream: Some(stream),
+                        region: room::Region {
+                            id: r.id,
+                            shape: Shape::Rectangle,
+                            area: Area {
+                                left: Ratio::Number(r.left),
+                                top: Ratio::Number(r.top),
+                                width: Ratio::Number(r.width),
+                                height: Ratio::Number(r.height),
+                            },
+                        },
+                    })
+                    .collect();
+                let _ = self
+                    .media
+                    .conference
+                    .set_mixed_layout(&v.room, &view, layout);
+            }
+            api::Event::ViewActiveInput { view, stream } => {
+                if let Some(v) = views.get(&view) {
+                    let _ = self
+                        .media
+                        .conference
+                        .set_mixed_active_input(&v.room, &view, &stream);
+                }
+            }
+        }
+    }
+
+    async fn on_conference_event(
+        &self,
+        e: ConferenceEvent,
+        views: &mut HashMap<String, ViewState>,
+    ) {
+        match e {
+            ConferenceEvent::ParticipantJoined { .. } => self.reconcile(views).await,
+            ConferenceEvent::StreamAdded { room, stream } => {
+                let ids: Vec<String> = views
+                    .iter()
+                    .filter(|(_, v)| v.room == room && wants(&stream, &v.label))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in ids {
+                    self.add_input(&id, &stream, views).await;
+                }
+            }
+            ConferenceEvent::StreamDropped { room, stream } => {
+                if let Some(v) = views.remove(&stream) {
+                    // The mixed stream itself went (its dataplane peer closed, or the API
+                    // dropped it): the view ends, and the reconcile starts it again.
+                    self.teardown(&stream, &v, true).await;
+                    return;
+                }
+                let ids: Vec<String> = views
+                    .iter()
+                    .filter(|(_, v)| v.room == room && v.inputs.contains(&stream))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in ids {
+                    self.remove_input(&id, &stream, views).await;
+                }
+            }
+            ConferenceEvent::StreamUpdated { room, stream, .. } => match &stream.info {
+                StreamDetails::Forward(_) => {
+                    let ids: Vec<(String, bool, bool)> = views
+                        .iter()
+                        .filter(|(_, v)| v.room == room)
+                        .map(|(id, v)| {
+                            (
+                                id.clone(),
+                                wants(&stream, &v.label),
+                                v.inputs.contains(&stream.id),
+                            )
+                        })
+                        .collect();
+                    for (id, want, has) in ids {
+                        if want && !has {
+                            self.add_input(&id, &stream, views).await;
+                        } else if !want && has {
+                            self.remove_input(&id, &stream.id, views).await;
+                        }
+                    }
+                }
+                StreamDetails::Mixed(mixed) => {
+                    let Some(v) = views.get_mut(&stream.id) else {
+                        return;
+                    };
+                    let pinned: Vec<(String, String)> = mixed
+                        .layout
+                        .iter()
+                        .filter_map(|r| Some((r.stream.clone()?, r.region.id.clone())))
+                        .collect();
+                    if pinned != v.pinned {
+                        v.pinned = pinned;
+                        let spec = view_spec(&v.room, &v.config, &v.pinned);
+                        let _ = self
+                            .link
+                            .call(api::Request::ViewUpdate { view: spec })
+                            .await;
+                    }
+                }
+            },
+            ConferenceEvent::ParticipantDropped { .. } | ConferenceEvent::RoomDeleted { .. } => {
+                self.reconcile(views).await
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Mixing {
+    /// The mix-minus publication `user` should hear when playing mixed stream `mixed` of
+    /// `room`: that of the stream with audio `user` publishes into the view, if it is
+    /// published (a publisher hears everyone but themselves).
+    pub fn minus_for(&self, room: &str, mixed: &str, user: &str) -> Option<String> {
+        let conference = &self.media.conference;
+        let label = match conference.stream(room, mixed).ok()?.info {
+            StreamDetails::Mixed(m) => m.label,
+            StreamDetails::Forward(_) => return None,
+        };
+        let mine: Vec<String> = conference
+            .participants(room)
+            .into_iter()
+            .filter(|p| p.user == user)
+            .map(|p| p.id)
+            .collect();
+        conference.streams(room).into_iter().find_map(|s| {
+            let owned = matches!(&s.info, StreamDetails::Forward(f) if mine.contains(&f.owner));
+            let audio = matches!(s.media.audio, OrFalse::Some(_));
+            let minus = minus_id(mixed, &s.id);
+            (owned && audio && wants(&s, &label) && self.media.sessions.get(&minus).is_some())
+                .then_some(minus)
+        })
+    }
+}
+
+impl LinkListener<Mixer> for Mixing {
+    fn on_event(&self, event: api::Event) {
+        let _ = self.jobs.send(Job::Mixer(event));
+    }
+
+    fn on_down(&self) {
+        let _ = self.jobs.send(Job::MixerDown);
+    }
+
+    fn on_up(&self, info: &api::MixerInfo) {
+        tracing::info!(pid = info.pid, "mixer in service");
+        let _ = self.jobs.send(Job::Reconcile);
+    }
+}
+
+/// Whether `stream` is a forward input whose `inViews` names `label`.
+fn wants(stream: &StreamInfo, label: &str) -> bool {
+    stream.is_input()
+        && matches!(&stream.info, StreamDetails::Forward(f) if f.in_views.iter().any(|v| v == label))
+}
+
+/// The view labels a new forward stream is mixed into: all of the room's (OWT's default).
+pub fn default_in_views(config: &RoomConfig) -> Vec<String> {
+    config.views.iter().map(|v| v.label.clone()).collect()
+}
+
+fn ratio(r: &Ratio) -> f64 {
+    r.value().unwrap_or(0.0)
+}
+
+fn region(r: &room::Region) -> api::Region {
+    api::Region {
+        id: r.id.clone(),
+        left: ratio(&r.area.left),
+        top: ratio(&r.area.top),
+        width: ratio(&r.area.width),
+        height: ratio(&r.area.height),
+    }
+}
+
+fn video_codec(c: VideoCodec) -> &'static str {
+    match c {
+        VideoCodec::H264 => "h264",
+        _ => "vp8",
+    }
+}
+
+/// What the mixer needs of a room's view.
+pub fn view_spec(room: &str, view: &room::View, pinned: &[(String, String)]) -> api::ViewSpec {
+    let video = view.video.as_ref().map(|v| {
+        let p = &v.parameters;
+        let bitrate = p
+            .bitrate
+            .unwrap_or_else(|| default_bitrate_kbps(p.resolution, p.framerate, v.motion_factor));
+        let byte = |c: i64| c.clamp(0, 255) as u8;
+        api::VideoSpec {
+            codec: video_codec(v.format.codec).into(),
+            width: p.resolution.width,
+            height: p.resolution.height,
+            framerate: p.framerate,
+            bitrate_kbps: bitrate,
+            key_frame_interval: p.key_frame_interval,
+            max_input: u32::try_from(v.max_input).unwrap_or(16),
+            bg_color: [byte(v.bg_color.r), byte(v.bg_color.g), byte(v.bg_color.b)],
+            fit: match v.layout.fit_policy {
+                FitPolicy::Letterbox => api::Fit::Letterbox,
+                FitPolicy::Crop => api::Fit::Crop,
+            },
+            keep_active_input_primary: v.keep_active_input_primary,
+            layout: api::LayoutSpec {
+                base: match v.layout.templates.base {
+                    BaseTemplate::Fluid => api::BaseTemplate::Fluid,
+                    BaseTemplate::Lecture => api::BaseTemplate::Lecture,
+                    BaseTemplate::Void => api::BaseTemplate::Void,
+                },
+                custom: v
+                    .layout
+                    .templates
+                    .custom
+                    .iter()
+                    .map(|c| api::CustomLayout {
+                        primary: c.primary.clone(),
+                        regions: c.region.iter().map(region).collect(),
+                    })
+                    .collect(),
+                pinned: pinned.to_vec(),
+            },
+        }
+    });
+    api::ViewSpec {
+        id: view_id(room, &view.label),
+        room: room.to_string(),
+        label: view.label.clone(),
+        audio: Some(api::AudioSpec {
+            codec: "opus".into(),
+            vad: view.audio.vad,
+        }),
+        video,
+    }
+}
+
+/// OWT's description of a view's mixed stream.
+fn mixed_stream(id: &str, view: &room::View) -> StreamInfo {
+    StreamInfo {
+        id: id.to_string(),
+        kind: StreamKind::Mixed,
+        media: StreamMedia {
+            audio: OrFalse::Some(AudioInfo {
+                status: None,
+                source: None,
+                format: AudioFormat::new(AudioCodec::Opus, Some(48_000), Some(2)),
+                optional: None,
+            }),
+            video: match view.video.as_ref() {
+                Some(v) => OrFalse::Some(VideoInfo {
+                    status: None,
+                    source: None,
+                    format: v.format.clone(),
+                    parameters: Some(VideoParameters {
+                        resolution: Some(v.parameters.resolution),
+                        framerate: Some(v.parameters.framerate),
+                        bitrate: v.parameters.bitrate,
+                        key_frame_interval: Some(v.parameters.key_frame_interval),
+                    }),
+                    optional: None,
+                    rids: Vec::new(),
+                }),
+                None => OrFalse::False,
+            },
+        },
+        info: StreamDetails::Mixed(MixedInfo {
+            label: view.label.clone(),
+            layout: Vec::new(),
+        }),
+    }
+}
