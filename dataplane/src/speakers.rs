@@ -12,7 +12,7 @@
 //! others "minor". Each change is an event ([`ActiveSpeakers::poll_change`]) for the
 //! clients' notifications.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,9 @@ pub struct ActiveSpeakers {
     slots: Vec<Option<Arc<str>>>,
     major: Option<usize>,
     speakers: Vec<Speaker>,
+    /// Where each speaker is in `speakers` (a room may have thousands: no linear search
+    /// per packet).
+    index: HashMap<Arc<str>, usize>,
     next_rank: Option<Instant>,
     changes: VecDeque<SlotChange>,
 }
@@ -70,6 +73,7 @@ impl ActiveSpeakers {
             slots: vec![None; k.max(1)],
             major: None,
             speakers: Vec::new(),
+            index: HashMap::new(),
             next_rank: None,
             changes: VecDeque::new(),
         }
@@ -97,17 +101,24 @@ impl ActiveSpeakers {
         // The level's magnitude: str0m reads it as negative dBov (-30), RFC 6464 writes
         // it as its magnitude (30).
         let loud = 127.0 - f64::from(level.map_or(127, |l| l.unsigned_abs().min(127)));
-        match self.speakers.iter_mut().find(|s| s.id == *source) {
+        match self
+            .index
+            .get(source)
+            .and_then(|i| self.speakers.get_mut(*i))
+        {
             Some(s) => {
                 s.loudness += SMOOTHING * (loud - s.loudness);
                 s.last_packet = now;
             }
-            None => self.speakers.push(Speaker {
-                id: source.clone(),
-                loudness: loud,
-                last_packet: now,
-                louder_since: None,
-            }),
+            None => {
+                self.index.insert(source.clone(), self.speakers.len());
+                self.speakers.push(Speaker {
+                    id: source.clone(),
+                    loudness: loud,
+                    last_packet: now,
+                    louder_since: None,
+                });
+            }
         }
         if self.next_rank.is_none_or(|t| now >= t) {
             self.next_rank = Some(now + RANK_EVERY);
@@ -119,6 +130,7 @@ impl ActiveSpeakers {
     /// The publication ended.
     pub fn remove(&mut self, now: Instant, source: &str) {
         self.speakers.retain(|s| &*s.id != source);
+        self.reindex();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if slot.as_deref() == Some(source) {
                 *slot = None;
@@ -137,10 +149,19 @@ impl ActiveSpeakers {
         self.changes.pop_front()
     }
 
-    fn loudness_of(&self, id: &Arc<str>) -> f64 {
-        self.speakers
+    fn reindex(&mut self) {
+        self.index = self
+            .speakers
             .iter()
-            .find(|s| s.id == *id)
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+    }
+
+    fn loudness_of(&self, id: &Arc<str>) -> f64 {
+        self.index
+            .get(id)
+            .and_then(|i| self.speakers.get(*i))
             .map_or(0.0, |s| s.loudness)
     }
 
@@ -170,7 +191,10 @@ impl ActiveSpeakers {
                 });
             }
         }
-        self.speakers.retain(|s| !gone.contains(&s.id));
+        if !gone.is_empty() {
+            self.speakers.retain(|s| !gone.contains(&s.id));
+            self.reindex();
+        }
         // Unseated speakers, loudest first.
         let mut waiting: Vec<(Arc<str>, f64)> = self
             .speakers
@@ -189,7 +213,7 @@ impl ActiveSpeakers {
                 break;
             };
             let louder = loudness > q_loud + HYSTERESIS;
-            let Some(sp) = self.speakers.iter_mut().find(|s| s.id == id) else {
+            let Some(sp) = self.index.get(&id).and_then(|i| self.speakers.get_mut(*i)) else {
                 continue;
             };
             if !louder {

@@ -141,6 +141,51 @@ pub fn histogram_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
     Some(lower.0)
 }
 
+/// Compares `figures` (name, value; higher is better) with section `section` of the
+/// baseline file (`{section: {noise_margin, figures: {name: value}}}`), printing a line
+/// each; an error names every figure below its baseline by more than the margin. A
+/// figure without a baseline is printed and passes.
+pub fn check_baseline(
+    path: &std::path::Path,
+    section: &str,
+    figures: &[(&str, f64)],
+) -> Result<(), String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let base: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let margin = base[section]["noise_margin"].as_f64().unwrap_or(0.35);
+    println!(
+        "\nagainst the baseline {} ({section}, noise margin {:.0} %):",
+        path.display(),
+        margin * 100.0
+    );
+    let mut failed = Vec::new();
+    for (name, got) in figures {
+        let Some(want) = base[section]["figures"][*name].as_f64() else {
+            println!("  {name:<40} {got:>12.2} (no baseline)");
+            continue;
+        };
+        let ratio = got / want;
+        let ok = ratio >= 1.0 - margin;
+        println!(
+            "  {name:<40} {got:>12.2} vs {want:>12.2}: {ratio:.2}x  {}",
+            if ok { "ok" } else { "REGRESSION" }
+        );
+        if !ok {
+            failed.push(format!(
+                "{name}: {got:.2} < {want:.2} x {:.2}",
+                1.0 - margin
+            ));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,3 +225,4 @@ mod tests {
         assert!(available_cores() >= 1);
     }
 }
+

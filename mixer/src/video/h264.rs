@@ -90,7 +90,7 @@ impl H264Encoder {
             .max_frame_rate(FrameRate::from_hz(fps.max(1) as f32))
             .usage_type(UsageType::CameraVideoRealTime)
             .rate_control_mode(RateControlMode::Bitrate)
-            .skip_frames(false)
+            .skip_frames(true)
             .intra_frame_period(IntraFramePeriod::from_num_frames(keyframe_every.max(1)))
             .num_threads(1);
         let inner = openh264::encoder::Encoder::with_api_config(OpenH264API::from_source(), config)
