@@ -90,6 +90,50 @@ pub fn minus_id(view: &str, stream: &str) -> String {
     format!("{view}~{stream}")
 }
 
+/// The id of the binding that plays a subscription's mix-minus audio.
+pub fn minus_subscription(subscription: &str) -> String {
+    format!("{subscription}~audio")
+}
+
+/// Splits a subscription to a mixed stream so that its audio sections play `minus`: the
+/// binding keeps the video sections (`video_mids`), a second one plays the mix-minus on
+/// `audio_mids`. Other bindings come back unchanged.
+pub fn split_for_minus(
+    binding: switchyard_dataplane_api::Binding,
+    minus: &str,
+    audio_mids: Vec<String>,
+    video_mids: Vec<String>,
+) -> Vec<switchyard_dataplane_api::Binding> {
+    match binding {
+        Binding::Subscribe {
+            subscription,
+            publication,
+            audio,
+            video,
+            cap,
+            ..
+        } => vec![
+            Binding::Subscribe {
+                subscription: subscription.clone(),
+                publication,
+                mids: Some(video_mids),
+                audio: false,
+                video,
+                cap,
+            },
+            Binding::Subscribe {
+                subscription: minus_subscription(&subscription),
+                publication: minus.to_string(),
+                mids: Some(audio_mids),
+                audio,
+                video: false,
+                cap: Default::default(),
+            },
+        ],
+        other => vec![other],
+    }
+}
+
 /// The audio and video sections (mids) of an SDP offer, in order.
 pub fn sdp_mids(sdp: &str) -> (Vec<String>, Vec<String>) {
     let (mut audio, mut video) = (Vec::new(), Vec::new());
@@ -130,6 +174,7 @@ struct ViewState {
 /// Something for the mixing task to do.
 enum Job {
     Conference(ConferenceEvent),
+    RoomUpdated(String),
     Mixer(api::Event),
     MixerDown,
     Reconcile,
@@ -225,6 +270,7 @@ impl Mixing {
                 }
             }
             Job::Mixer(e) => self.on_mixer_event(e, views).await,
+            Job::RoomUpdated(room) => self.room_updated(&room, views).await,
             Job::Conference(e) => self.on_conference_event(e, views).await,
         }
     }
@@ -246,9 +292,6 @@ impl Mixing {
             }
         }
         for room in active {
-            if views.values().any(|v| v.room == room) {
-                continue;
-            }
             let store = self.store.clone();
             let rid = room.clone();
             let config = match tokio::task::spawn_blocking(move || store.room_by_id(&rid)).await {
@@ -257,6 +300,9 @@ impl Mixing {
             };
             for view in &config.views {
                 let id = view_id(&room, &view.label);
+                if views.contains_key(&id) {
+                    continue;
+                }
                 match self.start_view(&room, view).await {
                     Ok(state) => {
                         views.insert(id.clone(), state);
@@ -272,6 +318,85 @@ impl Mixing {
                 }
             }
         }
+    }
+
+    /// A room's configuration changed: a view whose output format changed (codec, size,
+    /// frame rate, bitrate, keyframe interval) or that is gone ends (the reconcile starts
+    /// the new ones); one whose layout settings changed takes them live.
+    async fn room_updated(&self, room: &str, views: &mut HashMap<String, ViewState>) {
+        let store = self.store.clone();
+        let rid = room.to_string();
+        let Ok(Ok(Some(config))) =
+            tokio::task::spawn_blocking(move || store.room_by_id(&rid)).await
+        else {
+            return;
+        };
+        let mine: Vec<String> = views
+            .iter()
+            .filter(|(_, v)| v.room == room)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in mine {
+            let Some(v) = views.get_mut(&id) else {
+                continue;
+            };
+            let new = config
+                .config
+                .views
+                .iter()
+                .find(|n| n.label == v.label)
+                .cloned();
+            let same_format = new.as_ref().is_some_and(|n| {
+                let (a, b) = (view_spec(room, &v.config, &[]), view_spec(room, n, &[]));
+                a.audio == b.audio
+                    && match (&a.video, &b.video) {
+                        (Some(x), Some(y)) => {
+                            (
+                                x.codec.as_str(),
+                                x.width,
+                                x.height,
+                                x.framerate,
+                                x.bitrate_kbps,
+                                x.key_frame_interval,
+                            ) == (
+                                y.codec.as_str(),
+                                y.width,
+                                y.height,
+                                y.framerate,
+                                y.bitrate_kbps,
+                                y.key_frame_interval,
+                            )
+                        }
+                        (None, None) => true,
+                        _ => false,
+                    }
+            });
+            match new {
+                Some(n) if same_format => {
+                    if n != v.config {
+                        v.config = n;
+                        let spec = view_spec(room, &v.config, &v.pinned);
+                        let _ = self
+                            .link
+                            .call(api::Request::ViewUpdate { view: spec })
+                            .await;
+                        tracing::info!(view = %id, "view settings changed live");
+                    }
+                }
+                _ => {
+                    if let Some(v) = views.remove(&id) {
+                        tracing::info!(view = %id, "view changed format or went: it starts again");
+                        self.teardown(&id, &v, true).await;
+                    }
+                }
+            }
+        }
+        self.reconcile(views).await;
+    }
+
+    /// The room's configuration was saved: running views follow it.
+    pub fn room_changed(&self, room: &str) {
+        let _ = self.jobs.send(Job::RoomUpdated(room.to_string()));
     }
 
     /// Starts a view: the mixer's output client, its dataplane peer, the mixed stream.
@@ -733,23 +858,30 @@ impl Mixing {
 }
 
 impl Mixing {
-    /// The mix-minus publication `user` should hear when playing mixed stream `mixed` of
-    /// `room`: that of the stream with audio `user` publishes into the view, if it is
-    /// published (a publisher hears everyone but themselves).
-    pub fn minus_for(&self, room: &str, mixed: &str, user: &str) -> Option<String> {
+    /// The participants of `room` that are `user` (a WHIP publisher and a WHEP player of
+    /// one person are two participants with one user).
+    pub fn participants_of_user(&self, room: &str, user: &str) -> Vec<String> {
+        self.media
+            .conference
+            .participants(room)
+            .into_iter()
+            .filter(|p| p.user == user)
+            .map(|p| p.id)
+            .collect()
+    }
+
+    /// The mix-minus publication to play instead of mixed stream `mixed`'s audio for
+    /// whoever owns `owners` (participant ids): that of the stream with audio one of them
+    /// publishes into the view, if it is published (a publisher hears everyone but
+    /// themselves).
+    pub fn minus_for(&self, room: &str, mixed: &str, owners: &[String]) -> Option<String> {
         let conference = &self.media.conference;
         let label = match conference.stream(room, mixed).ok()?.info {
             StreamDetails::Mixed(m) => m.label,
             StreamDetails::Forward(_) => return None,
         };
-        let mine: Vec<String> = conference
-            .participants(room)
-            .into_iter()
-            .filter(|p| p.user == user)
-            .map(|p| p.id)
-            .collect();
         conference.streams(room).into_iter().find_map(|s| {
-            let owned = matches!(&s.info, StreamDetails::Forward(f) if mine.contains(&f.owner));
+            let owned = matches!(&s.info, StreamDetails::Forward(f) if owners.contains(&f.owner));
             let audio = matches!(s.media.audio, OrFalse::Some(_));
             let minus = minus_id(mixed, &s.id);
             (owned && audio && wants(&s, &label) && self.media.sessions.get(&minus).is_some())

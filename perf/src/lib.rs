@@ -225,4 +225,3 @@ mod tests {
         assert!(available_cores() >= 1);
     }
 }
-

@@ -128,6 +128,7 @@ async fn save(st: &Shared, caller: &Caller, room: Room) -> Result<Json<Room>, Ap
         return Err(ApiError::room_not_found());
     }
     tracing::info!(room = %room.id, "room updated");
+    st.mixing.room_changed(&room.id);
     Ok(Json(room))
 }
 

@@ -349,31 +349,24 @@ pub async fn play(
     let peer = format!("whep-{subscription}");
     // A publisher playing a mixed stream its own audio is mixed into hears the view
     // without itself: its audio sections play its mix-minus.
-    let minus = st.mixing.minus_for(&room, &stream, &rec.user);
-    let mut bindings = vec![Binding::Subscribe {
+    let owners = st.mixing.participants_of_user(&room, &rec.user);
+    let minus = st.mixing.minus_for(&room, &stream, &owners);
+    let binding = Binding::Subscribe {
         subscription: subscription.clone(),
         publication: stream.clone(),
         mids: None,
         audio: role.subscribe.audio,
         video: role.subscribe.video,
         cap,
-    }];
-    let minus_subscription = format!("{subscription}~audio");
-    if let Some(minus) = &minus {
-        let (audio_mids, video_mids) = crate::mixing::sdp_mids(&offer);
-        if let Some(Binding::Subscribe { mids, audio, .. }) = bindings.first_mut() {
-            *mids = Some(video_mids);
-            *audio = false;
+    };
+    let minus_subscription = crate::mixing::minus_subscription(&subscription);
+    let bindings = match &minus {
+        Some(minus) => {
+            let (audio_mids, video_mids) = crate::mixing::sdp_mids(&offer);
+            crate::mixing::split_for_minus(binding, minus, audio_mids, video_mids)
         }
-        bindings.push(Binding::Subscribe {
-            subscription: minus_subscription.clone(),
-            publication: minus.clone(),
-            mids: Some(audio_mids),
-            audio: role.subscribe.audio,
-            video: false,
-            cap: Default::default(),
-        });
-    }
+        None => vec![binding],
+    };
     let result = create_peer(
         &st,
         &peer,

@@ -659,7 +659,41 @@ async fn do_soac(
             adapt,
         )
     };
-    let bindings: Vec<Binding> = pending.iter().map(|(b, _)| b.clone()).collect();
+    // A subscription to a mixed stream its own audio is mixed into plays its mix-minus
+    // on its audio sections (no one hears themselves).
+    let room = portal
+        .members()
+        .get(&me)
+        .map(|m| m.room.clone())
+        .unwrap_or_default();
+    let mut bindings: Vec<Binding> = Vec::new();
+    for (b, bound) in &pending {
+        let minus = bound.stream.as_deref().and_then(|s| {
+            portal
+                .st
+                .mixing
+                .minus_for(&room, s, std::slice::from_ref(&me))
+        });
+        match minus {
+            Some(minus) => {
+                let of = |kind: &str| -> Vec<String> {
+                    bound
+                        .requested
+                        .iter()
+                        .filter(|t| t.kind == kind)
+                        .filter_map(|t| t.mid.clone())
+                        .collect()
+                };
+                bindings.extend(crate::mixing::split_for_minus(
+                    b.clone(),
+                    &minus,
+                    of("audio"),
+                    of("video"),
+                ));
+            }
+            None => bindings.push(b.clone()),
+        }
+    }
 
     let (req, new_core) = match placed {
         Some(_) => (
@@ -718,6 +752,9 @@ async fn do_soac(
         }
         for (_, mut b) in pending {
             b.tracks = created.tracks(&b.id).to_vec();
+            // A mix-minus plays the subscription's audio under its own binding.
+            b.tracks
+                .extend_from_slice(created.tracks(&crate::mixing::minus_subscription(&b.id)));
             t.bound.push(b);
         }
         t.connected
@@ -786,10 +823,22 @@ async fn end_own(
             .st
             .link
             .call(Request::PeerUnbind {
-                peer,
+                peer: peer.clone(),
                 id: req.id.clone(),
             })
             .await;
+        if !publication {
+            // Its mix-minus binding, if it has one (the dataplane answers no such binding
+            // otherwise).
+            let _ = portal
+                .st
+                .link
+                .call(Request::PeerUnbind {
+                    peer,
+                    id: crate::mixing::minus_subscription(&req.id),
+                })
+                .await;
+        }
         if let Some(s) = portal.st.sessions.remove(&req.id) {
             portal.st.media.end(
                 &s,
