@@ -84,11 +84,34 @@ pub fn view_id(room: &str, label: &str) -> String {
     format!("{room}-{label}")
 }
 
-/// The id of the publication carrying input `stream`'s mix-minus in view `view` (not a
-/// room stream: played only by the input's publisher, in place of the view's audio).
-pub fn minus_id(view: &str, stream: &str) -> String {
-    format!("{view}~{stream}")
+/// Who listens to a mixed stream, for its mix-minus: a portal participant (who publishes
+/// and plays on one connection), or a user (a WHIP publisher and a WHEP player of one
+/// person are two participants with one user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listener {
+    /// A participant.
+    Participant(String),
+    /// A user.
+    User(String),
 }
+
+impl Listener {
+    fn key(&self) -> String {
+        match self {
+            Listener::Participant(p) => format!("p:{p}"),
+            Listener::User(u) => format!("u:{u}"),
+        }
+    }
+}
+
+/// The id of the publication carrying what `listener` hears of view `view` (not a room
+/// stream: played only by that listener, in place of the view's audio).
+pub fn minus_id(view: &str, listener: &str) -> String {
+    format!("{view}~{listener}")
+}
+
+/// How long a listener's audio stays published with nobody playing it.
+const LISTENER_IDLE: Duration = Duration::from_secs(30);
 
 /// The id of the binding that plays a subscription's mix-minus audio.
 pub fn minus_subscription(subscription: &str) -> String {
@@ -169,12 +192,28 @@ struct ViewState {
     /// Inputs pinned to regions (`PATCH /info/layout`), sent with `VIEW_UPDATE`.
     pinned: Vec<(String, String)>,
     config: room::View,
+    /// Listeners with their own audio, by key.
+    listeners: HashMap<String, ListenerState>,
+}
+
+struct ListenerState {
+    who: Listener,
+    publication: String,
+    excluded: Vec<String>,
+    idle_since: Option<std::time::Instant>,
 }
 
 /// Something for the mixing task to do.
 enum Job {
     Conference(ConferenceEvent),
     RoomUpdated(String),
+    Listen {
+        room: String,
+        mixed: String,
+        who: Listener,
+        may_publish: bool,
+        reply: tokio::sync::oneshot::Sender<Result<Option<String>, String>>,
+    },
     Mixer(api::Event),
     MixerDown,
     Reconcile,
@@ -263,7 +302,10 @@ impl Mixing {
 
     async fn run(&self, job: Job, views: &mut HashMap<String, ViewState>) {
         match job {
-            Job::Reconcile => self.reconcile(views).await,
+            Job::Reconcile => {
+                self.reconcile(views).await;
+                self.refresh_listeners(None, views).await;
+            }
             Job::MixerDown => {
                 for (id, v) in views.drain() {
                     self.teardown(&id, &v, false).await;
@@ -271,6 +313,16 @@ impl Mixing {
             }
             Job::Mixer(e) => self.on_mixer_event(e, views).await,
             Job::RoomUpdated(room) => self.room_updated(&room, views).await,
+            Job::Listen {
+                room,
+                mixed,
+                who,
+                may_publish,
+                reply,
+            } => {
+                let r = self.listen(&room, &mixed, who, may_publish, views).await;
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
             Job::Conference(e) => self.on_conference_event(e, views).await,
         }
     }
@@ -480,6 +532,7 @@ impl Mixing {
             inputs: Vec::new(),
             pinned: Vec::new(),
             config: view.clone(),
+            listeners: HashMap::new(),
         })
     }
 
@@ -511,16 +564,10 @@ impl Mixing {
             audio: matches!(stream.media.audio, OrFalse::Some(_)),
             video: matches!(stream.media.video, OrFalse::Some(_)),
         };
-        let audio = input.audio;
         match self.bind_input(v, input).await {
             Ok(()) => {
                 v.inputs.push(stream.id.clone());
                 tracing::info!(view = %id, input = %stream.id, "stream mixed");
-                if audio {
-                    if let Err(e) = self.publish_minus(v, &stream.id).await {
-                        tracing::warn!(view = %id, input = %stream.id, error = %e, "its mix-minus could not be published: its publisher hears the mix");
-                    }
-                }
             }
             Err(e) => {
                 tracing::warn!(view = %id, input = %stream.id, error = %e, "the stream could not be mixed");
@@ -618,21 +665,42 @@ impl Mixing {
         Ok(())
     }
 
-    /// Publishes an input's mix-minus from the view's output peer.
-    async fn publish_minus(&self, v: &ViewState, stream: &str) -> Result<(), MixError> {
-        let id = view_id(&v.room, &v.label);
+    /// The publication carrying what `who` hears of mixed stream `mixed` (the mix
+    /// without its own inputs), published from the view's output peer on first use;
+    /// `None` when it has no input in the view and (`may_publish` false) will have none:
+    /// it hears the mix itself, like every other listener, at no cost per listener.
+    async fn listen(
+        &self,
+        room: &str,
+        mixed: &str,
+        who: Listener,
+        may_publish: bool,
+        views: &mut HashMap<String, ViewState>,
+    ) -> Result<Option<String>, MixError> {
+        let Some(v) = views.get_mut(mixed).filter(|v| v.room == room) else {
+            return Err(MixError::Other(format!("{mixed} is not a running view")));
+        };
+        let key = who.key();
+        if let Some(l) = v.listeners.get(&key) {
+            return Ok(Some(l.publication.clone()));
+        }
+        let excluded = self.own_inputs(room, &v.label, &who);
+        if excluded.is_empty() && !may_publish {
+            return Ok(None);
+        }
         let offer = match self
             .link
-            .call(api::Request::ViewMinusAdd {
-                view: id.clone(),
-                stream: stream.to_string(),
+            .call(api::Request::ViewListenerAdd {
+                view: mixed.to_string(),
+                listener: key.clone(),
+                excluded: excluded.clone(),
             })
             .await?
         {
             api::Response::Offer(o) => o,
             other => return Err(MixError::Other(format!("unexpected answer {other:?}"))),
         };
-        let publication = minus_id(&id, stream);
+        let publication = minus_id(mixed, &key);
         let answer = match self
             .dataplane()
             .call(DpRequest::PeerOffer(PeerOffer {
@@ -650,14 +718,21 @@ impl Mixing {
         {
             Ok(DpResponse::PeerCreated(c)) => c.answer_sdp,
             other => {
+                let _ = self
+                    .link
+                    .call(api::Request::ViewListenerRemove {
+                        view: mixed.to_string(),
+                        listener: key,
+                    })
+                    .await;
                 return Err(MixError::Other(format!(
-                    "the dataplane refused the mix-minus: {other:?}"
-                )))
+                    "the dataplane refused the listener's audio: {other:?}"
+                )));
             }
         };
         self.link
             .call(api::Request::ViewAnswer {
-                view: id,
+                view: mixed.to_string(),
                 client: api::Client::Output,
                 sdp: answer,
             })
@@ -665,15 +740,103 @@ impl Mixing {
         self.media.sessions.insert(Session {
             id: publication.clone(),
             peer: v.out_peer.clone(),
-            room: v.room.clone(),
+            room: room.to_string(),
             participant: MIXER_PARTICIPANT.into(),
-            stream: publication,
+            stream: publication.clone(),
             subscription: None,
             token_id: None,
             core: v.out_core,
             whole_peer: false,
         });
-        Ok(())
+        v.listeners.insert(
+            key,
+            ListenerState {
+                who,
+                publication: publication.clone(),
+                excluded,
+                idle_since: None,
+            },
+        );
+        tracing::info!(view = %mixed, listener = %publication, "a listener's own audio published");
+        Ok(Some(publication))
+    }
+
+    /// The view's audio inputs that belong to `who`.
+    fn own_inputs(&self, room: &str, label: &str, who: &Listener) -> Vec<String> {
+        let owners: Vec<String> = match who {
+            Listener::Participant(p) => vec![p.clone()],
+            Listener::User(u) => self
+                .media
+                .conference
+                .participants(room)
+                .into_iter()
+                .filter(|p| &p.user == u)
+                .map(|p| p.id)
+                .collect(),
+        };
+        self.media
+            .conference
+            .streams(room)
+            .into_iter()
+            .filter(|s| {
+                wants(s, label)
+                    && matches!(s.media.audio, OrFalse::Some(_))
+                    && matches!(&s.info, StreamDetails::Forward(f) if owners.contains(&f.owner))
+            })
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// The room's streams changed (or the periodic check): each listener's own inputs
+    /// follow; listeners nobody has played for [`LISTENER_IDLE`] end.
+    async fn refresh_listeners(&self, room: Option<&str>, views: &mut HashMap<String, ViewState>) {
+        let now = std::time::Instant::now();
+        for (id, v) in views
+            .iter_mut()
+            .filter(|(_, v)| room.is_none_or(|r| v.room == r))
+        {
+            let mut gone = Vec::new();
+            for (key, l) in v.listeners.iter_mut() {
+                let excluded = self.own_inputs(&v.room, &v.label, &l.who);
+                if excluded != l.excluded {
+                    l.excluded = excluded.clone();
+                    let _ = self
+                        .link
+                        .call(api::Request::ViewListenerUpdate {
+                            view: id.clone(),
+                            listener: key.clone(),
+                            excluded,
+                        })
+                        .await;
+                }
+                let played = !self
+                    .media
+                    .sessions
+                    .find(|s| s.stream == l.publication && s.subscription.is_some())
+                    .is_empty();
+                if played {
+                    l.idle_since = None;
+                } else if now.saturating_duration_since(*l.idle_since.get_or_insert(now))
+                    >= LISTENER_IDLE
+                {
+                    gone.push(key.clone());
+                }
+            }
+            for key in gone {
+                if let Some(l) = v.listeners.remove(&key) {
+                    if let Some(s) = self.media.sessions.get(&l.publication) {
+                        self.media.close(vec![s], "nobody listens").await;
+                    }
+                    let _ = self
+                        .link
+                        .call(api::Request::ViewListenerRemove {
+                            view: id.clone(),
+                            listener: key,
+                        })
+                        .await;
+                }
+            }
+        }
     }
 
     /// Stops mixing a stream into a view.
@@ -683,11 +846,9 @@ impl Mixing {
             return;
         }
         v.inputs.retain(|s| s != stream);
-        let doomed: Vec<Session> = [format!("{id}#{stream}"), minus_id(id, stream)]
-            .iter()
-            .filter_map(|s| self.media.sessions.get(s))
-            .collect();
-        self.media.close(doomed, "unmixed").await;
+        if let Some(s) = self.media.sessions.get(&format!("{id}#{stream}")) {
+            self.media.close(vec![s], "unmixed").await;
+        }
         let _ = self
             .link
             .call(api::Request::ViewInputRemove {
@@ -781,6 +942,19 @@ impl Mixing {
         e: ConferenceEvent,
         views: &mut HashMap<String, ViewState>,
     ) {
+        let room = match &e {
+            ConferenceEvent::StreamAdded { room, .. }
+            | ConferenceEvent::StreamDropped { room, .. }
+            | ConferenceEvent::StreamUpdated { room, .. } => Some(room.clone()),
+            _ => None,
+        };
+        self.on_room_event(e, views).await;
+        if let Some(room) = room {
+            self.refresh_listeners(Some(&room), views).await;
+        }
+    }
+
+    async fn on_room_event(&self, e: ConferenceEvent, views: &mut HashMap<String, ViewState>) {
         match e {
             ConferenceEvent::ParticipantJoined { .. } => self.reconcile(views).await,
             ConferenceEvent::StreamAdded { room, stream } => {
@@ -858,35 +1032,35 @@ impl Mixing {
 }
 
 impl Mixing {
-    /// The participants of `room` that are `user` (a WHIP publisher and a WHEP player of
-    /// one person are two participants with one user).
-    pub fn participants_of_user(&self, room: &str, user: &str) -> Vec<String> {
-        self.media
-            .conference
-            .participants(room)
-            .into_iter()
-            .filter(|p| p.user == user)
-            .map(|p| p.id)
-            .collect()
-    }
-
-    /// The mix-minus publication to play instead of mixed stream `mixed`'s audio for
-    /// whoever owns `owners` (participant ids): that of the stream with audio one of them
-    /// publishes into the view, if it is published (a publisher hears everyone but
-    /// themselves).
-    pub fn minus_for(&self, room: &str, mixed: &str, owners: &[String]) -> Option<String> {
-        let conference = &self.media.conference;
-        let label = match conference.stream(room, mixed).ok()?.info {
-            StreamDetails::Mixed(m) => m.label,
-            StreamDetails::Forward(_) => return None,
-        };
-        conference.streams(room).into_iter().find_map(|s| {
-            let owned = matches!(&s.info, StreamDetails::Forward(f) if owners.contains(&f.owner));
-            let audio = matches!(s.media.audio, OrFalse::Some(_));
-            let minus = minus_id(mixed, &s.id);
-            (owned && audio && wants(&s, &label) && self.media.sessions.get(&minus).is_some())
-                .then_some(minus)
-        })
+    /// The publication to play instead of mixed stream `mixed`'s audio for `who`: what it
+    /// hears of the view, without its own inputs (published on first use). `None` when it
+    /// hears the mix itself — it has no input in the view and (`may_publish` false) will
+    /// not — or `mixed` is not a running mixed stream or the mixer cannot now.
+    pub async fn listener_publication(
+        &self,
+        room: &str,
+        mixed: &str,
+        who: Listener,
+        may_publish: bool,
+    ) -> Option<String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job::Listen {
+                room: room.to_string(),
+                mixed: mixed.to_string(),
+                who,
+                may_publish,
+                reply,
+            })
+            .ok()?;
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(Ok(p))) => p,
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(mixed, error = %e, "no mix-minus for a player: it hears the mix");
+                None
+            }
+            _ => None,
+        }
     }
 }
 
@@ -1024,5 +1198,88 @@ fn mixed_stream(id: &str, view: &room::View) -> StreamInfo {
             label: view.label.clone(),
             layout: Vec::new(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offers_mids_are_read_by_kind() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
+        assert_eq!(
+            sdp_mids(sdp),
+            (vec!["0".to_string()], vec!["1".to_string()])
+        );
+        assert_eq!(sdp_mids("garbage"), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_subscription_splits_into_its_video_and_its_own_audio() {
+        let b = Binding::Subscribe {
+            subscription: "s".into(),
+            publication: "r-common".into(),
+            mids: None,
+            audio: true,
+            video: true,
+            cap: Default::default(),
+        };
+        let split = split_for_minus(b, "r-common~p:x", vec!["0".into()], vec!["1".into()]);
+        assert_eq!(split.len(), 2);
+        match (&split[0], &split[1]) {
+            (
+                Binding::Subscribe {
+                    subscription: s0,
+                    publication: p0,
+                    mids: m0,
+                    audio: a0,
+                    video: v0,
+                    ..
+                },
+                Binding::Subscribe {
+                    subscription: s1,
+                    publication: p1,
+                    mids: m1,
+                    audio: a1,
+                    video: v1,
+                    ..
+                },
+            ) => {
+                assert_eq!(
+                    (s0.as_str(), p0.as_str(), *a0, *v0),
+                    ("s", "r-common", false, true)
+                );
+                assert_eq!(m0.as_deref(), Some(&["1".to_string()][..]));
+                assert_eq!(
+                    (s1.as_str(), p1.as_str(), *a1, *v1),
+                    ("s~audio", "r-common~p:x", true, false)
+                );
+                assert_eq!(m1.as_deref(), Some(&["0".to_string()][..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            Listener::User("alice".into()).key(),
+            "u:alice",
+            "users and participants do not collide"
+        );
+        assert_ne!(Listener::Participant("alice".into()).key(), "u:alice");
+    }
+
+    #[test]
+    fn a_views_spec_takes_owts_defaults() {
+        let view = room::View::default();
+        let spec = view_spec("r", &view, &[("s1".into(), "2".into())]);
+        assert_eq!(spec.id, "r-common");
+        let v = spec.video.expect("the default view has video");
+        assert_eq!(
+            (v.codec.as_str(), v.width, v.height, v.framerate),
+            ("vp8", 640, 480, 24)
+        );
+        // OWT's table: 640×480 at 24 fps with motion factor 0.8.
+        assert_eq!(v.bitrate_kbps, 512);
+        assert_eq!(v.layout.pinned, vec![("s1".to_string(), "2".to_string())]);
+        assert_eq!(v.max_input, 16);
     }
 }

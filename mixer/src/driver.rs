@@ -27,12 +27,26 @@ pub enum Command {
         /// The input client's offer, or why not.
         reply: oneshot::Sender<Result<Offer, String>>,
     },
-    /// Publish an input's mix-minus.
-    AddMinus {
-        /// The input's stream.
-        stream: String,
+    /// Publish what a listener hears.
+    AddListener {
+        /// The listener.
+        listener: String,
+        /// The inputs it does not hear.
+        excluded: Vec<String>,
         /// The output client's offer, or why not.
         reply: oneshot::Sender<Result<Offer, String>>,
+    },
+    /// A listener's own inputs changed.
+    UpdateListener {
+        /// The listener.
+        listener: String,
+        /// The inputs it does not hear.
+        excluded: Vec<String>,
+    },
+    /// Stop a listener's audio.
+    RemoveListener {
+        /// The listener.
+        listener: String,
     },
     /// Stop mixing a stream.
     RemoveInput {
@@ -181,9 +195,11 @@ async fn run(
                     Some(Command::AddInput { input, reply }) => {
                         let _ = reply.send(view.add_input(&input, now).map_err(|e| e.to_string()));
                     }
-                    Some(Command::AddMinus { stream, reply }) => {
-                        let _ = reply.send(view.add_minus(&stream, now).map_err(|e| e.to_string()));
+                    Some(Command::AddListener { listener, excluded, reply }) => {
+                        let _ = reply.send(view.add_listener(&listener, &excluded, now).map_err(|e| e.to_string()));
                     }
+                    Some(Command::UpdateListener { listener, excluded }) => view.update_listener(&listener, &excluded),
+                    Some(Command::RemoveListener { listener }) => view.remove_listener(&listener),
                     Some(Command::RemoveInput { stream }) => view.remove_input(&stream, now),
                     Some(Command::Update { spec }) => view.update(&spec),
                     Some(Command::Close) | None => break,

@@ -151,18 +151,44 @@ async fn handle(
                 Err(_) => error("the view ended"),
             }
         }
-        Request::ViewMinusAdd { view, stream } => {
+        Request::ViewListenerAdd {
+            view,
+            listener,
+            excluded,
+        } => {
             let Some(v) = views.get(&view) else {
                 return unknown(&view);
             };
             let (reply, rx) = oneshot::channel();
-            v.send(Command::AddMinus { stream, reply });
+            v.send(Command::AddListener {
+                listener,
+                excluded,
+                reply,
+            });
             match rx.await {
                 Ok(Ok(offer)) => Response::Offer(offer),
                 Ok(Err(e)) => error(e),
                 Err(_) => error("the view ended"),
             }
         }
+        Request::ViewListenerUpdate {
+            view,
+            listener,
+            excluded,
+        } => match views.get(&view) {
+            Some(v) => {
+                v.send(Command::UpdateListener { listener, excluded });
+                Response::Ok
+            }
+            None => unknown(&view),
+        },
+        Request::ViewListenerRemove { view, listener } => match views.get(&view) {
+            Some(v) => {
+                v.send(Command::RemoveListener { listener });
+                Response::Ok
+            }
+            None => unknown(&view),
+        },
         Request::ViewInputRemove { view, stream } => match views.get(&view) {
             Some(v) => {
                 v.send(Command::RemoveInput { stream });

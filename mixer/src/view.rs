@@ -84,6 +84,14 @@ struct InputSections {
     keyframe_asked: Option<Instant>,
 }
 
+/// The audio one listener hears: the mix without its own inputs.
+struct Listener {
+    key: String,
+    mid: Mid,
+    excluded: Vec<Arc<str>>,
+    on: bool,
+}
+
 /// Counters a view keeps.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ViewStats {
@@ -105,8 +113,8 @@ pub struct View {
     inputs: Vec<InputSections>,
     out_audio: Option<Mid>,
     out_video: Option<Mid>,
-    /// The output's mix-minus sections: (input, section).
-    minus: Vec<(Arc<str>, Mid)>,
+    /// The output's sections for listeners that must not hear themselves.
+    listeners: Vec<Listener>,
     epoch: Instant,
     audio_samples: u64,
     next_audio: Option<Instant>,
@@ -160,7 +168,7 @@ impl View {
             inputs: Vec::new(),
             out_audio: None,
             out_video: None,
-            minus: Vec::new(),
+            listeners: Vec::new(),
             epoch: now,
             audio_samples: 0,
             next_audio: None,
@@ -303,8 +311,14 @@ impl View {
         })
     }
 
-    /// Publishes an input's mix-minus: the output client's offer adding its section.
-    pub fn add_minus(&mut self, stream: &str, now: Instant) -> Result<Offer, ViewError> {
+    /// Publishes what `listener` hears (the mix without `excluded`): the output client's
+    /// offer adding its section.
+    pub fn add_listener(
+        &mut self,
+        listener: &str,
+        excluded: &[String],
+        now: Instant,
+    ) -> Result<Offer, ViewError> {
         if self.output.pending.is_some() {
             return Err(ViewError::Negotiation(
                 "an offer of the output client still waits for its answer",
@@ -313,19 +327,9 @@ impl View {
         if self.audio.is_none() {
             return Err(ViewError::Negotiation("the view has no audio"));
         }
-        let Some(input) = self
-            .inputs
-            .iter()
-            .find(|i| &*i.stream == stream && i.audio.is_some())
-        else {
-            return Err(ViewError::Negotiation(
-                "no audio input of that stream in the view",
-            ));
-        };
-        if self.minus.iter().any(|(s, _)| &**s == stream) {
-            return Err(ViewError::Negotiation("its mix-minus is published already"));
+        if self.listeners.iter().any(|l| l.key == listener && l.on) {
+            return Err(ViewError::Negotiation("the listener is published already"));
         }
-        let stream = input.stream.clone();
         let mut change = self.output.rtc.sdp_api();
         let mid = change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let Some((offer, pending)) = change.apply() else {
@@ -333,7 +337,13 @@ impl View {
         };
         self.output.pending = Some(pending);
         self.output.next_timeout = Some(now);
-        self.minus.push((stream.clone(), mid));
+        self.listeners.retain(|l| l.key != listener);
+        self.listeners.push(Listener {
+            key: listener.to_string(),
+            mid,
+            excluded: excluded.iter().map(|s| Arc::from(s.as_str())).collect(),
+            on: true,
+        });
         Ok(Offer {
             client: Client::Output,
             first: false,
@@ -341,15 +351,28 @@ impl View {
             sections: vec![Section {
                 mid: mid.to_string(),
                 kind: "audio".into(),
-                input: Some(stream.to_string()),
+                input: Some(listener.to_string()),
             }],
         })
+    }
+
+    /// A listener's own inputs changed.
+    pub fn update_listener(&mut self, listener: &str, excluded: &[String]) {
+        if let Some(l) = self.listeners.iter_mut().find(|l| l.key == listener) {
+            l.excluded = excluded.iter().map(|s| Arc::from(s.as_str())).collect();
+        }
+    }
+
+    /// Stops a listener's audio.
+    pub fn remove_listener(&mut self, listener: &str) {
+        if let Some(l) = self.listeners.iter_mut().find(|l| l.key == listener) {
+            l.on = false;
+        }
     }
 
     /// Stops mixing a stream (its subscription on the dataplane is control's to end).
     pub fn remove_input(&mut self, stream: &str, now: Instant) {
         self.inputs.retain(|i| &*i.stream != stream);
-        self.minus.retain(|(s, _)| &**s != stream);
         if let Some(m) = self.audio.as_mut() {
             m.remove_input(now, stream);
         }
@@ -580,15 +603,17 @@ impl View {
             let Ok(Some(mixed)) = frame else { continue };
             self.stats.audio_frames += 1;
             let time = MediaTime::new(self.audio_samples, Frequency::FORTY_EIGHT_KHZ);
-            // Each input's mix-minus: its own when it speaks, else the mix (it is not in
-            // it). K + 1 encodes, however many listen.
-            for (stream, minus_mid) in &self.minus {
+            // Each listener hears the mix without its own inputs: the mix-minus of the
+            // one of them that is speaking, else the mix (they are not in it). K + 1
+            // encodes, however many listen. (A listener with two speaking inputs at once
+            // hears the first one's mix-minus.)
+            for l in self.listeners.iter().filter(|l| l.on) {
                 let data = mixed
                     .minus
                     .iter()
-                    .find(|(s, _)| s == stream)
+                    .find(|(s, _)| l.excluded.contains(s))
                     .map_or(&mixed.main, |(_, d)| d);
-                let (m, d) = (*minus_mid, data.clone());
+                let (m, d) = (l.mid, data.clone());
                 write(&mut self.output.rtc, m, Codec::Opus, now, time, d);
             }
             write(

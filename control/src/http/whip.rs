@@ -349,8 +349,20 @@ pub async fn play(
     let peer = format!("whep-{subscription}");
     // A publisher playing a mixed stream its own audio is mixed into hears the view
     // without itself: its audio sections play its mix-minus.
-    let owners = st.mixing.participants_of_user(&room, &rec.user);
-    let minus = st.mixing.minus_for(&room, &stream, &owners);
+    let mixed = st
+        .conference
+        .stream(&room, &stream)
+        .is_ok_and(|s| s.kind == StreamKind::Mixed);
+    let minus = if mixed && role.subscribe.audio {
+        let who = crate::mixing::Listener::User(rec.user.clone());
+        // A WHEP player cannot publish: only a user already publishing into the view
+        // gets its own audio.
+        st.mixing
+            .listener_publication(&room, &stream, who, false)
+            .await
+    } else {
+        None
+    };
     let binding = Binding::Subscribe {
         subscription: subscription.clone(),
         publication: stream.clone(),

@@ -668,12 +668,31 @@ async fn do_soac(
         .unwrap_or_default();
     let mut bindings: Vec<Binding> = Vec::new();
     for (b, bound) in &pending {
-        let minus = bound.stream.as_deref().and_then(|s| {
+        let mixed = bound.stream.as_deref().filter(|s| {
             portal
                 .st
-                .mixing
-                .minus_for(&room, s, std::slice::from_ref(&me))
+                .conference
+                .stream(&room, s)
+                .is_ok_and(|x| x.kind == crate::model::conference::StreamKind::Mixed)
         });
+        let wants_audio = matches!(b, Binding::Subscribe { audio: true, .. });
+        // A participant that may publish audio gets its own audio even before it
+        // publishes (OWT apps subscribe to the mix first), so that it never hears itself.
+        let may_publish = portal
+            .members()
+            .get(&me)
+            .is_some_and(|m| m.permission.can_publish().audio);
+        let minus = match mixed.filter(|_| wants_audio) {
+            Some(s) => {
+                let who = crate::mixing::Listener::Participant(me.clone());
+                portal
+                    .st
+                    .mixing
+                    .listener_publication(&room, s, who, may_publish)
+                    .await
+            }
+            None => None,
+        };
         match minus {
             Some(minus) => {
                 let of = |kind: &str| -> Vec<String> {

@@ -12,8 +12,8 @@
 //! dataplane; nothing in the dataplane knows about mixing.
 //!
 //! **Requests** are named entity-verb: `MIXER_INFO` (the handshake), `VIEW_CREATE`,
-//! `VIEW_ANSWER`, `VIEW_INPUT_ADD`, `VIEW_MINUS_ADD`, `VIEW_INPUT_REMOVE`, `VIEW_UPDATE`,
-//! `VIEW_CLOSE`, `PING`. Each is answered with exactly one [`Response`]. **Events**: a view failed
+//! `VIEW_ANSWER`, `VIEW_INPUT_ADD`, `VIEW_INPUT_REMOVE`, `VIEW_LISTENER_ADD`,
+//! `VIEW_LISTENER_UPDATE`, `VIEW_LISTENER_REMOVE`, `VIEW_UPDATE`, `VIEW_CLOSE`, `PING`. Each is answered with exactly one [`Response`]. **Events**: a view failed
 //! (`VIEW_CLOSED`), its layout changed (`VIEW_LAYOUT`: which input is in which region),
 //! its loudest input changed (`VIEW_ACTIVE_INPUT`).
 //!
@@ -57,14 +57,32 @@ pub enum Request {
         /// The input.
         input: Input,
     },
-    /// Publish the mix-minus of an input (the view's audio without that input's own:
-    /// what its publisher hears); answered with an [`Offer`] of the output client that
-    /// adds the section carrying it.
-    ViewMinusAdd {
+    /// Publish the audio one listener hears: the view's mix without the inputs in
+    /// `excluded` (the listener's own, so that no one hears themselves); answered with
+    /// an [`Offer`] of the output client that adds the section carrying it.
+    ViewListenerAdd {
         /// The view's id.
         view: String,
-        /// The input's stream id.
-        stream: String,
+        /// Who listens (control's key: a participant, or a user).
+        listener: String,
+        /// The input streams left out of what it hears.
+        excluded: Vec<String>,
+    },
+    /// A listener's own inputs changed (it published or stopped).
+    ViewListenerUpdate {
+        /// The view's id.
+        view: String,
+        /// The listener.
+        listener: String,
+        /// The input streams left out of what it hears.
+        excluded: Vec<String>,
+    },
+    /// Stop a listener's audio (its section stays in the SDP, silent).
+    ViewListenerRemove {
+        /// The view's id.
+        view: String,
+        /// The listener.
+        listener: String,
     },
     /// Stop mixing a stream (control ends its subscription on the dataplane).
     ViewInputRemove {
@@ -266,8 +284,8 @@ pub struct Section {
     pub mid: String,
     /// `audio` or `video`.
     pub kind: String,
-    /// The input stream it receives (input client), or whose mix-minus it carries
-    /// (output client); `None` for the view's mixed stream.
+    /// The input stream it receives (input client), or the listener whose audio it
+    /// carries (output client); `None` for the view's mixed stream.
     pub input: Option<String>,
 }
 
