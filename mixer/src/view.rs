@@ -3,8 +3,8 @@
 //!
 //! The *output* client publishes the mixed stream (opus and the view's video codec
 //! only, so that the publication's codec list is exactly what is sent); the *input*
-//! client receives every input as a subscription (opus, PCMU, PCMA, VP8, H.264: what the
-//! mixer decodes). Both are str0m `Rtc`s in frame mode: the dataplane's RTP is
+//! client receives every input as a subscription (opus, PCMU, PCMA, G.722, VP8, H.264:
+//! what the mixer decodes). Both are str0m `Rtc`s in frame mode: the dataplane's RTP is
 //! depacketized to frames here and the mix is packetized by str0m. Every 20 ms the audio
 //! mixer's frame, and at the view's frame rate the compositor's, are written to the
 //! output with RTP times from one clock, so the sender reports of both tracks let a
@@ -158,6 +158,7 @@ impl View {
             .enable_opus(true, false)
             .enable_pcmu(true, false)
             .enable_pcma(true, false)
+            .enable_g722(true, false)
             .enable_vp8(true)
             .enable_h264(true);
         let mut view = View {
