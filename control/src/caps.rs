@@ -41,7 +41,49 @@ fn dimension(v: &Value, name: &str) -> Result<u16, CapError> {
 /// `keyFrameInterval` are refused) into `cap`, keeping what they leave out. A bitrate
 /// multiplier (`"x0.8"`) is relative to the layer served and cannot bound a layer choice:
 /// it is accepted and leaves the bitrate free.
-pub fn read_owt_parameters(params: &Value, cap: &mut SubscriptionCap) -> Result<(), CapError> {
+/// What a player asks a stream's video to be beyond a simulcast layer: a size, frame
+/// rate, bitrate or keyframe interval the publisher does not send, which the mixer makes
+/// (a transcoding).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transcode {
+    /// Width in pixels.
+    pub width: Option<u16>,
+    /// Height in pixels.
+    pub height: Option<u16>,
+    /// Frames per second.
+    pub framerate: Option<u32>,
+    /// kbit/s.
+    pub bitrate_kbps: Option<u32>,
+    /// Seconds between keyframes.
+    pub key_frame_interval: Option<u32>,
+    /// Asked for explicitly (WHEP's `width`, `framerate`, …): transcode even where a
+    /// simulcast layer would do.
+    pub force: bool,
+}
+
+impl Transcode {
+    /// Whether a player asking this needs a transcoding of a stream (`simulcast`: one with
+    /// layers, where a size or bitrate picks a layer instead).
+    pub fn needed(&self, simulcast: bool) -> bool {
+        let any = self.width.is_some()
+            || self.framerate.is_some()
+            || self.bitrate_kbps.is_some()
+            || self.key_frame_interval.is_some();
+        (self.force && any)
+            || self.framerate.is_some()
+            || self.key_frame_interval.is_some()
+            || (!simulcast && self.width.is_some())
+    }
+}
+
+/// Reads OWT's video `parameters` into a layer cap, and (when `transcode` is given: a new
+/// subscription) into what a transcoding would make; without it a frame rate or keyframe
+/// interval is refused (a live subscription does not switch to a transcoding).
+pub fn read_owt_parameters(
+    params: &Value,
+    cap: &mut SubscriptionCap,
+    mut transcode: Option<&mut Transcode>,
+) -> Result<(), CapError> {
     if params.is_null() {
         return Ok(());
     }
@@ -59,6 +101,10 @@ pub fn read_owt_parameters(params: &Value, cap: &mut SubscriptionCap) -> Result<
                 };
                 cap.max_width = Some(dimension(w, "parameters.resolution.width")?);
                 cap.max_height = Some(dimension(h, "parameters.resolution.height")?);
+                if let Some(t) = transcode.as_deref_mut() {
+                    t.width = cap.max_width;
+                    t.height = cap.max_height;
+                }
             }
             "bitrate" => match v {
                 Value::Null => {}
@@ -70,6 +116,9 @@ pub fn read_owt_parameters(params: &Value, cap: &mut SubscriptionCap) -> Result<
                             bad("parameters.bitrate must be a positive number of kbit/s")
                         })?;
                     cap.max_bitrate_bps = Some((kbps * 1000.0) as u64);
+                    if let Some(t) = transcode.as_deref_mut() {
+                        t.bitrate_kbps = Some(kbps as u32);
+                    }
                 }
                 Value::String(s) if s.starts_with('x') && s[1..].parse::<f64>().is_ok() => {
                     cap.max_bitrate_bps = None;
@@ -81,9 +130,23 @@ pub fn read_owt_parameters(params: &Value, cap: &mut SubscriptionCap) -> Result<
                 }
             },
             "framerate" | "keyFrameInterval" if !v.is_null() => {
-                return Err(CapError::NeedsTranscoding(format!(
-                    "parameters.{key}: a forwarded stream keeps its publisher's frame rate and keyframe interval (changing them needs transcoding, not offered yet); ask for a resolution or bitrate instead"
-                )));
+                let Some(t) = transcode.as_deref_mut() else {
+                    return Err(CapError::NeedsTranscoding(format!(
+                        "parameters.{key}: a subscription keeps the frame rate and keyframe interval it started with; subscribe again with the new {key}"
+                    )));
+                };
+                let n = v
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| (1..=120).contains(n))
+                    .ok_or_else(|| {
+                        bad(format!("parameters.{key} must be a whole number, 1 to 120"))
+                    })?;
+                if key == "framerate" {
+                    t.framerate = Some(n);
+                } else {
+                    t.key_frame_interval = Some(n);
+                }
             }
             "framerate" | "keyFrameInterval" => {}
             other => return Err(bad(format!("unknown video parameter {other:?}"))),
@@ -93,8 +156,12 @@ pub fn read_owt_parameters(params: &Value, cap: &mut SubscriptionCap) -> Result<
 }
 
 /// Reads WHEP's query string: `rid`, `maxBitrate` (bit/s), `maxWidth`, `maxHeight`.
-pub fn read_whep_query(query: Option<&str>) -> Result<SubscriptionCap, CapError> {
+pub fn read_whep_query(query: Option<&str>) -> Result<(SubscriptionCap, Transcode), CapError> {
     let mut cap = SubscriptionCap::default();
+    let mut transcode = Transcode {
+        force: true,
+        ..Default::default()
+    };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let number = |name: &str| {
@@ -130,14 +197,46 @@ pub fn read_whep_query(query: Option<&str>) -> Result<SubscriptionCap, CapError>
                         .map_err(|_| bad("maxHeight is too large"))?,
                 )
             }
+            "width" | "height" => {
+                let n = u16::try_from(number(key)?)
+                    .ok()
+                    .filter(|n| *n <= 4096)
+                    .ok_or_else(|| bad(format!("{key} must be at most 4096")))?;
+                if key == "width" {
+                    transcode.width = Some(n);
+                } else {
+                    transcode.height = Some(n);
+                }
+            }
+            "framerate" | "keyFrameInterval" => {
+                let n = u32::try_from(number(key)?)
+                    .ok()
+                    .filter(|n| *n <= 120)
+                    .ok_or_else(|| bad(format!("{key} must be 1 to 120")))?;
+                if key == "framerate" {
+                    transcode.framerate = Some(n);
+                } else {
+                    transcode.key_frame_interval = Some(n);
+                }
+            }
+            "bitrate" => {
+                let n = u32::try_from(number("bitrate")?)
+                    .ok()
+                    .filter(|n| *n <= 50_000)
+                    .ok_or_else(|| bad("bitrate (kbit/s) must be at most 50000"))?;
+                transcode.bitrate_kbps = Some(n);
+            }
             other => {
                 return Err(bad(format!(
-                    "unknown query parameter {other:?}: use rid, maxBitrate, maxWidth or maxHeight"
+                    "unknown query parameter {other:?}: use rid, maxBitrate, maxWidth or maxHeight to pick a simulcast layer, or width, height, framerate, bitrate (kbit/s), keyFrameInterval to have the stream transcoded"
                 )))
             }
         }
     }
-    Ok(cap)
+    if transcode.width.is_some() != transcode.height.is_some() {
+        return Err(bad("width and height go together"));
+    }
+    Ok((cap, transcode))
 }
 
 #[cfg(test)]
@@ -151,16 +250,17 @@ mod tests {
         read_owt_parameters(
             &json!({"resolution": {"width": 640, "height": 360}, "bitrate": 500}),
             &mut cap,
+            None,
         )
         .unwrap();
         assert_eq!(cap.max_width, Some(640));
         assert_eq!(cap.max_height, Some(360));
         assert_eq!(cap.max_bitrate_bps, Some(500_000));
         // A multiplier frees the bitrate; the resolution stays.
-        read_owt_parameters(&json!({"bitrate": "x0.8"}), &mut cap).unwrap();
+        read_owt_parameters(&json!({"bitrate": "x0.8"}), &mut cap, None).unwrap();
         assert_eq!(cap.max_bitrate_bps, None);
         assert_eq!(cap.max_width, Some(640));
-        read_owt_parameters(&Value::Null, &mut cap).unwrap();
+        read_owt_parameters(&Value::Null, &mut cap, None).unwrap();
         for refused in [
             json!({"resolution": {"width": 0, "height": 360}}),
             json!({"resolution": {"width": 640}}),
@@ -171,26 +271,61 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    read_owt_parameters(&refused, &mut cap),
+                    read_owt_parameters(&refused, &mut cap, None),
                     Err(CapError::Bad(_))
                 ),
                 "{refused}"
             );
         }
-        let e = read_owt_parameters(&json!({"framerate": 15}), &mut cap).unwrap_err();
+        // A live subscription does not switch to a transcoding; a new one gets one.
+        let e = read_owt_parameters(&json!({"framerate": 15}), &mut cap, None).unwrap_err();
         assert!(matches!(e, CapError::NeedsTranscoding(_)), "{e}");
-        read_owt_parameters(&json!({"framerate": null}), &mut cap).unwrap();
+        read_owt_parameters(&json!({"framerate": null}), &mut cap, None).unwrap();
+        let mut t = Transcode::default();
+        read_owt_parameters(
+            &json!({"resolution": {"width": 320, "height": 240}, "framerate": 10, "keyFrameInterval": 2}),
+            &mut cap,
+            Some(&mut t),
+        )
+        .unwrap();
+        assert_eq!(
+            (t.width, t.height, t.framerate, t.key_frame_interval),
+            (Some(320), Some(240), Some(10), Some(2))
+        );
+        assert!(
+            t.needed(true),
+            "a frame rate needs a transcoding even with layers"
+        );
+        let size_only = Transcode {
+            width: Some(320),
+            height: Some(240),
+            ..Default::default()
+        };
+        assert!(size_only.needed(false) && !size_only.needed(true));
+        assert!(!Transcode::default().needed(false));
+        assert!(read_owt_parameters(&json!({"framerate": 0}), &mut cap, Some(&mut t)).is_err());
     }
 
     #[test]
     fn whep_query_becomes_a_cap() {
-        let cap =
+        let (cap, t) =
             read_whep_query(Some("rid=q&maxBitrate=300000&maxWidth=320&maxHeight=180")).unwrap();
         assert_eq!(cap.rid.as_deref(), Some("q"));
         assert_eq!(cap.max_bitrate_bps, Some(300_000));
         assert_eq!((cap.max_width, cap.max_height), (Some(320), Some(180)));
-        assert!(read_whep_query(None).unwrap().is_none());
-        assert!(read_whep_query(Some("")).unwrap().is_none());
+        assert!(!t.needed(false), "caps pick layers, they do not transcode");
+        assert!(read_whep_query(None).unwrap().0.is_none());
+        assert!(read_whep_query(Some("")).unwrap().0.is_none());
+        let (_, t) =
+            read_whep_query(Some("width=320&height=240&framerate=10&bitrate=300")).unwrap();
+        assert_eq!(
+            (t.width, t.height, t.framerate, t.bitrate_kbps),
+            (Some(320), Some(240), Some(10), Some(300))
+        );
+        assert!(
+            t.needed(true),
+            "asked for by name: transcoded even with layers"
+        );
         for refused in [
             "maxBitrate=lots",
             "maxWidth=70000",
@@ -198,6 +333,8 @@ mod tests {
             "rid=a%20b",
             "layer=2",
             "maxBitrate=0",
+            "width=320",
+            "framerate=500",
         ] {
             let e = read_whep_query(Some(refused)).unwrap_err();
             assert!(matches!(e, CapError::Bad(_)), "{refused}: {e}");

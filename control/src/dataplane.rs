@@ -28,14 +28,7 @@ impl Protocol for Dataplane {
 
     fn welcome(answer: Response) -> Result<DataplaneInfo, String> {
         match answer {
-            Response::DataplaneInfo(info) if info.protocol == PROTOCOL_VERSION => {
-                tracing::info!(
-                    cores = info.cores.len(),
-                    pid = info.pid,
-                    "media dataplane connected"
-                );
-                Ok(info)
-            }
+            Response::DataplaneInfo(info) if info.protocol == PROTOCOL_VERSION => Ok(info),
             Response::DataplaneInfo(info) => Err(format!(
                 "the dataplane speaks protocol version {}, control {PROTOCOL_VERSION}",
                 info.protocol

@@ -263,7 +263,6 @@ impl<P: Protocol> Link<P> {
                         match hs.try_recv() {
                             Ok(Ok(answer)) => match P::welcome(answer) {
                                 Ok(info) => {
-                                    tracing::info!(worker = P::NAME, addr = %self.addr, "{} connected", P::NAME);
                                     {
                                         let mut st = self.st();
                                         st.loads = P::slots(&info);
@@ -271,6 +270,8 @@ impl<P: Protocol> Link<P> {
                                         st.tx = local_tx.take();
                                         st.ups += 1;
                                     }
+                                    // Logged once calls can go through (tests wait for it).
+                                    tracing::info!(worker = P::NAME, addr = %self.addr, "{} connected", P::NAME);
                                     listener.on_up(&info);
                                 }
                                 Err(why) => {

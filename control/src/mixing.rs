@@ -118,43 +118,84 @@ pub fn minus_subscription(subscription: &str) -> String {
     format!("{subscription}~audio")
 }
 
-/// Splits a subscription to a mixed stream so that its audio sections play `minus`: the
-/// binding keeps the video sections (`video_mids`), a second one plays the mix-minus on
-/// `audio_mids`. Other bindings come back unchanged.
-pub fn split_for_minus(
-    binding: switchyard_dataplane_api::Binding,
-    minus: &str,
+/// Splits a subscription so that its audio sections play `audio` and its video sections
+/// `video` (a player's mix-minus, a transcoding): the binding keeps the video sections
+/// (`video_mids`), a second one plays the audio on `audio_mids`.
+pub fn split_bindings(
+    binding: Binding,
+    audio: &str,
+    video: &str,
     audio_mids: Vec<String>,
     video_mids: Vec<String>,
-) -> Vec<switchyard_dataplane_api::Binding> {
+) -> Vec<Binding> {
     match binding {
         Binding::Subscribe {
             subscription,
-            publication,
-            audio,
-            video,
+            audio: wants_audio,
+            video: wants_video,
             cap,
             ..
         } => vec![
             Binding::Subscribe {
                 subscription: subscription.clone(),
-                publication,
+                publication: video.to_string(),
                 mids: Some(video_mids),
                 audio: false,
-                video,
+                video: wants_video,
                 cap,
             },
             Binding::Subscribe {
                 subscription: minus_subscription(&subscription),
-                publication: minus.to_string(),
+                publication: audio.to_string(),
                 mids: Some(audio_mids),
-                audio,
+                audio: wants_audio,
                 video: false,
                 cap: Default::default(),
             },
         ],
         other => vec![other],
     }
+}
+
+/// The video codecs an SDP offer lists (lower case).
+pub fn sdp_video_codecs(sdp: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut video = false;
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = line.strip_prefix("m=") {
+            video = m.starts_with("video");
+        } else if let Some(map) = line.strip_prefix("a=rtpmap:").filter(|_| video) {
+            if let Some(name) = map
+                .split_whitespace()
+                .nth(1)
+                .and_then(|e| e.split('/').next())
+            {
+                let name = name.to_ascii_lowercase();
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How one player plays a stream: what decides its bindings beyond the stream itself.
+pub struct Playback<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// The stream played.
+    pub stream: &'a str,
+    /// The player's offer (the codecs it takes).
+    pub offer_sdp: &'a str,
+    /// Its audio sections.
+    pub audio_mids: Vec<String>,
+    /// Its video sections.
+    pub video_mids: Vec<String>,
+    /// What it asks the video to be.
+    pub transcode: &'a crate::caps::Transcode,
+    /// Who it is (for a mixed stream's mix-minus), and whether it may publish audio.
+    pub listener: Option<(Listener, bool)>,
 }
 
 /// The audio and video sections (mids) of an SDP offer, in order.
@@ -194,6 +235,21 @@ struct ViewState {
     config: room::View,
     /// Listeners with their own audio, by key.
     listeners: HashMap<String, ListenerState>,
+    /// For a transcoding (a stream in another codec, size or frame rate for the players
+    /// that ask for it): the stream it transcodes. Not a room stream; it ends when nobody
+    /// has played it for [`LISTENER_IDLE`].
+    variant_of: Option<String>,
+    idle_since: Option<std::time::Instant>,
+}
+
+impl ViewState {
+    fn id(&self) -> String {
+        if self.variant_of.is_some() {
+            self.label.clone()
+        } else {
+            view_id(&self.room, &self.label)
+        }
+    }
 }
 
 struct ListenerState {
@@ -213,6 +269,12 @@ enum Job {
         who: Listener,
         may_publish: bool,
         reply: tokio::sync::oneshot::Sender<Result<Option<String>, String>>,
+    },
+    Transcode {
+        room: String,
+        stream: String,
+        variant: Variant,
+        reply: tokio::sync::oneshot::Sender<Result<String, String>>,
     },
     Mixer(api::Event),
     MixerDown,
@@ -305,6 +367,7 @@ impl Mixing {
             Job::Reconcile => {
                 self.reconcile(views).await;
                 self.refresh_listeners(None, views).await;
+                self.end_idle_variants(views).await;
             }
             Job::MixerDown => {
                 for (id, v) in views.drain() {
@@ -313,6 +376,15 @@ impl Mixing {
             }
             Job::Mixer(e) => self.on_mixer_event(e, views).await,
             Job::RoomUpdated(room) => self.room_updated(&room, views).await,
+            Job::Transcode {
+                room,
+                stream,
+                variant,
+                reply,
+            } => {
+                let r = self.transcode(&room, &stream, variant, views).await;
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
             Job::Listen {
                 room,
                 mixed,
@@ -385,7 +457,7 @@ impl Mixing {
         };
         let mine: Vec<String> = views
             .iter()
-            .filter(|(_, v)| v.room == room)
+            .filter(|(_, v)| v.room == room && v.variant_of.is_none())
             .map(|(id, _)| id.clone())
             .collect();
         for id in mine {
@@ -451,10 +523,30 @@ impl Mixing {
         let _ = self.jobs.send(Job::RoomUpdated(room.to_string()));
     }
 
-    /// Starts a view: the mixer's output client, its dataplane peer, the mixed stream.
+    /// Starts a room's view: the mixer's output client, its dataplane peer, the mixed
+    /// stream.
     async fn start_view(&self, room: &str, view: &room::View) -> Result<ViewState, MixError> {
-        let id = view_id(room, &view.label);
         let spec = view_spec(room, view, &[]);
+        let mut state = self.start(room, spec, None).await?;
+        state.config = view.clone();
+        if self.media.conference.stream(room, &state.id()).is_err() {
+            self.media
+                .conference
+                .add_stream(room, mixed_stream(&state.id(), view));
+        }
+        Ok(state)
+    }
+
+    /// Starts a view of `spec` (a transcoding of `variant_of` when given) on the mixer and
+    /// its output on the dataplane.
+    async fn start(
+        &self,
+        room: &str,
+        spec: api::ViewSpec,
+        variant_of: Option<String>,
+    ) -> Result<ViewState, MixError> {
+        let id = spec.id.clone();
+        let label = spec.label.clone();
         let offer = match self
             .link
             .call(api::Request::ViewCreate { view: spec })
@@ -516,23 +608,20 @@ impl Mixing {
             core,
             whole_peer: false,
         });
-        if self.media.conference.stream(room, &id).is_err() {
-            self.media
-                .conference
-                .add_stream(room, mixed_stream(&id, view));
-        }
         tracing::info!(view = %id, core, "mixed stream started");
         Ok(ViewState {
             room: room.to_string(),
-            label: view.label.clone(),
+            label,
             out_peer,
             in_peer: format!("{id}#in"),
             out_core: core,
             in_core: None,
             inputs: Vec::new(),
             pinned: Vec::new(),
-            config: view.clone(),
+            config: room::View::default(),
             listeners: HashMap::new(),
+            variant_of,
+            idle_since: None,
         })
     }
 
@@ -583,7 +672,7 @@ impl Mixing {
     }
 
     async fn bind_input(&self, v: &mut ViewState, input: api::Input) -> Result<(), MixError> {
-        let id = view_id(&v.room, &v.label);
+        let id = v.id();
         let stream = input.stream.clone();
         let offer = match self
             .link
@@ -663,6 +752,92 @@ impl Mixing {
             whole_peer: false,
         });
         Ok(())
+    }
+
+    /// The publication carrying `stream`'s video as `variant` asks (started on first use,
+    /// shared by every player that asks for the same).
+    async fn transcode(
+        &self,
+        room: &str,
+        stream: &str,
+        variant: Variant,
+        views: &mut HashMap<String, ViewState>,
+    ) -> Result<String, MixError> {
+        let id = variant.id(stream);
+        if views.contains_key(&id) {
+            return Ok(id);
+        }
+        let info = self
+            .media
+            .conference
+            .stream(room, stream)
+            .map_err(|_| MixError::Other(format!("no stream {stream} in the room")))?;
+        let spec = api::ViewSpec {
+            id: id.clone(),
+            room: room.to_string(),
+            label: id.clone(),
+            audio: None,
+            video: Some(api::VideoSpec {
+                codec: variant.codec.clone(),
+                width: u32::from(variant.width),
+                height: u32::from(variant.height),
+                framerate: variant.framerate,
+                bitrate_kbps: variant.bitrate_kbps,
+                key_frame_interval: variant.key_frame_interval,
+                max_input: 1,
+                bg_color: [0, 0, 0],
+                fit: api::Fit::Letterbox,
+                keep_active_input_primary: false,
+                layout: api::LayoutSpec::default(),
+            }),
+        };
+        let state = self.start(room, spec, Some(stream.to_string())).await?;
+        views.insert(id.clone(), state);
+        let video_only = StreamInfo {
+            media: StreamMedia {
+                audio: OrFalse::False,
+                video: info.media.video.clone(),
+            },
+            ..info
+        };
+        self.add_input(&id, &video_only, views).await;
+        if !views
+            .get(&id)
+            .is_some_and(|v| v.inputs.iter().any(|s| s == stream))
+        {
+            if let Some(v) = views.remove(&id) {
+                self.teardown(&id, &v, true).await;
+            }
+            return Err(MixError::Other(format!("{stream} could not be transcoded")));
+        }
+        tracing::info!(stream, variant = %id, "transcoding started");
+        Ok(id)
+    }
+
+    /// Transcodings nobody has played for [`LISTENER_IDLE`] end.
+    async fn end_idle_variants(&self, views: &mut HashMap<String, ViewState>) {
+        let now = std::time::Instant::now();
+        let mut idle = Vec::new();
+        for (id, v) in views.iter_mut().filter(|(_, v)| v.variant_of.is_some()) {
+            let played = !self
+                .media
+                .sessions
+                .find(|s| s.stream == *id && s.subscription.is_some())
+                .is_empty();
+            if played {
+                v.idle_since = None;
+            } else if now.saturating_duration_since(*v.idle_since.get_or_insert(now))
+                >= LISTENER_IDLE
+            {
+                idle.push(id.clone());
+            }
+        }
+        for id in idle {
+            if let Some(v) = views.remove(&id) {
+                tracing::info!(variant = %id, "transcoding ended: nobody plays it");
+                self.teardown(&id, &v, true).await;
+            }
+        }
     }
 
     /// The publication carrying what `who` hears of mixed stream `mixed` (the mix
@@ -974,6 +1149,16 @@ impl Mixing {
                     self.teardown(&stream, &v, true).await;
                     return;
                 }
+                let variants: Vec<String> = views
+                    .iter()
+                    .filter(|(_, v)| v.variant_of.as_deref() == Some(stream.as_str()))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in variants {
+                    if let Some(v) = views.remove(&id) {
+                        self.teardown(&id, &v, true).await;
+                    }
+                }
                 let ids: Vec<String> = views
                     .iter()
                     .filter(|(_, v)| v.room == room && v.inputs.contains(&stream))
@@ -1061,6 +1246,151 @@ impl Mixing {
             }
             _ => None,
         }
+    }
+}
+
+impl Mixing {
+    /// The bindings that play a stream to one player (`binding`, a subscription): its
+    /// audio from what the player hears of a mixed stream (without itself), its video
+    /// from a transcoding when it asks for what the stream is not — another size or frame
+    /// rate, or a codec its offer lacks. Without either, `binding` alone.
+    pub async fn bindings_for(&self, binding: Binding, p: Playback<'_>) -> Vec<Binding> {
+        let Binding::Subscribe { audio, video, .. } = &binding else {
+            return vec![binding];
+        };
+        let (audio, video) = (*audio, *video);
+        let Ok(info) = self.media.conference.stream(p.room, p.stream) else {
+            return vec![binding];
+        };
+        let mut audio_from = None;
+        if let (true, StreamKind::Mixed, Some((who, may_publish))) = (audio, info.kind, p.listener)
+        {
+            audio_from = self
+                .listener_publication(p.room, p.stream, who, may_publish)
+                .await;
+        }
+        let mut video_from = None;
+        if let (true, OrFalse::Some(v)) = (video, &info.media.video) {
+            if let Some(variant) = variant_for(v, p.transcode, p.offer_sdp) {
+                video_from = self.transcoding(p.room, p.stream, variant).await;
+            }
+        }
+        if audio_from.is_none() && video_from.is_none() {
+            return vec![binding];
+        }
+        split_bindings(
+            binding,
+            audio_from.as_deref().unwrap_or(p.stream),
+            video_from.as_deref().unwrap_or(p.stream),
+            p.audio_mids,
+            p.video_mids,
+        )
+    }
+
+    /// The publication carrying `stream`'s video transcoded as `variant` asks, started
+    /// on first use and shared; `None` when the mixer cannot now.
+    pub async fn transcoding(&self, room: &str, stream: &str, variant: Variant) -> Option<String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job::Transcode {
+                room: room.to_string(),
+                stream: stream.to_string(),
+                variant,
+                reply,
+            })
+            .ok()?;
+        match tokio::time::timeout(Duration::from_secs(15), rx).await {
+            Ok(Ok(Ok(p))) => Some(p),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(stream, error = %e, "no transcoding for a player");
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The transcoding a player needs of a stream's video `v`: when it asks for what the
+/// stream is not (`t`), or its offer (`offer_sdp`) lacks the stream's codec. `None` when
+/// the stream will do, or no codec the mixer encodes (VP8, H.264) is in the offer.
+fn variant_for(
+    v: &crate::model::conference::VideoInfo,
+    t: &crate::caps::Transcode,
+    offer_sdp: &str,
+) -> Option<Variant> {
+    let offered = sdp_video_codecs(offer_sdp);
+    let own = match v.format.codec {
+        VideoCodec::H264 => "h264",
+        VideoCodec::H265 => "h265",
+        VideoCodec::Vp8 => "vp8",
+        VideoCodec::Vp9 => "vp9",
+        VideoCodec::Av1 => "av1",
+    };
+    let codec_ok = offered.is_empty() || offered.iter().any(|c| c == own);
+    if codec_ok && !t.needed(!v.rids.is_empty()) {
+        return None;
+    }
+    let takes = |c: &str| offered.is_empty() || offered.iter().any(|o| o == c);
+    let codec = [own, "vp8", "h264"]
+        .into_iter()
+        .find(|c| matches!(*c, "vp8" | "h264") && takes(c))?;
+    let (width, height) = (t.width.unwrap_or(0), t.height.unwrap_or(0));
+    let framerate = t
+        .framerate
+        .or_else(|| v.parameters.as_ref().and_then(|p| p.framerate))
+        .unwrap_or(30);
+    let bitrate_kbps = t.bitrate_kbps.unwrap_or(if width > 0 && height > 0 {
+        default_bitrate_kbps(
+            crate::model::media::Resolution {
+                width: u32::from(width),
+                height: u32::from(height),
+            },
+            framerate,
+            0.8,
+        )
+    } else {
+        1000
+    });
+    Some(Variant {
+        codec: codec.to_string(),
+        width,
+        height,
+        framerate,
+        bitrate_kbps,
+        key_frame_interval: t.key_frame_interval.unwrap_or(5),
+    })
+}
+
+/// What a player asks a stream's video to become.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    /// `vp8` or `h264`.
+    pub codec: String,
+    /// Width and height in pixels; 0 × 0 keeps the stream's.
+    pub width: u16,
+    /// Height.
+    pub height: u16,
+    /// Frames per second.
+    pub framerate: u32,
+    /// kbit/s.
+    pub bitrate_kbps: u32,
+    /// Seconds between keyframes.
+    pub key_frame_interval: u32,
+}
+
+impl Variant {
+    /// The id of `stream`'s transcoding to this variant (shared by every player asking
+    /// for the same).
+    pub fn id(&self, stream: &str) -> String {
+        format!(
+            "{stream}@{}-{}x{}-{}fps-{}k-{}s",
+            self.codec,
+            self.width,
+            self.height,
+            self.framerate,
+            self.bitrate_kbps,
+            self.key_frame_interval
+        )
     }
 }
 
@@ -1225,7 +1555,13 @@ mod tests {
             video: true,
             cap: Default::default(),
         };
-        let split = split_for_minus(b, "r-common~p:x", vec!["0".into()], vec!["1".into()]);
+        let split = split_bindings(
+            b,
+            "r-common~p:x",
+            "r-common",
+            vec!["0".into()],
+            vec!["1".into()],
+        );
         assert_eq!(split.len(), 2);
         match (&split[0], &split[1]) {
             (

@@ -687,7 +687,7 @@ impl View {
 
     /// The composite as last drawn (for tests).
     pub fn picture(&self) -> Option<&crate::video::frame::I420> {
-        self.video.as_ref().map(Compositor::picture)
+        self.video.as_ref().and_then(Compositor::picture)
     }
 
     /// The inputs' streams.

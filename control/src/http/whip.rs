@@ -317,7 +317,7 @@ pub async fn play(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let offer = sdp_body(&headers, &body)?;
-    let cap = crate::caps::read_whep_query(query.as_deref())
+    let (cap, transcode) = crate::caps::read_whep_query(query.as_deref())
         .map_err(|e| ApiError::bad("query", e.to_string()))?;
     let (rec, r, role) = admit(&st, &headers, &room).await?;
     if !role.subscribe.audio && !role.subscribe.video {
@@ -347,22 +347,6 @@ pub async fn play(
         .map_err(|e| ApiError::Forbidden(e.to_string()))?;
     let subscription = new_id();
     let peer = format!("whep-{subscription}");
-    // A publisher playing a mixed stream its own audio is mixed into hears the view
-    // without itself: its audio sections play its mix-minus.
-    let mixed = st
-        .conference
-        .stream(&room, &stream)
-        .is_ok_and(|s| s.kind == StreamKind::Mixed);
-    let minus = if mixed && role.subscribe.audio {
-        let who = crate::mixing::Listener::User(rec.user.clone());
-        // A WHEP player cannot publish: only a user already publishing into the view
-        // gets its own audio.
-        st.mixing
-            .listener_publication(&room, &stream, who, false)
-            .await
-    } else {
-        None
-    };
     let binding = Binding::Subscribe {
         subscription: subscription.clone(),
         publication: stream.clone(),
@@ -371,14 +355,33 @@ pub async fn play(
         video: role.subscribe.video,
         cap,
     };
-    let minus_subscription = crate::mixing::minus_subscription(&subscription);
-    let bindings = match &minus {
-        Some(minus) => {
-            let (audio_mids, video_mids) = crate::mixing::sdp_mids(&offer);
-            crate::mixing::split_for_minus(binding, minus, audio_mids, video_mids)
-        }
-        None => vec![binding],
+    // A publisher playing a mixed stream its own audio is mixed into hears the view
+    // without itself (a WHEP player cannot publish: only a user already publishing into
+    // the view gets its own audio); a player asking for another size, frame rate or
+    // codec gets a transcoding.
+    let (audio_mids, video_mids) = crate::mixing::sdp_mids(&offer);
+    let bindings = st
+        .mixing
+        .bindings_for(
+            binding,
+            crate::mixing::Playback {
+                room: &room,
+                stream: &stream,
+                offer_sdp: &offer,
+                audio_mids,
+                video_mids,
+                transcode: &transcode,
+                listener: Some((crate::mixing::Listener::User(rec.user.clone()), false)),
+            },
+        )
+        .await;
+    // A split subscription's audio binding (a mix-minus, or the stream beside a
+    // transcoding of its video) is a session of its own.
+    let audio_from = match bindings.get(1) {
+        Some(Binding::Subscribe { publication, .. }) => Some(publication.clone()),
+        _ => None,
     };
+    let minus_subscription = crate::mixing::minus_subscription(&subscription);
     let result = create_peer(
         &st,
         &peer,
@@ -394,14 +397,14 @@ pub async fn play(
             return Err(e);
         }
     };
-    if let Some(minus) = minus {
+    if let Some(publication) = audio_from {
         // Ends with the peer; the peer is the main session's to close.
         st.sessions.insert(Session {
             id: minus_subscription.clone(),
             peer: peer.clone(),
             room: room.clone(),
             participant: participant.clone(),
-            stream: minus,
+            stream: publication,
             subscription: Some(minus_subscription),
             token_id: None,
             core,

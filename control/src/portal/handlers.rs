@@ -462,6 +462,7 @@ async fn do_publish(
             attributes: req.attributes,
             tracks: Vec::new(),
             ready: false,
+            transcode: Default::default(),
         };
         if let Some(t) = m.transports.get_mut(&tid) {
             t.pending.push((binding, bound));
@@ -497,10 +498,12 @@ async fn subscribe(
         // A simulcast layer named by its track (`{stream}-video-{rid}`), and the video
         // parameters asked for: the dataplane serves the nearest layer not above them.
         let mut cap = SubscriptionCap::default();
+        let mut transcode = crate::caps::Transcode::default();
         for t in req.media.tracks.iter().filter(|t| t.kind == "video") {
             cap.rid = t.from.as_deref().and_then(p::rid_of).map(str::to_string);
             if let Some(params) = &t.parameters {
-                crate::caps::read_owt_parameters(params, &mut cap).map_err(cap_error)?;
+                crate::caps::read_owt_parameters(params, &mut cap, Some(&mut transcode))
+                    .map_err(cap_error)?;
             }
         }
         let mut members = portal.members();
@@ -542,6 +545,7 @@ async fn subscribe(
             attributes: None,
             tracks: Vec::new(),
             ready: false,
+            transcode,
         };
         if let Some(t) = m.transports.get_mut(&tid) {
             t.pending.push((binding, bound));
@@ -660,58 +664,42 @@ async fn do_soac(
         )
     };
     // A subscription to a mixed stream its own audio is mixed into plays its mix-minus
-    // on its audio sections (no one hears themselves).
-    let room = portal
+    // on its audio sections (no one hears themselves; a participant that may publish
+    // audio gets its own audio from its first subscription, as OWT apps subscribe to the
+    // mix before they publish); one asking for another size, frame rate or codec plays a
+    // transcoding.
+    let (room, may_publish) = portal
         .members()
         .get(&me)
-        .map(|m| m.room.clone())
+        .map(|m| (m.room.clone(), m.permission.can_publish().audio))
         .unwrap_or_default();
     let mut bindings: Vec<Binding> = Vec::new();
     for (b, bound) in &pending {
-        let mixed = bound.stream.as_deref().filter(|s| {
-            portal
-                .st
-                .conference
-                .stream(&room, s)
-                .is_ok_and(|x| x.kind == crate::model::conference::StreamKind::Mixed)
-        });
-        let wants_audio = matches!(b, Binding::Subscribe { audio: true, .. });
-        // A participant that may publish audio gets its own audio even before it
-        // publishes (OWT apps subscribe to the mix first), so that it never hears itself.
-        let may_publish = portal
-            .members()
-            .get(&me)
-            .is_some_and(|m| m.permission.can_publish().audio);
-        let minus = match mixed.filter(|_| wants_audio) {
-            Some(s) => {
-                let who = crate::mixing::Listener::Participant(me.clone());
-                portal
-                    .st
-                    .mixing
-                    .listener_publication(&room, s, who, may_publish)
-                    .await
-            }
-            None => None,
+        let Some(stream) = bound.stream.as_deref() else {
+            bindings.push(b.clone());
+            continue;
         };
-        match minus {
-            Some(minus) => {
-                let of = |kind: &str| -> Vec<String> {
-                    bound
-                        .requested
-                        .iter()
-                        .filter(|t| t.kind == kind)
-                        .filter_map(|t| t.mid.clone())
-                        .collect()
-                };
-                bindings.extend(crate::mixing::split_for_minus(
-                    b.clone(),
-                    &minus,
-                    of("audio"),
-                    of("video"),
-                ));
-            }
-            None => bindings.push(b.clone()),
-        }
+        let of = |kind: &str| -> Vec<String> {
+            bound
+                .requested
+                .iter()
+                .filter(|t| t.kind == kind)
+                .filter_map(|t| t.mid.clone())
+                .collect()
+        };
+        let playback = crate::mixing::Playback {
+            room: &room,
+            stream,
+            offer_sdp: &sdp,
+            audio_mids: of("audio"),
+            video_mids: of("video"),
+            transcode: &bound.transcode,
+            listener: Some((
+                crate::mixing::Listener::Participant(me.clone()),
+                may_publish,
+            )),
+        };
+        bindings.extend(portal.st.mixing.bindings_for(b.clone(), playback).await);
     }
 
     let (req, new_core) = match placed {
@@ -1002,7 +990,7 @@ async fn subscription_control(
                 }
                 let mut cap = SubscriptionCap::default();
                 if let Some(params) = update.video.as_ref().and_then(|v| v.parameters.as_ref()) {
-                    crate::caps::read_owt_parameters(params, &mut cap).map_err(cap_error)?;
+                    crate::caps::read_owt_parameters(params, &mut cap, None).map_err(cap_error)?;
                 }
                 let r = portal.st.link.call(Request::SubscriptionUpdate { subscription: req.id.clone(), cap }).await;
                 r.map_err(rpc_error)?;

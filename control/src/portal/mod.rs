@@ -51,6 +51,8 @@ struct Bound {
     tracks: Vec<Track>,
     /// Whether the dataplane carries it (answered) and the client was told it is ready.
     ready: bool,
+    /// For a subscription: what it asks its video to be beyond a layer (a transcoding).
+    transcode: crate::caps::Transcode,
 }
 
 /// One WebRTC connection of a client.

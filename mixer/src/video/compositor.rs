@@ -24,8 +24,9 @@ struct Input {
 /// A view's compositor.
 pub struct Compositor {
     spec: VideoSpec,
-    canvas: Canvas,
-    encoder: VideoEncoder,
+    /// The canvas and its encoder; made when the size is known (a spec of 0 × 0 takes
+    /// its first input's size: a transcoding that keeps the size).
+    output: Option<(Canvas, VideoEncoder)>,
     inputs: Vec<Input>,
     interval: Duration,
     next_frame: Option<Instant>,
@@ -40,21 +41,14 @@ pub struct Compositor {
 }
 
 impl Compositor {
-    /// A compositor for `spec`.
+    /// A compositor for `spec` (0 × 0: the size of its first input's pictures).
     pub fn new(spec: VideoSpec) -> Result<Self, CodecError> {
         let fps = spec.framerate.clamp(1, 60);
-        let encoder = VideoEncoder::new(
-            &spec.codec,
-            spec.width & !1,
-            spec.height & !1,
-            fps,
-            spec.bitrate_kbps,
-            spec.key_frame_interval.max(1) * fps,
-        )?;
-        let [r, g, b] = spec.bg_color;
-        Ok(Compositor {
-            canvas: Canvas::new(spec.width, spec.height, Yuv::from_rgb(r, g, b)),
-            encoder,
+        if !matches!(spec.codec.as_str(), "vp8" | "h264") {
+            return Err(CodecError::Unsupported(spec.codec.clone()));
+        }
+        let mut c = Compositor {
+            output: None,
             inputs: Vec::new(),
             interval: Duration::from_secs(1) / fps,
             next_frame: None,
@@ -64,7 +58,39 @@ impl Compositor {
             layout_changed: true,
             decode_errors: 0,
             spec,
-        })
+        };
+        if c.spec.width > 0 && c.spec.height > 0 {
+            c.make_output(c.spec.width, c.spec.height)?;
+        }
+        Ok(c)
+    }
+
+    fn make_output(&mut self, width: u32, height: u32) -> Result<(), CodecError> {
+        let (w, h) = (width.max(2) & !1, height.max(2) & !1);
+        let fps = self.spec.framerate.clamp(1, 60);
+        let encoder = VideoEncoder::new(
+            &self.spec.codec,
+            w,
+            h,
+            fps,
+            self.spec.bitrate_kbps,
+            self.spec.key_frame_interval.max(1) * fps,
+        )?;
+        let [r, g, b] = self.spec.bg_color;
+        self.output = Some((Canvas::new(w, h, Yuv::from_rgb(r, g, b)), encoder));
+        self.keyframe_asked = true;
+        Ok(())
+    }
+
+    /// The output's size: the spec's, or its first input's once one has a picture.
+    fn output_size(&self) -> Option<(u32, u32)> {
+        if self.spec.width > 0 && self.spec.height > 0 {
+            return Some((self.spec.width, self.spec.height));
+        }
+        self.inputs
+            .iter()
+            .find_map(|i| i.latest.as_ref())
+            .map(|p| (p.width, p.height))
     }
 
     /// Adds an input, with video or audio only.
@@ -89,7 +115,10 @@ impl Compositor {
     /// New settings (layout, background, fit); the output format stays.
     pub fn update(&mut self, spec: &VideoSpec) {
         let [r, g, b] = spec.bg_color;
-        self.canvas = Canvas::new(self.spec.width, self.spec.height, Yuv::from_rgb(r, g, b));
+        if let Some((canvas, _)) = self.output.as_mut() {
+            let (w, h) = (canvas.picture.width, canvas.picture.height);
+            *canvas = Canvas::new(w, h, Yuv::from_rgb(r, g, b));
+        }
         self.spec.bg_color = spec.bg_color;
         self.spec.fit = spec.fit;
         self.spec.layout = spec.layout.clone();
@@ -227,8 +256,18 @@ impl Compositor {
             Some(t) if now < t + self.interval => t + self.interval,
             _ => now + self.interval,
         });
-        self.canvas.clear();
-        let (w, h) = (self.spec.width, self.spec.height);
+        if self.output.is_none() {
+            // No size yet: wait for the first input's picture.
+            match self.output_size() {
+                Some((w, h)) => self.make_output(w, h)?,
+                None => return Ok(Vec::new()),
+            }
+        }
+        let Some((canvas, encoder)) = self.output.as_mut() else {
+            return Ok(Vec::new());
+        };
+        canvas.clear();
+        let (w, h) = (canvas.picture.width, canvas.picture.height);
         for (stream, region) in &self.placed {
             let rect = Rect::of(region, w, h);
             match self
@@ -237,17 +276,17 @@ impl Compositor {
                 .find(|i| i.stream == *stream)
                 .and_then(|i| i.latest.as_ref())
             {
-                Some(p) => self.canvas.draw(p, rect, self.spec.fit),
-                None => self.canvas.fill(rect, PLACEHOLDER),
+                Some(p) => canvas.draw(p, rect, self.spec.fit),
+                None => canvas.fill(rect, PLACEHOLDER),
             }
         }
         let key = std::mem::take(&mut self.keyframe_asked);
-        self.encoder.encode(&self.canvas.picture, key)
+        encoder.encode(&canvas.picture, key)
     }
 
-    /// The canvas as last drawn.
-    pub fn picture(&self) -> &super::frame::I420 {
-        &self.canvas.picture
+    /// The canvas as last drawn (none before the output's size is known).
+    pub fn picture(&self) -> Option<&super::frame::I420> {
+        self.output.as_ref().map(|(c, _)| &c.picture)
     }
 }
 
@@ -300,7 +339,7 @@ mod tests {
         }
         assert!(out[0].keyframe, "the first frame is a keyframe");
         assert_eq!(c.waiting_for_keyframes().count(), 0);
-        let p = c.picture();
+        let p = c.picture().unwrap();
         for (i, (r, g, b)) in colours.iter().enumerate() {
             let (x, y) = (80 + 160 * (i as u32 % 2), 60 + 120 * (i as u32 / 2));
             let got = p.at(x, y).unwrap().to_rgb();
@@ -323,6 +362,26 @@ mod tests {
     }
 
     #[test]
+    fn a_size_of_zero_takes_the_inputs_size() {
+        let mut s = spec("vp8");
+        (s.width, s.height) = (0, 0);
+        let mut c = Compositor::new(s).unwrap();
+        c.add_input("v".into(), true);
+        let t0 = Instant::now();
+        assert!(c.tick(t0).unwrap().is_empty(), "nothing before a picture");
+        let mut enc = VideoEncoder::new("vp8", 176, 144, 10, 200, 50).unwrap();
+        let pic = super::super::frame::I420::filled(176, 144, Yuv::from_rgb(9, 99, 199));
+        for e in enc.encode(&pic, true).unwrap() {
+            c.on_frame("v", "vp8", &e.data, e.keyframe, true);
+        }
+        let out = c.tick(t0 + Duration::from_millis(200)).unwrap();
+        assert!(!out.is_empty() && out[0].keyframe);
+        let p = c.picture().unwrap();
+        assert_eq!((p.width, p.height), (176, 144));
+        assert!(Compositor::new(spec("vp9")).is_err());
+    }
+
+    #[test]
     fn an_audio_only_input_gets_a_placeholder_and_garbage_is_counted() {
         let mut c = Compositor::new(spec("h264")).unwrap();
         c.add_input("a".into(), false);
@@ -332,6 +391,6 @@ mod tests {
         let out = c.tick(Instant::now()).unwrap();
         assert!(!out.is_empty() && out[0].keyframe);
         // Two inputs in a 2×2 fluid grid: the audio-only one is a grey tile.
-        assert_eq!(c.picture().at(80, 60), Some(PLACEHOLDER));
+        assert_eq!(c.picture().unwrap().at(80, 60), Some(PLACEHOLDER));
     }
 }
