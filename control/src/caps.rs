@@ -132,7 +132,7 @@ pub fn read_owt_parameters(
             "framerate" | "keyFrameInterval" if !v.is_null() => {
                 let Some(t) = transcode.as_deref_mut() else {
                     return Err(CapError::NeedsTranscoding(format!(
-                        "parameters.{key}: a subscription keeps the frame rate and keyframe interval it started with; subscribe again with the new {key}"
+                        "parameters.{key}: a live subscription does not switch to a transcoding; subscribe again asking for this {key} to get one"
                     )));
                 };
                 let n = v

@@ -628,8 +628,11 @@ impl View {
         }
         self.next_audio = Some(due);
         self.output.next_timeout = Some(now);
+        // With the view's `vad`, the loudest input is reported (and may take the primary
+        // region).
+        let vad = self.spec.audio.as_ref().is_some_and(|a| a.vad);
         while let Some(change) = mixer.poll_change() {
-            if change.major && change.source != self.major {
+            if vad && change.major && change.source != self.major {
                 self.major = change.source.clone();
                 if let Some(stream) = &change.source {
                     self.events.push_back(Event::ViewActiveInput {

@@ -4,10 +4,11 @@
 // playing it over WHEP decodes 640×480 with the four colours in the four regions the
 // mixed stream's layout reports (pixels sampled from a canvas), and hears the four
 // tones (an FFT of what it plays); the first publisher playing the same mixed stream
-// hears the other three tones but not its own (its mix-minus).
+// hears the other three tones but not its own (its mix-minus). Unmixing a stream through
+// the management API takes it out of the layout; mixing it again puts it back.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startService, launchBrowser, eventually, sleep, wav, y4m } from "./common.mjs";
+import { startService, launchBrowser, eventually, sleep, wav, y4m, mauth } from "./common.mjs";
 
 const INPUTS = [
   { colour: "red", rgb: [255, 0, 0], hz: 400 },
@@ -107,6 +108,21 @@ test("four publishers mixed: colours in their regions, every tone, and no one he
       return got.every((c, i) => near(c, want[i]));
     }, 20000, "each region in its input's colour");
 
+    // Audio and video come with sender reports (what lets the player synchronise them),
+    // their NTP times telling the same clock.
+    const reports = await eventually(async () => {
+      const r = await viewer.evaluate(async () => {
+        const out = {};
+        for (const s of (await window.sy.pcs[0].getStats()).values()) {
+          if (s.type === "remote-outbound-rtp") out[s.kind] = { reports: s.reportsSent, at: s.remoteTimestamp };
+        }
+        return out;
+      });
+      return r.audio?.reports > 0 && r.video?.reports > 0 ? r : false;
+    }, 20000, "sender reports of audio and video");
+    console.log("sender reports:", JSON.stringify(reports));
+    assert.ok(Math.abs(reports.audio.at - reports.video.at) < 10000, "both reports tell one clock");
+
     // The viewer hears all four tones.
     const freqs = INPUTS.map(i => i.hz);
     const heard = await toneLevels(viewer, mixed, freqs, 3000);
@@ -127,6 +143,17 @@ test("four publishers mixed: colours in their regions, every tone, and no one he
     const weakest = Math.min(mine[1], mine[2], mine[3]);
     assert.ok(mine[0] < weakest - 30, `p0 does not hear its own ${freqs[0]} Hz (${mine[0].toFixed(1)} dB against ${weakest.toFixed(1)})`);
     assert.ok(mine[0] < mine[4] + 10, `${freqs[0]} Hz (${mine[0].toFixed(1)} dB) is no louder than the noise at 550 Hz (${mine[4].toFixed(1)} dB)`);
+
+    // Unmixed through the management API (OWT's PATCH of /info/inViews): three regions
+    // left; mixed again: four.
+    const last = publishers[3].stream;
+    const unmix = await mauth(svc, "PATCH", `/v1/rooms/${roomId}/streams/${last}`, [{ op: "remove", path: "/info/inViews", value: "common" }]);
+    assert.equal(unmix.status, 200, unmix.text);
+    const regions = async () => (await streams()).streams.find(s => s.id === mixed)?.info.layout ?? [];
+    await eventually(async () => { const l = await regions(); return l.length === 3 && l.every(r => r.stream !== last); }, 20000, "the layout without the unmixed stream");
+    const remix = await mauth(svc, "PATCH", `/v1/rooms/${roomId}/streams/${last}`, [{ op: "add", path: "/info/inViews", value: "common" }]);
+    assert.equal(remix.status, 200, remix.text);
+    await eventually(async () => (await regions()).some(r => r.stream === last), 20000, "the stream mixed again");
   } finally {
     for (const b of browsers) await b.close();
     await svc.stop();

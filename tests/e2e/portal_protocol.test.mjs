@@ -103,7 +103,8 @@ test("the portal protocol, login to logout, with media in Chromium", { timeout: 
     await b.req("subscription-control", { id: sub.id, operation: "play", data: "audio" });
     await eventually(async () => (await packets(pageB, sub.pc, audioMid)).packets > muted + 20, 10000, "audio to resume");
     // update (OWT's SubscriptionUpdate): a resolution or bitrate bounds the simulcast layer
-    // served; a frame rate would need transcoding; a malformed one names the problem.
+    // served; a frame rate needs a transcoding, which only a new subscription gets; a
+    // malformed one names the problem.
     assert.equal(await b.req("subscription-control", { id: sub.id, operation: "update", data: { video: { parameters: { resolution: { width: 160, height: 120 }, bitrate: 300 } } } }), undefined);
     const framerate = await b.refused("subscription-control", { id: sub.id, operation: "update", data: { video: { parameters: { framerate: 15 } } } });
     assert.equal(framerate.code, 2002);
