@@ -303,7 +303,7 @@ fn start_switchyard(args: &Args, ns: &Netns, cpus: &str) -> anyhow::Result<Serve
         format!(
             r#"data_dir = "{data}"
 [log]
-level = "warn,switchyard_control::dataplane=info"
+level = "warn,switchyard_control::link=info"
 format = "json"
 [management-api]
 ip_address = "{ip}"

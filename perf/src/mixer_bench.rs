@@ -224,6 +224,75 @@ fn compose(inputs: &[Vec<Vec<u8>>], codec: &str) -> anyhow::Result<f64> {
     Ok(frames as f64 / 30.0 / used)
 }
 
+/// A plain scalar bilinear scaling of one plane (`sw × sh` into `dw × dh` at `x`, `y` of
+/// a `stride`-wide plane): what the SIMD scaler is measured against.
+#[allow(clippy::too_many_arguments)]
+fn scalar_bilinear(
+    src: &[u8],
+    sw: usize,
+    sh: usize,
+    dst: &mut [u8],
+    stride: usize,
+    x: usize,
+    y: usize,
+    dw: usize,
+    dh: usize,
+) {
+    let fx = (sw as f32 - 1.0) / (dw as f32 - 1.0).max(1.0);
+    let fy = (sh as f32 - 1.0) / (dh as f32 - 1.0).max(1.0);
+    for j in 0..dh {
+        let sy = j as f32 * fy;
+        let (y0, wy) = (sy as usize, sy.fract());
+        let y1 = (y0 + 1).min(sh - 1);
+        for i in 0..dw {
+            let sx = i as f32 * fx;
+            let (x0, wx) = (sx as usize, sx.fract());
+            let x1 = (x0 + 1).min(sw - 1);
+            let p = |xx: usize, yy: usize| f32::from(src[yy * sw + xx]);
+            let top = p(x0, y0) * (1.0 - wx) + p(x1, y0) * wx;
+            let bottom = p(x0, y1) * (1.0 - wx) + p(x1, y1) * wx;
+            dst[(y + j) * stride + x + i] = (top * (1.0 - wy) + bottom * wy).round() as u8;
+        }
+    }
+}
+
+/// Composing four 640×360 pictures into a 1280×720 canvas (each scaled to 600×338 inside
+/// its region): microseconds per composite with the mixer's SIMD scaler, and with the
+/// plain scalar bilinear one.
+fn scaling(iters: u32) -> (f64, f64) {
+    use switchyard_mixer::video::compose::Canvas;
+    use switchyard_mixer::video::layout::Rect;
+    let src = picture(640, 360, 7, 3);
+    let regions: Vec<Rect> = (0..4)
+        .map(|i| Rect {
+            x: (i % 2) * 640 + 20,
+            y: (i / 2) * 360 + 10,
+            w: 600,
+            h: 338,
+        })
+        .collect();
+    let mut canvas = Canvas::new(1280, 720, switchyard_mixer::video::frame::Yuv::from_rgb(0, 0, 0));
+    let t = Instant::now();
+    for _ in 0..iters {
+        for r in &regions {
+            canvas.draw(&src, *r, Fit::Crop);
+        }
+    }
+    let simd = t.elapsed().as_secs_f64() * 1e6 / f64::from(iters);
+    let mut plain = I420::filled(1280, 720, switchyard_mixer::video::frame::Yuv::from_rgb(0, 0, 0));
+    let t = Instant::now();
+    for _ in 0..iters {
+        for r in &regions {
+            let (x, y, w, h) = (r.x as usize, r.y as usize, r.w as usize, r.h as usize);
+            scalar_bilinear(&src.y, 640, 360, &mut plain.y, 1280, x, y, w, h);
+            scalar_bilinear(&src.u, 320, 180, &mut plain.u, 640, x / 2, y / 2, w / 2, h / 2);
+            scalar_bilinear(&src.v, 320, 180, &mut plain.v, 640, x / 2, y / 2, w / 2, h / 2);
+        }
+    }
+    let scalar = t.elapsed().as_secs_f64() * 1e6 / f64::from(iters);
+    (simd, scalar)
+}
+
 /// FFmpeg (one thread) stacking the same inputs into 1280×720 with libx264 ultrafast:
 /// video seconds per CPU second (its process's user + system time).
 fn ffmpeg(args: &Args, files: &[PathBuf], tile: (u32, u32), frames: usize) -> anyhow::Result<f64> {
@@ -342,11 +411,18 @@ fn main() -> anyhow::Result<()> {
         video_rows.push(json!({"inputs": n, "input_size": [w, h], "views_per_core_vp8": vp8, "views_per_core_h264": h264, "views_per_core_ffmpeg_x264_ultrafast": ff, "ratio_vp8_vs_ffmpeg": vp8 / ff, "ratio_h264_vs_ffmpeg": h264 / ff}));
     }
 
+    let (simd, scalar) = scaling(if args.quick { 50 } else { 300 });
+    println!(
+        "\nscaling four 640x360 pictures into a 1280x720 composite: {simd:.0} µs with the SIMD scaler (fast_image_resize, bilinear), {scalar:.0} µs with a plain scalar bilinear one ({:.1}x)",
+        scalar / simd
+    );
+
     let doc = json!({
         "machine": {"cpu": switchyard_perf::cpu_model(), "cores": switchyard_perf::available_cores()},
         "quick": args.quick,
         "audio": audio_rows,
         "video": video_rows,
+        "scaling_us_per_composite": {"simd_fast_image_resize": simd, "scalar_bilinear": scalar},
     });
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
