@@ -271,7 +271,11 @@ fn scaling(iters: u32) -> (f64, f64) {
             h: 338,
         })
         .collect();
-    let mut canvas = Canvas::new(1280, 720, switchyard_mixer::video::frame::Yuv::from_rgb(0, 0, 0));
+    let mut canvas = Canvas::new(
+        1280,
+        720,
+        switchyard_mixer::video::frame::Yuv::from_rgb(0, 0, 0),
+    );
     let t = Instant::now();
     for _ in 0..iters {
         for r in &regions {
@@ -279,14 +283,38 @@ fn scaling(iters: u32) -> (f64, f64) {
         }
     }
     let simd = t.elapsed().as_secs_f64() * 1e6 / f64::from(iters);
-    let mut plain = I420::filled(1280, 720, switchyard_mixer::video::frame::Yuv::from_rgb(0, 0, 0));
+    let mut plain = I420::filled(
+        1280,
+        720,
+        switchyard_mixer::video::frame::Yuv::from_rgb(0, 0, 0),
+    );
     let t = Instant::now();
     for _ in 0..iters {
         for r in &regions {
             let (x, y, w, h) = (r.x as usize, r.y as usize, r.w as usize, r.h as usize);
             scalar_bilinear(&src.y, 640, 360, &mut plain.y, 1280, x, y, w, h);
-            scalar_bilinear(&src.u, 320, 180, &mut plain.u, 640, x / 2, y / 2, w / 2, h / 2);
-            scalar_bilinear(&src.v, 320, 180, &mut plain.v, 640, x / 2, y / 2, w / 2, h / 2);
+            scalar_bilinear(
+                &src.u,
+                320,
+                180,
+                &mut plain.u,
+                640,
+                x / 2,
+                y / 2,
+                w / 2,
+                h / 2,
+            );
+            scalar_bilinear(
+                &src.v,
+                320,
+                180,
+                &mut plain.v,
+                640,
+                x / 2,
+                y / 2,
+                w / 2,
+                h / 2,
+            );
         }
     }
     let scalar = t.elapsed().as_secs_f64() * 1e6 / f64::from(iters);
