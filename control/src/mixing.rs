@@ -157,14 +157,14 @@ pub fn split_bindings(
     }
 }
 
-/// The video codecs an SDP offer lists (lower case).
-pub fn sdp_video_codecs(sdp: &str) -> Vec<String> {
+/// The codecs an SDP offer lists for `kind` (`audio`, `video`; lower case).
+pub fn sdp_codecs(sdp: &str, kind: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let mut video = false;
+    let mut inside = false;
     for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
         if let Some(m) = line.strip_prefix("m=") {
-            video = m.starts_with("video");
-        } else if let Some(map) = line.strip_prefix("a=rtpmap:").filter(|_| video) {
+            inside = m.split_whitespace().next() == Some(kind);
+        } else if let Some(map) = line.strip_prefix("a=rtpmap:").filter(|_| inside) {
             if let Some(name) = map
                 .split_whitespace()
                 .nth(1)
@@ -273,7 +273,7 @@ enum Job {
     Transcode {
         room: String,
         stream: String,
-        variant: Variant,
+        variant: Transcoding,
         reply: tokio::sync::oneshot::Sender<Result<String, String>>,
     },
     Mixer(api::Event),
@@ -760,7 +760,7 @@ impl Mixing {
         &self,
         room: &str,
         stream: &str,
-        variant: Variant,
+        variant: Transcoding,
         views: &mut HashMap<String, ViewState>,
     ) -> Result<String, MixError> {
         let id = variant.id(stream);
@@ -772,35 +772,53 @@ impl Mixing {
             .conference
             .stream(room, stream)
             .map_err(|_| MixError::Other(format!("no stream {stream} in the room")))?;
+        let (audio, video) = match &variant {
+            Transcoding::Audio(codec) => (
+                Some(api::AudioSpec {
+                    codec: codec.clone(),
+                    vad: false,
+                }),
+                None,
+            ),
+            Transcoding::Video(v) => (
+                None,
+                Some(api::VideoSpec {
+                    codec: v.codec.clone(),
+                    width: u32::from(v.width),
+                    height: u32::from(v.height),
+                    framerate: v.framerate,
+                    bitrate_kbps: v.bitrate_kbps,
+                    key_frame_interval: v.key_frame_interval,
+                    max_input: 1,
+                    bg_color: [0, 0, 0],
+                    fit: api::Fit::Letterbox,
+                    keep_active_input_primary: false,
+                    layout: api::LayoutSpec::default(),
+                }),
+            ),
+        };
         let spec = api::ViewSpec {
             id: id.clone(),
             room: room.to_string(),
             label: id.clone(),
-            audio: None,
-            video: Some(api::VideoSpec {
-                codec: variant.codec.clone(),
-                width: u32::from(variant.width),
-                height: u32::from(variant.height),
-                framerate: variant.framerate,
-                bitrate_kbps: variant.bitrate_kbps,
-                key_frame_interval: variant.key_frame_interval,
-                max_input: 1,
-                bg_color: [0, 0, 0],
-                fit: api::Fit::Letterbox,
-                keep_active_input_primary: false,
-                layout: api::LayoutSpec::default(),
-            }),
+            audio,
+            video,
         };
         let state = self.start(room, spec, Some(stream.to_string())).await?;
         views.insert(id.clone(), state);
-        let video_only = StreamInfo {
-            media: StreamMedia {
+        // The one input: the track transcoded.
+        let media = match &variant {
+            Transcoding::Audio(_) => StreamMedia {
+                audio: info.media.audio.clone(),
+                video: OrFalse::False,
+            },
+            Transcoding::Video(_) => StreamMedia {
                 audio: OrFalse::False,
                 video: info.media.video.clone(),
             },
-            ..info
         };
-        self.add_input(&id, &video_only, views).await;
+        let input = StreamInfo { media, ..info };
+        self.add_input(&id, &input, views).await;
         if !views
             .get(&id)
             .is_some_and(|v| v.inputs.iter().any(|s| s == stream))
@@ -1269,10 +1287,19 @@ impl Mixing {
                 .listener_publication(p.room, p.stream, who, may_publish)
                 .await;
         }
+        if let (true, None, OrFalse::Some(a)) = (audio, &audio_from, &info.media.audio) {
+            if let Some(codec) = audio_codec_for(a.format.codec, p.offer_sdp) {
+                audio_from = self
+                    .transcoding(p.room, p.stream, Transcoding::Audio(codec))
+                    .await;
+            }
+        }
         let mut video_from = None;
         if let (true, OrFalse::Some(v)) = (video, &info.media.video) {
             if let Some(variant) = variant_for(v, p.transcode, p.offer_sdp) {
-                video_from = self.transcoding(p.room, p.stream, variant).await;
+                video_from = self
+                    .transcoding(p.room, p.stream, Transcoding::Video(variant))
+                    .await;
             }
         }
         if audio_from.is_none() && video_from.is_none() {
@@ -1289,7 +1316,12 @@ impl Mixing {
 
     /// The publication carrying `stream`'s video transcoded as `variant` asks, started
     /// on first use and shared; `None` when the mixer cannot now.
-    pub async fn transcoding(&self, room: &str, stream: &str, variant: Variant) -> Option<String> {
+    pub async fn transcoding(
+        &self,
+        room: &str,
+        stream: &str,
+        variant: Transcoding,
+    ) -> Option<String> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Job::Transcode {
@@ -1318,7 +1350,7 @@ fn variant_for(
     t: &crate::caps::Transcode,
     offer_sdp: &str,
 ) -> Option<Variant> {
-    let offered = sdp_video_codecs(offer_sdp);
+    let offered = sdp_codecs(offer_sdp, "video");
     let own = match v.format.codec {
         VideoCodec::H264 => "h264",
         VideoCodec::H265 => "h265",
@@ -1359,6 +1391,46 @@ fn variant_for(
         bitrate_kbps,
         key_frame_interval: t.key_frame_interval.unwrap_or(5),
     })
+}
+
+/// What a transcoding makes of a stream: its audio in another codec, or its video as a
+/// player asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transcoding {
+    /// The audio in this codec (`opus`, `pcmu`, `pcma`, `g722`).
+    Audio(String),
+    /// The video.
+    Video(Variant),
+}
+
+impl Transcoding {
+    /// The id of `stream`'s transcoding (shared by every player asking the same).
+    pub fn id(&self, stream: &str) -> String {
+        match self {
+            Transcoding::Audio(codec) => format!("{stream}@audio-{codec}"),
+            Transcoding::Video(v) => v.id(stream),
+        }
+    }
+}
+
+/// The codec a player's audio needs to be transcoded to: `None` when its offer takes the
+/// stream's `codec` (or names none), or takes nothing the mixer encodes.
+fn audio_codec_for(codec: AudioCodec, offer_sdp: &str) -> Option<String> {
+    let offered = sdp_codecs(offer_sdp, "audio");
+    let own = match codec {
+        AudioCodec::Opus => "opus",
+        AudioCodec::Pcmu => "pcmu",
+        AudioCodec::Pcma => "pcma",
+        AudioCodec::G722 => "g722",
+        _ => "",
+    };
+    if offered.is_empty() || offered.iter().any(|c| c == own) {
+        return None;
+    }
+    ["opus", "g722", "pcmu", "pcma"]
+        .into_iter()
+        .find(|c| offered.iter().any(|o| o == c))
+        .map(str::to_string)
 }
 
 /// What a player asks a stream's video to become.
@@ -1601,6 +1673,42 @@ mod tests {
             "users and participants do not collide"
         );
         assert_ne!(Listener::Participant("alice".into()).key(), "u:alice");
+    }
+
+    #[test]
+    fn a_players_offer_decides_codec_transcodings() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n";
+        assert_eq!(sdp_codecs(offer, "audio"), vec!["pcmu", "pcma"]);
+        assert_eq!(sdp_codecs(offer, "video"), vec!["h264"]);
+        // Opus is not offered: PCMU it is; PCMU is: no transcoding.
+        assert_eq!(
+            audio_codec_for(AudioCodec::Opus, offer).as_deref(),
+            Some("pcmu")
+        );
+        assert_eq!(audio_codec_for(AudioCodec::Pcmu, offer), None);
+        assert_eq!(audio_codec_for(AudioCodec::Opus, "v=0\r\n"), None);
+        let vp8 = VideoInfo {
+            status: None,
+            source: None,
+            format: crate::model::media::VideoFormat::new(VideoCodec::Vp8, None),
+            parameters: None,
+            optional: None,
+            rids: Vec::new(),
+        };
+        let none = crate::caps::Transcode::default();
+        let v = variant_for(&vp8, &none, offer).expect("H.264 of a VP8 stream");
+        assert_eq!((v.codec.as_str(), v.width, v.height), ("h264", 0, 0));
+        let vp8_offer = offer.replace("H264", "VP8");
+        assert_eq!(variant_for(&vp8, &none, &vp8_offer), None);
+        let small = crate::caps::Transcode {
+            width: Some(320),
+            height: Some(240),
+            framerate: Some(10),
+            ..Default::default()
+        };
+        let v = variant_for(&vp8, &small, &vp8_offer).expect("a smaller VP8");
+        assert_eq!((v.codec.as_str(), v.width, v.framerate), ("vp8", 320, 10));
+        assert!(v.id("s").starts_with("s@vp8-320x240-10fps-"));
     }
 
     #[test]

@@ -137,9 +137,10 @@ impl View {
         now: Instant,
     ) -> Result<(View, Offer), ViewError> {
         let audio = match &spec.audio {
-            Some(_) => {
-                Some(AudioMixer::new(speakers).map_err(|e| ViewError::Codec(e.to_string()))?)
-            }
+            Some(a) => Some(
+                AudioMixer::with_codec(speakers, &a.codec)
+                    .map_err(|e| ViewError::Codec(e.to_string()))?,
+            ),
             None => None,
         };
         let video = match &spec.video {
@@ -148,7 +149,13 @@ impl View {
             }
             None => None,
         };
-        let mut out_config = Rtc::builder().clear_codecs().enable_opus(true, false);
+        let mut out_config = Rtc::builder().clear_codecs();
+        out_config = match spec.audio.as_ref().map(|a| a.codec.as_str()) {
+            Some("pcmu") => out_config.enable_pcmu(true, false),
+            Some("pcma") => out_config.enable_pcma(true, false),
+            Some("g722") => out_config.enable_g722(true, false),
+            _ => out_config.enable_opus(true, false),
+        };
         out_config = match spec.video.as_ref().map(|v| v.codec.as_str()) {
             Some("h264") => out_config.enable_h264(true),
             _ => out_config.enable_vp8(true),
@@ -593,6 +600,12 @@ impl View {
         };
         // Catch up tick by tick (a late wake-up mixes the frames it missed), but never
         // more than five behind.
+        let codec = match self.spec.audio.as_ref().map(|a| a.codec.as_str()) {
+            Some("pcmu") => Codec::PCMU,
+            Some("pcma") => Codec::PCMA,
+            Some("g722") => Codec::G722,
+            _ => Codec::Opus,
+        };
         let mut due = self.next_audio.unwrap_or(now);
         if now.saturating_duration_since(due) > AUDIO_FRAME * 5 {
             due = now;
@@ -603,7 +616,12 @@ impl View {
             due += AUDIO_FRAME;
             let Ok(Some(mixed)) = frame else { continue };
             self.stats.audio_frames += 1;
-            let time = MediaTime::new(self.audio_samples, Frequency::FORTY_EIGHT_KHZ);
+            // RTP time in the codec's clock (48 kHz opus; 8 kHz G.711 and G.722).
+            let clock = mixer.clock_rate();
+            let time = MediaTime::new(
+                self.audio_samples * u64::from(clock) / 48_000,
+                Frequency::new(clock).unwrap_or(Frequency::FORTY_EIGHT_KHZ),
+            );
             // Each listener hears the mix without its own inputs: the mix-minus of the
             // one of them that is speaking, else the mix (they are not in it). K + 1
             // encodes, however many listen. (A listener with two speaking inputs at once
@@ -615,16 +633,9 @@ impl View {
                     .find(|(s, _)| l.excluded.contains(s))
                     .map_or(&mixed.main, |(_, d)| d);
                 let (m, d) = (l.mid, data.clone());
-                write(&mut self.output.rtc, m, Codec::Opus, now, time, d);
+                write(&mut self.output.rtc, m, codec, now, time, d);
             }
-            write(
-                &mut self.output.rtc,
-                mid,
-                Codec::Opus,
-                now,
-                time,
-                mixed.main,
-            );
+            write(&mut self.output.rtc, mid, codec, now, time, mixed.main);
         }
         self.next_audio = Some(due);
         self.output.next_timeout = Some(now);

@@ -1,7 +1,8 @@
-// Transcoding in real browsers: a Chromium publisher sends 640×480 VP8; a WHEP player
-// asking for 320×240 at 10 fps (`?width=&height=&framerate=`) decodes that, a player
-// whose offer takes only H.264 decodes H.264 of the VP8 stream, a plain player gets the
-// stream as it is; a second player asking what the first asked shares its transcoding.
+// Transcoding in real browsers: a Chromium publisher sends 640×480 VP8 and opus; a WHEP
+// player asking for 320×240 at 10 fps (`?width=&height=&framerate=`) decodes that, a
+// player whose offer takes only H.264 (and only PCMU audio) decodes H.264 of the VP8
+// stream and hears PCMU of its opus, a plain player gets the stream as it is; a second
+// player asking what the first asked shares its transcoding.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { startService, launchBrowser, eventually, sleep } from "./common.mjs";
@@ -24,7 +25,7 @@ test("players get the size, frame rate and codec they ask for", async () => {
     const { stream } = await pub.evaluate((room) => window.sy.publish(room, "alice", { video: { width: 640, height: 480, frameRate: 30 } })
       .then(p => ({ stream: p.stream })), room);
     const players = {};
-    for (const [name, query, opts] of [["small", "width=320&height=240&framerate=10", {}], ["h264", "", { codec: "h264" }], ["plain", "", {}], ["small2", "width=320&height=240&framerate=10", {}]]) {
+    for (const [name, query, opts] of [["small", "width=320&height=240&framerate=10", {}], ["h264", "", { codec: "h264", audioCodec: "pcmu" }], ["plain", "", {}], ["small2", "width=320&height=240&framerate=10", {}]]) {
       const page = await browser.newPage();
       await page.goto(svc.api + "/");
       await page.evaluate(([room, s, name, query, opts]) => window.sy.play(room, name, s, query, opts).then(() => true), [room, stream, name, query, opts]);
@@ -34,6 +35,17 @@ test("players get the size, frame rate and codec they ask for", async () => {
     await eventually(async () => { const v = await videoIn(players.h264); return v.width === 640 && v.frames > 10; }, 40000, "the H.264 player decoding");
     await eventually(async () => { const v = await videoIn(players.plain); return v.width === 640 && v.frames > 10; }, 40000, "the plain player decoding");
     assert.match(await codecOf(players.h264), /H264/i, "the H.264 player receives H.264");
+    // …and PCMU of the opus audio, with sound in it (the fake microphone's beeps).
+    const heard = await eventually(async () => {
+      const a = await players.h264.evaluate(async () => {
+        const stats = [...(await window.sy.pcs[0].getStats()).values()];
+        const s = stats.find(x => x.type === "inbound-rtp" && x.kind === "audio");
+        return { codec: stats.find(x => x.id === s?.codecId)?.mimeType, packets: s?.packetsReceived || 0, energy: s?.totalAudioEnergy || 0 };
+      });
+      return a.packets > 100 && a.energy > 0 ? a : false;
+    }, 20000, "PCMU audio with sound");
+    console.log("pcmu player audio:", JSON.stringify(heard));
+    assert.match(heard.codec, /PCMU/i);
     assert.match(await codecOf(players.plain), /VP8/i, "the plain player receives the stream as published");
     assert.match(await codecOf(players.small), /VP8/i);
     // Frame rates over 6 s: the small one about 10, the plain one about the camera's.
@@ -48,10 +60,10 @@ test("players get the size, frame rate and codec they ask for", async () => {
       const v = await videoIn(players[n]);
       assert.ok(v.frozen < 1, `${n} froze ${v.frozen} s`);
     }
-    // The two players that asked for the same share one transcoding: two transcodings in
-    // all (and the room's view).
+    // The two players that asked for the same share one transcoding: three transcodings
+    // in all (small video, H.264 video, PCMU audio) and the room's view.
     const started = svc.log("mixer").split("\n").filter(l => l.includes("view started"));
-    assert.equal(started.length, 3, started.join("\n"));
+    assert.equal(started.length, 4, started.join("\n"));
   } finally {
     await browser.close();
     await svc.stop();

@@ -96,36 +96,178 @@ pub fn alaw(b: u8) -> i16 {
     (if b & 0x80 != 0 { t } else { -t }) as i16
 }
 
-/// The opus encoder of a view's mix (48 kHz mono, 20 ms frames, VoIP tuning).
+/// G.711 µ-law from linear (ITU-T G.711's segment search on the 14-bit value).
+pub fn ulaw_encode(sample: i16) -> u8 {
+    const ENDS: [i32; 8] = [0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF];
+    let mut v = i32::from(sample) >> 2;
+    let mask: i32 = if v < 0 {
+        v = -v;
+        0x7F
+    } else {
+        0xFF
+    };
+    v = v.min(8159) + (0x84 >> 2);
+    let seg = ENDS.iter().position(|e| v <= *e).unwrap_or(8) as i32;
+    let u = if seg >= 8 {
+        0x7F
+    } else {
+        (seg << 4) | ((v >> (seg + 1)) & 0x0F)
+    };
+    (u ^ mask) as u8
+}
+
+/// G.711 A-law from linear (ITU-T G.711's segment search on the 13-bit value).
+pub fn alaw_encode(sample: i16) -> u8 {
+    const ENDS: [i32; 8] = [0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF];
+    let mut v = i32::from(sample) >> 3;
+    let mask: i32 = if v >= 0 {
+        0xD5
+    } else {
+        v = -v - 1;
+        0x55
+    };
+    let seg = ENDS.iter().position(|e| v <= *e).unwrap_or(8) as i32;
+    let a = if seg >= 8 {
+        0x7F
+    } else {
+        let m = if seg < 2 {
+            (v >> 1) & 0x0F
+        } else {
+            (v >> seg) & 0x0F
+        };
+        (seg << 4) | m
+    };
+    (a ^ mask) as u8
+}
+
+/// The mean of every `n` samples (a 48 kHz frame down to 8 or 16 kHz; the averaging is
+/// the low-pass).
+fn decimate(frame: &[i16], n: usize) -> impl Iterator<Item = i16> + '_ {
+    frame
+        .chunks(n)
+        .map(move |c| (c.iter().map(|s| i32::from(*s)).sum::<i32>() / n as i32) as i16)
+}
+
+enum Encoding {
+    Opus(opus::Encoder),
+    Pcmu,
+    Pcma,
+    G722(Box<ezk_g722::libg722::encoder::Encoder>),
+}
+
+/// The encoder of a view's mix (48 kHz mono, 20 ms frames in): opus (VoIP tuning), or
+/// PCMU, PCMA, G.722 for players and transcodings that ask for them.
 pub struct MixEncoder {
-    inner: opus::Encoder,
+    inner: Encoding,
     out: Vec<u8>,
 }
 
 impl MixEncoder {
-    /// An encoder at `bps`.
+    /// An opus encoder at `bps`.
     pub fn new(bps: i32) -> Result<Self, AudioError> {
-        let mut inner = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)?;
-        inner.set_bitrate(opus::Bitrate::Bits(bps))?;
-        inner.set_inband_fec(true)?;
+        Self::for_codec("opus", bps)
+    }
+
+    /// An encoder of `codec` (`opus` at `bps`, `pcmu`, `pcma`, `g722`).
+    pub fn for_codec(codec: &str, bps: i32) -> Result<Self, AudioError> {
+        let inner = match codec {
+            "opus" => {
+                let mut e =
+                    opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)?;
+                e.set_bitrate(opus::Bitrate::Bits(bps))?;
+                e.set_inband_fec(true)?;
+                Encoding::Opus(e)
+            }
+            "pcmu" => Encoding::Pcmu,
+            "pcma" => Encoding::Pcma,
+            "g722" => Encoding::G722(Box::new(ezk_g722::libg722::encoder::Encoder::new(
+                ezk_g722::libg722::Bitrate::Mode1_64000,
+                false,
+                false,
+            ))),
+            other => return Err(AudioError::Unsupported(other.to_string())),
+        };
         Ok(MixEncoder {
             inner,
             out: vec![0; 1500],
         })
     }
 
+    /// The RTP clock rate of its packets (opus 48 kHz; G.711 and G.722 8 kHz).
+    pub fn clock_rate(&self) -> u32 {
+        match self.inner {
+            Encoding::Opus(_) => 48_000,
+            _ => 8_000,
+        }
+    }
+
     /// Encodes one frame of [`FRAME`] samples.
     pub fn encode(&mut self, frame: &[i16]) -> Result<&[u8], AudioError> {
-        let n = self
-            .inner
-            .encode(&frame[..FRAME.min(frame.len())], &mut self.out)?;
-        Ok(&self.out[..n])
+        let frame = &frame[..FRAME.min(frame.len())];
+        match &mut self.inner {
+            Encoding::Opus(e) => {
+                let n = e.encode(frame, &mut self.out)?;
+                Ok(&self.out[..n])
+            }
+            Encoding::Pcmu | Encoding::Pcma => {
+                let law = if matches!(self.inner, Encoding::Pcmu) {
+                    ulaw_encode
+                } else {
+                    alaw_encode
+                };
+                self.out.clear();
+                self.out.extend(decimate(frame, 6).map(law));
+                Ok(&self.out)
+            }
+            Encoding::G722(e) => {
+                let pcm: Vec<i16> = decimate(frame, 3).collect();
+                self.out = e.encode(&pcm);
+                Ok(&self.out)
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn g711_encodes_what_it_decodes() {
+        for s in [
+            0i16,
+            1,
+            -1,
+            100,
+            -100,
+            1000,
+            -1000,
+            12_345,
+            -12_345,
+            32_000,
+            i16::MIN,
+            i16::MAX,
+        ] {
+            for (enc, dec) in [
+                (ulaw_encode as fn(i16) -> u8, ulaw as fn(u8) -> i16),
+                (alaw_encode, alaw),
+            ] {
+                let back = i32::from(dec(enc(s)));
+                // Within the segment's step: a few percent of the value, or 16 near 0.
+                let tolerance = (i32::from(s).abs() / 16).max(16);
+                assert!((back - i32::from(s)).abs() <= tolerance, "{s} -> {back}");
+            }
+        }
+        // The codes the decoder table starts from.
+        assert_eq!(ulaw_encode(0), 0xff);
+        assert_eq!(alaw_encode(0), 0xd5);
+        let mut e = MixEncoder::for_codec("pcmu", 0).unwrap();
+        assert_eq!(e.clock_rate(), 8000);
+        assert_eq!(e.encode(&[0i16; FRAME]).unwrap().len(), 160);
+        let mut e = MixEncoder::for_codec("g722", 0).unwrap();
+        assert_eq!(e.encode(&[0i16; FRAME]).unwrap().len(), 160);
+        assert!(MixEncoder::for_codec("amr", 0).is_err());
+    }
 
     #[test]
     fn g711_decodes_the_known_values() {

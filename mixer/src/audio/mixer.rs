@@ -45,15 +45,20 @@ pub struct AudioMixer {
 }
 
 impl AudioMixer {
-    /// A mixer of at most `k` speakers.
+    /// A mixer of at most `k` speakers, encoding in opus.
     pub fn new(k: usize) -> Result<Self, AudioError> {
+        Self::with_codec(k, "opus")
+    }
+
+    /// A mixer of at most `k` speakers, encoding in `codec` (opus, pcmu, pcma, g722).
+    pub fn with_codec(k: usize, codec: &str) -> Result<Self, AudioError> {
         let k = k.max(1);
         Ok(AudioMixer {
             speakers: ActiveSpeakers::new(k),
             inputs: HashMap::new(),
-            main: MixEncoder::new(MIX_BPS)?,
+            main: MixEncoder::for_codec(codec, MIX_BPS)?,
             minus_encoders: (0..k)
-                .map(|_| MixEncoder::new(MIX_BPS))
+                .map(|_| MixEncoder::for_codec(codec, MIX_BPS))
                 .collect::<Result<_, _>>()?,
             acc: vec![0; FRAME],
             mix: vec![0; FRAME],
@@ -77,6 +82,11 @@ impl AudioMixer {
     pub fn remove_input(&mut self, now: Instant, stream: &str) {
         self.inputs.remove(stream);
         self.speakers.remove(now, stream);
+    }
+
+    /// The RTP clock rate of what it encodes.
+    pub fn clock_rate(&self) -> u32 {
+        self.main.clock_rate()
     }
 
     /// How many inputs there are.
