@@ -60,6 +60,11 @@ test("players get the size, frame rate and codec they ask for", async () => {
       const v = await videoIn(players[n]);
       assert.ok(v.frozen < 1, `${n} froze ${v.frozen} s`);
     }
+    // A transcoding lives as long as someone plays it (unplayed ones end after 30 s).
+    await sleep(31000);
+    const later = await videoIn(players.small);
+    await sleep(3000);
+    assert.ok((await videoIn(players.small)).frames - later.frames > 15, "the transcoding still plays after 30 s");
     // The two players that asked for the same share one transcoding: three transcodings
     // in all (small video, H.264 video, PCMU audio) and the room's view.
     const started = svc.log("mixer").split("\n").filter(l => l.includes("view started"));

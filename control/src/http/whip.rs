@@ -382,10 +382,11 @@ pub async fn play(
         .await;
     // A split subscription's audio binding (a mix-minus, or the stream beside a
     // transcoding of its video) is a session of its own.
-    let audio_from = match bindings.get(1) {
+    let plays = |i: usize| match bindings.get(i) {
         Some(Binding::Subscribe { publication, .. }) => Some(publication.clone()),
         _ => None,
     };
+    let (video_from, audio_from) = (plays(0), plays(1));
     let minus_subscription = crate::mixing::minus_subscription(&subscription);
     let result = create_peer(
         &st,
@@ -421,7 +422,8 @@ pub async fn play(
         peer,
         room: room.clone(),
         participant,
-        stream: stream.clone(),
+        // What it plays: the stream, or a transcoding of it.
+        stream: video_from.unwrap_or_else(|| stream.clone()),
         subscription: Some(subscription.clone()),
         token_id: Some(rec.id),
         core,
@@ -513,11 +515,12 @@ pub async fn unpublish(
     security(("bearer" = [])))]
 pub async fn stop(
     State(st): State<Shared>,
-    Path((room, stream, sub)): Path<(String, String, String)>,
+    Path((room, _stream, sub)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // The subscription id names the session (which may play a transcoding of the stream).
     end(&st, &headers, |s| {
-        s.room == room && s.stream == stream && s.subscription.as_deref() == Some(sub.as_str())
+        s.room == room && s.subscription.as_deref() == Some(sub.as_str())
     })
     .await
 }

@@ -463,6 +463,7 @@ async fn do_publish(
             tracks: Vec::new(),
             ready: false,
             transcode: Default::default(),
+            plays: Vec::new(),
         };
         if let Some(t) = m.transports.get_mut(&tid) {
             t.pending.push((binding, bound));
@@ -546,6 +547,7 @@ async fn subscribe(
             tracks: Vec::new(),
             ready: false,
             transcode,
+            plays: Vec::new(),
         };
         if let Some(t) = m.transports.get_mut(&tid) {
             t.pending.push((binding, bound));
@@ -674,6 +676,7 @@ async fn do_soac(
         .map(|m| (m.room.clone(), m.permission.can_publish().audio))
         .unwrap_or_default();
     let mut bindings: Vec<Binding> = Vec::new();
+    let mut split: HashMap<String, Vec<(String, String)>> = HashMap::new();
     for (b, bound) in &pending {
         let Some(stream) = bound.stream.as_deref() else {
             bindings.push(b.clone());
@@ -699,7 +702,22 @@ async fn do_soac(
                 may_publish,
             )),
         };
-        bindings.extend(portal.st.mixing.bindings_for(b.clone(), playback).await);
+        let mine = portal.st.mixing.bindings_for(b.clone(), playback).await;
+        if mine.len() > 1 {
+            let plays = mine
+                .iter()
+                .filter_map(|x| match x {
+                    Binding::Subscribe {
+                        subscription,
+                        publication,
+                        ..
+                    } => Some((subscription.clone(), publication.clone())),
+                    Binding::Publish { .. } => None,
+                })
+                .collect();
+            split.insert(bound.id.clone(), plays);
+        }
+        bindings.extend(mine);
     }
 
     let (req, new_core) = match placed {
@@ -758,6 +776,7 @@ async fn do_soac(
             t.core = Some(core);
         }
         for (_, mut b) in pending {
+            b.plays = split.remove(&b.id).unwrap_or_default();
             b.tracks = created.tracks(&b.id).to_vec();
             // A mix-minus plays the subscription's audio under its own binding.
             b.tracks
@@ -845,6 +864,14 @@ async fn end_own(
                     id: crate::mixing::minus_subscription(&req.id),
                 })
                 .await;
+        }
+        // A split subscription's other binding ends with it.
+        if let Some(s) = portal
+            .st
+            .sessions
+            .remove(&crate::mixing::minus_subscription(&req.id))
+        {
+            portal.st.media.end(&s, "unsubscribed");
         }
         if let Some(s) = portal.st.sessions.remove(&req.id) {
             portal.st.media.end(

@@ -53,6 +53,9 @@ struct Bound {
     ready: bool,
     /// For a subscription: what it asks its video to be beyond a layer (a transcoding).
     transcode: crate::caps::Transcode,
+    /// For a subscription: its bindings on the dataplane and the publication each plays
+    /// (more than one when its audio is a mix-minus or its video a transcoding).
+    plays: Vec<(String, String)>,
 }
 
 /// One WebRTC connection of a client.
@@ -411,6 +414,21 @@ impl Portal {
                 core,
                 whole_peer: false,
             };
+            // A subscription played from several publications (a mix-minus, a
+            // transcoding): a session per binding, each with what it plays.
+            for (id, publication) in &b.plays {
+                self.st.sessions.insert(Session {
+                    id: id.clone(),
+                    stream: publication.clone(),
+                    subscription: Some(id.clone()),
+                    ..session.clone()
+                });
+            }
+            if !b.plays.is_empty() {
+                let data = json!({"id": tid, "status": "ready", "sessionId": b.id});
+                self.to_participant(participant, "progress", &data).await;
+                continue;
+            }
             if b.stream.is_none() {
                 // A publication: now a stream of the room (which tells the others).
                 let info = publication_info(&b, participant, in_views.clone());
