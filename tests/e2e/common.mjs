@@ -13,12 +13,24 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../.
 export const BIN_DIR = process.env.SWITCHYARD_BIN_DIR || path.join(root, "target", "debug");
 export const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
+// Ports for the service's listeners: below the kernel's ephemeral range (32768 and up),
+// so that no outgoing connection or browser socket takes one between the check and the
+// bind, and never the same one twice in a run.
+const handedOut = new Set();
 export async function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
-    s.on("error", reject);
-  });
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (handedOut.has(port)) continue;
+    const free = await new Promise(resolve => {
+      const s = net.createServer();
+      s.once("error", () => resolve(false));
+      s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+    });
+    if (free) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 async function waitFor(url, child, log, ms = 20000) {
@@ -39,7 +51,8 @@ async function waitFor(url, child, log, ms = 20000) {
 export async function startService({ extraDataplane = "", extraPortal = "", extraApi = "", extraMixer = "", cores = 2, interfaces = ["lo"], apiAddress = "127.0.0.1", mixer = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "switchyard-e2e-"));
   const [api, portal, rpc, metrics, mixerRpc] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-  const minport = 41000 + Math.floor(Math.random() * 5000);
+  // Media ports below the ephemeral range too (browsers' sockets use it).
+  const minport = 10000 + Math.floor(Math.random() * 9000);
   const config = `data_dir = "${dir}/data"
 [log]
 format = "json"
