@@ -104,9 +104,15 @@ enabled = true
   };
   svc.log = (name) => fs.readFileSync(svc.procs[name].log, "utf8");
   svc.stop = async () => { for (const n of Object.keys(svc.procs)) await svc.kill(n, "SIGTERM"); };
-  await svc.start("dataplane");
-  if (mixer) await svc.start("mixer");
-  await svc.start("control");
+  try {
+    await svc.start("dataplane");
+    if (mixer) await svc.start("mixer");
+    await svc.start("control");
+  } catch (e) {
+    // What did start must not outlive the test (it would keep Node, and CI, waiting).
+    await svc.stop();
+    throw e;
+  }
   // Wait until control has connected to the dataplane (and the mixer).
   const end = Date.now() + 10000;
   const up = () => svc.log("control").includes("media dataplane connected") && (!mixer || svc.log("control").includes("mixer connected"));
