@@ -107,7 +107,16 @@ pub(crate) struct LinkState<P: Protocol> {
     tx: Option<mpsc::UnboundedSender<Outgoing<P>>>,
     pub(crate) info: Option<P::Info>,
     pub(crate) loads: Vec<u32>,
+    /// Where each placed peer is: its slot and its room (dataplane placement).
+    pub(crate) placed: HashMap<String, Placed>,
     ups: u64,
+}
+
+/// A placed peer's slot and room.
+#[derive(Debug, Clone)]
+pub(crate) struct Placed {
+    pub(crate) slot: u16,
+    pub(crate) room: String,
 }
 
 /// The link to one worker.
@@ -125,6 +134,7 @@ impl<P: Protocol> Link<P> {
                 tx: None,
                 info: None,
                 loads: Vec::new(),
+                placed: HashMap::new(),
                 ups: 0,
             }),
         })
@@ -266,6 +276,7 @@ impl<P: Protocol> Link<P> {
                                     {
                                         let mut st = self.st();
                                         st.loads = P::slots(&info);
+                                        st.placed.clear();
                                         st.info = Some(info.clone());
                                         st.tx = local_tx.take();
                                         st.ups += 1;

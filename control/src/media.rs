@@ -167,7 +167,7 @@ impl Media {
     /// conference, which tells everyone.
     pub fn end(&self, s: &Session, reason: &str) {
         if s.whole_peer {
-            self.link.release(s.core);
+            self.link.release(&s.peer);
         }
         if s.is_publication() {
             let _ = self.conference.drop_stream(&s.room, &s.stream);

@@ -66,7 +66,8 @@ impl Media {
         if self.selections().get(room) == Some(&up) {
             return Ok(Some(room.to_string()));
         }
-        let core = self.link.place()?;
+        let peer = format!("{room}#selection");
+        let core = self.link.place(room, &peer)?;
         let slots: Vec<String> = (0..SLOTS).map(|i| slot_id(room, i)).collect();
         let answer = self
             .link
@@ -79,11 +80,11 @@ impl Media {
         match answer {
             Ok(Response::Done) => {}
             Ok(other) => {
-                self.link.release(core);
+                self.link.release(&peer);
                 return Err(DataplaneError::Protocol(format!("{other:?}")));
             }
             Err(e) => {
-                self.link.release(core);
+                self.link.release(&peer);
                 return Err(e);
             }
         }

@@ -240,6 +240,7 @@ pub async fn publish(
     let peer = format!("whip-{stream}");
     let result = create_peer(
         &st,
+        &room,
         &peer,
         vec![Binding::Publish {
             publication: stream.clone(),
@@ -273,7 +274,7 @@ pub async fn publish(
             .link
             .call(Request::PeerClose { peer: peer.clone() })
             .await;
-        st.link.release(core);
+        st.link.release(&peer);
         let _ = st.conference.drop_participant(&room, &participant);
         return Err(ApiError::Forbidden(e.to_string()));
     }
@@ -390,6 +391,7 @@ pub async fn play(
     let minus_subscription = crate::mixing::minus_subscription(&subscription);
     let result = create_peer(
         &st,
+        &room,
         &peer,
         bindings,
         offer,
@@ -439,12 +441,13 @@ pub async fn play(
 
 async fn create_peer(
     st: &Shared,
+    room: &str,
     peer: &str,
     bindings: Vec<Binding>,
     offer_sdp: String,
     bandwidth_adaptation: bool,
 ) -> Result<(switchyard_dataplane_api::PeerCreated, u16), ApiError> {
-    let core = st.link.place().map_err(dataplane_error)?;
+    let core = st.link.place(room, peer).map_err(dataplane_error)?;
     let req = Request::PeerCreate(PeerCreate {
         peer: peer.to_string(),
         core,
@@ -456,13 +459,13 @@ async fn create_peer(
     match st.link.call(req).await {
         Ok(RpcResponse::PeerCreated(c)) => Ok((c, core)),
         Ok(other) => {
-            st.link.release(core);
+            st.link.release(peer);
             Err(ApiError::Internal(format!(
                 "unexpected dataplane answer {other:?}"
             )))
         }
         Err(e) => {
-            st.link.release(core);
+            st.link.release(peer);
             Err(dataplane_error(e))
         }
     }

@@ -429,7 +429,7 @@ impl Mixing {
             other => return Err(MixError::Other(format!("unexpected answer {other:?}"))),
         };
         let out_peer = format!("{id}#out");
-        let core = self.dataplane().place()?;
+        let core = self.dataplane().place(room, &out_peer)?;
         let mids: Vec<String> = offer.sections.iter().map(|s| s.mid.clone()).collect();
         let has = |kind: &str| offer.sections.iter().any(|s| s.kind == kind);
         let created = self
@@ -452,7 +452,7 @@ impl Mixing {
         let answer = match created {
             Ok(DpResponse::PeerCreated(c)) => c.answer_sdp,
             other => {
-                self.dataplane().release(core);
+                self.dataplane().release(&out_peer);
                 return Err(MixError::Other(format!(
                     "the dataplane refused the view's peer: {other:?}"
                 )));
@@ -467,7 +467,7 @@ impl Mixing {
             })
             .await
         {
-            self.close_peer(&out_peer, core).await;
+            self.close_peer(&out_peer).await;
             return Err(e.into());
         }
         self.media.sessions.insert(Session {
@@ -570,7 +570,7 @@ impl Mixing {
             cap: Default::default(),
         };
         let (req, placed) = if offer.first || v.in_core.is_none() {
-            let core = self.dataplane().place()?;
+            let core = self.dataplane().place(&v.room, &v.in_peer)?;
             (
                 DpRequest::PeerCreate(PeerCreate {
                     peer: v.in_peer.clone(),
@@ -595,8 +595,8 @@ impl Mixing {
         let answer = match self.dataplane().call(req).await {
             Ok(DpResponse::PeerCreated(c)) => c.answer_sdp,
             other => {
-                if let Some(core) = placed {
-                    self.dataplane().release(core);
+                if placed.is_some() {
+                    self.dataplane().release(&v.in_peer);
                 }
                 return Err(MixError::Other(format!(
                     "the dataplane refused the input: {other:?}"
@@ -657,9 +657,9 @@ impl Mixing {
         {
             self.media.end(&s, "the view ended");
         }
-        self.close_peer(&v.out_peer, v.out_core).await;
-        if let Some(core) = v.in_core {
-            self.close_peer(&v.in_peer, core).await;
+        self.close_peer(&v.out_peer).await;
+        if v.in_core.is_some() {
+            self.close_peer(&v.in_peer).await;
         }
         let _ = self.media.conference.drop_stream(&v.room, id);
         if tell_mixer {
@@ -673,14 +673,14 @@ impl Mixing {
         tracing::info!(view = %id, "mixed stream ended");
     }
 
-    async fn close_peer(&self, peer: &str, core: u16) {
+    async fn close_peer(&self, peer: &str) {
         let _ = self
             .dataplane()
             .call(DpRequest::PeerClose {
                 peer: peer.to_string(),
             })
             .await;
-        self.dataplane().release(core);
+        self.dataplane().release(peer);
     }
 
     async fn on_mixer_event(&self, e: api::Event, views: &mut HashMap<String, ViewState>) {

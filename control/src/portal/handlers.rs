@@ -730,7 +730,7 @@ async fn do_soac(
             None,
         ),
         None => {
-            let core = portal.st.link.place().map_err(rpc_error)?;
+            let core = portal.st.link.place(&room, &peer).map_err(rpc_error)?;
             (
                 Request::PeerCreate(PeerCreate {
                     peer: peer.clone(),
@@ -748,8 +748,8 @@ async fn do_soac(
     let created = match outcome {
         Ok(Response::PeerCreated(c)) => c,
         other => {
-            if let Some(core) = new_core {
-                portal.st.link.release(core);
+            if new_core.is_some() {
+                portal.st.link.release(&peer);
             }
             let e = match other {
                 Err(e) => rpc_error(e),

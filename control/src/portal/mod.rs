@@ -188,8 +188,8 @@ impl Portal {
                     peer: t.peer.clone(),
                 })
                 .await;
-            if let Some(core) = t.core {
-                self.st.link.release(core);
+            if t.core.is_some() {
+                self.st.link.release(&t.peer);
             }
             for s in sessions {
                 self.st.media.end(&s, reason);
@@ -333,8 +333,8 @@ impl Portal {
                     Some((m.id.clone(), tid, t))
                 });
                 if let Some((participant, tid, t)) = found {
-                    if let Some(core) = t.core {
-                        self.st.link.release(core);
+                    if t.core.is_some() {
+                        self.st.link.release(&t.peer);
                     }
                     for b in t.bound.iter().chain(t.pending.iter().map(|(_, b)| b)) {
                         let data = json!({"id": tid, "status": "error", "sessionId": b.id, "data": reason});

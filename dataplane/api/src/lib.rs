@@ -202,7 +202,8 @@ impl Binding {
 pub struct PeerCreate {
     /// The id control gives the peer.
     pub peer: String,
-    /// The core to place it on (control picks the least loaded).
+    /// The core to place it on (control keeps a room's peers together while the cores stay
+    /// near balance).
     pub core: u16,
     /// The client's SDP offer.
     pub offer_sdp: String,
