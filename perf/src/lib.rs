@@ -99,6 +99,22 @@ pub fn prometheus_histogram(text: &str, name: &str) -> Vec<(f64, u64)> {
     buckets
 }
 
+/// A Prometheus counter (or gauge) read from metrics text, summed over every series of that
+/// name (e.g. every core); 0 when there is none.
+pub fn prometheus_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let value = if let Some(labelled) = rest.strip_prefix('{') {
+                labelled.rsplit_once("} ")?.1
+            } else {
+                rest.strip_prefix(' ')?
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
+
 /// What a histogram gained between two readings of it (same buckets).
 pub fn histogram_delta(before: &[(f64, u64)], after: &[(f64, u64)]) -> Vec<(f64, u64)> {
     after
@@ -215,6 +231,18 @@ mod tests {
         assert_eq!(d, vec![(0.0001, 0), (0.0002, 80), (f64::INFINITY, 100)]);
         assert_eq!(histogram_quantile(&[(1.0, 0)], 0.5), None);
         assert_eq!(histogram_quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn counters_are_summed_over_their_series() {
+        let text = "# HELP c a counter\n\
+            c{core=\"0\"} 12\n\
+            c{core=\"1\"} 30.5\n\
+            c_other{core=\"0\"} 1000\n\
+            plain 7\n";
+        assert_eq!(prometheus_sum(text, "c"), 42.5);
+        assert_eq!(prometheus_sum(text, "plain"), 7.0);
+        assert_eq!(prometheus_sum(text, "missing"), 0.0);
     }
 
     #[test]

@@ -590,6 +590,12 @@ const ROWS: &[(&str, &[&str], f64, usize)] = &[
         1.0,
         0,
     ),
+    (
+        "hand-offs per forwarded copy",
+        &["handoffs_per_forwarded"],
+        1.0,
+        4,
+    ),
     ("loss (%)", &["loss"], 100.0, 3),
     ("jitter p50 (ms)", &["jitter_p50_us"], 0.001, 2),
     (

@@ -493,34 +493,43 @@ impl Run {
             u1.cpu_s - u0.cpu_s,
             rss,
         );
-        let server_latency = match (h0, h1) {
+        let (server_latency, handoffs_per_forwarded) = match (h0, h1) {
             (Some(a), Some(b)) => {
-                report::histogram_latency(&switchyard_perf::histogram_delta(&a, &b))
+                let forwarded = b.forwarded - a.forwarded;
+                (
+                    report::histogram_latency(&switchyard_perf::histogram_delta(
+                        &a.latency, &b.latency,
+                    )),
+                    (forwarded > 0.0).then(|| (b.handed_off - a.handed_off) / forwarded),
+                )
             }
-            _ => None,
+            _ => (None, None),
         };
         (
             Window {
                 server_latency,
+                handoffs_per_forwarded,
                 ..window
             },
             joins,
         )
     }
 
-    /// The dataplane's added-latency histogram now, if `--server-metrics` names it and it
-    /// answers (a failed read leaves the window without the figure, with a warning).
-    async fn server_histogram(&mut self) -> Option<Vec<(f64, u64)>> {
+    /// The dataplane's added-latency histogram and forwarding counters now, if
+    /// `--server-metrics` names it and it answers (a failed read leaves the window without
+    /// the figures, with a warning).
+    async fn server_histogram(&mut self) -> Option<report::ServerReading> {
         let url = self.args.server_metrics.clone()?;
         let text = match reqwest::get(&url).await {
             Ok(r) => r.text().await.ok(),
             Err(_) => None,
         };
         match text {
-            Some(t) => Some(switchyard_perf::prometheus_histogram(
-                &t,
-                report::FORWARD_LATENCY,
-            )),
+            Some(t) => Some(report::ServerReading {
+                latency: switchyard_perf::prometheus_histogram(&t, report::FORWARD_LATENCY),
+                forwarded: switchyard_perf::prometheus_sum(&t, report::FORWARDED),
+                handed_off: switchyard_perf::prometheus_sum(&t, report::HANDED_OFF),
+            }),
             None => {
                 self.errors
                     .push(format!("--server-metrics {url}: no answer"));

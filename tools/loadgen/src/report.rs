@@ -113,10 +113,29 @@ pub struct Window {
     /// to the kernel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_latency: Option<Latency>,
+    /// Packets handed from one dataplane core to another per forwarded copy (with
+    /// `--server-metrics`): 0 when every subscriber sits on its publisher's core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoffs_per_forwarded: Option<f64>,
 }
 
 /// The dataplane's added-latency histogram.
 pub const FORWARD_LATENCY: &str = "switchyard_dataplane_forward_latency_seconds";
+/// The dataplane's count of copies forwarded to subscriptions.
+pub const FORWARDED: &str = "switchyard_dataplane_rtp_forwarded_total";
+/// The dataplane's count of packets handed to another core.
+pub const HANDED_OFF: &str = "switchyard_dataplane_handed_off_total";
+
+/// One reading of the dataplane's metrics.
+#[derive(Debug, Clone)]
+pub struct ServerReading {
+    /// The added-latency histogram.
+    pub latency: Vec<(f64, u64)>,
+    /// Copies forwarded, every core.
+    pub forwarded: f64,
+    /// Packets handed to another core, every core.
+    pub handed_off: f64,
+}
 
 /// Percentiles (µs) of a cumulative histogram in seconds; `None` if it is empty.
 pub fn histogram_latency(h: &[(f64, u64)]) -> Option<Latency> {
@@ -243,6 +262,7 @@ pub fn window(
             0.0
         },
         server_latency: None,
+        handoffs_per_forwarded: None,
     }
 }
 
