@@ -15,7 +15,7 @@ use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::{Codec, CodecConfig, PayloadParams};
 use str0m::media::{MediaKind as StrKind, Mid, Rid, Rids};
-use str0m::rtp::{Extension, ExtensionSerializer, ExtensionValues, Ssrc};
+use str0m::rtp::{Extension, ExtensionMap, ExtensionSerializer, ExtensionValues, Ssrc};
 use str0m::{Candidate, Rtc};
 use switchyard_dataplane_api::{ErrorCode, MediaKind, RpcError, Track};
 
@@ -200,16 +200,36 @@ pub fn negotiated_dependency(rtc: &Rtc, mid: Mid) -> bool {
     })
 }
 
-/// A new `Rtc` for a peer of this core; `bwe`: estimate the bandwidth towards the client
-/// (bandwidth adaptation).
-pub fn new_rtc(setup: &Setup<'_>, codecs: CodecConfig, bwe: bool) -> Rtc {
+/// What a new peer negotiates besides its codecs.
+#[derive(Debug, Clone, Copy)]
+pub struct Features {
+    /// Estimate the bandwidth towards the client (bandwidth adaptation).
+    pub bwe: bool,
+    /// Offer transport-wide congestion control (TWCC). A peer that publishes needs it (the
+    /// client's own estimate of its upstream path runs on our feedback), as does one whose
+    /// estimate we use; a subscriber without bandwidth adaptation does not: str0m would keep
+    /// a record of its last 1,000 sent packets (≈ 88 KiB, half of the subscriber's memory)
+    /// and the client would send feedback every few tens of milliseconds for nothing.
+    pub twcc: bool,
+}
+
+/// A new `Rtc` for a peer of this core.
+pub fn new_rtc(setup: &Setup<'_>, codecs: CodecConfig, features: Features) -> Rtc {
     let mut config = Rtc::builder()
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_dtls_cert(setup.cert.clone())
-        .set_stats_interval(Some(std::time::Duration::from_secs(1)))
-        .set_extension(DEPENDENCY_EXT_ID, dependency_extension());
-    if bwe {
+        .set_stats_interval(Some(std::time::Duration::from_secs(1)));
+    if !features.twcc {
+        config = config.clear_extension_map();
+        for (id, ext) in ExtensionMap::standard().iter() {
+            if *ext != Extension::TransportSequenceNumber {
+                config = config.set_extension(id, ext.clone());
+            }
+        }
+    }
+    config = config.set_extension(DEPENDENCY_EXT_ID, dependency_extension());
+    if features.bwe {
         config = config.enable_bwe(Some(Bitrate::bps(crate::core::INITIAL_ESTIMATE_BPS)));
     }
     *config.codec_config() = codecs;

@@ -39,13 +39,24 @@ impl Core {
             cert: &self.cert,
             candidates: &self.candidates,
         };
-        let mut rtc = peer::new_rtc(&setup, codecs, req.bandwidth_adaptation);
+        // WHIP and WHEP peers (closed with their last binding) keep the bindings they were
+        // made with; a portal or mixer peer may publish later.
+        let may_publish = !req.close_when_empty
+            || req
+                .bindings
+                .iter()
+                .any(|b| matches!(b, Binding::Publish { .. }));
+        let features = peer::Features {
+            bwe: req.bandwidth_adaptation,
+            twcc: req.bandwidth_adaptation || may_publish,
+        };
+        let mut rtc = peer::new_rtc(&setup, codecs, features);
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1).max(1);
         self.peers.insert(
             key,
-            Peer {
+            Box::new(Peer {
                 id: req.peer.clone(),
                 rtc,
                 ufrag: ufrag.clone(),
@@ -64,7 +75,7 @@ impl Core {
                 minimum: 0,
                 next_probe: now,
                 probe_round: false,
-            },
+            }),
         );
         match self.negotiate(now, key, &req.offer_sdp, &req.bindings, specs, selections) {
             Ok(ok) => {

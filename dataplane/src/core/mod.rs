@@ -515,7 +515,9 @@ pub struct Core {
     max_peers: usize,
     retransmit_history: Duration,
     next_key: PeerKey,
-    peers: HashMap<PeerKey, Peer>,
+    /// Boxed: a `Peer` holds its str0m `Rtc` inline (kilobytes), and a map of them keeps
+    /// up to half its slots empty.
+    peers: HashMap<PeerKey, Box<Peer>>,
     ids: HashMap<String, PeerKey>,
     by_addr: HashMap<(SocketAddr, SocketAddr), PeerKey>,
     by_ufrag: HashMap<String, PeerKey>,

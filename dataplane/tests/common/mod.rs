@@ -46,6 +46,10 @@ pub struct Net {
     /// Called with `true` just before a core handles a client's datagram and with `false`
     /// once its outbox is taken (the allocation test counts in between).
     pub around_core_input: Option<fn(bool)>,
+    /// Called with `true` before every call into a core (commands, datagrams, timeouts,
+    /// load) and with `false` after it and its outbox (the memory test charges what is
+    /// allocated in between to the server).
+    pub around_core: Option<fn(bool)>,
     /// Clients whose incoming video is lossy: every 10th datagram of more than 500 bytes
     /// from a core to them is dropped (counted in `downstream_dropped`).
     pub lossy_clients: Vec<usize>,
@@ -106,6 +110,7 @@ impl Net {
             core_events: Vec::new(),
             blackhole: Vec::new(),
             around_core_input: None,
+            around_core: None,
             lossy_clients: Vec::new(),
             downstream_dropped: 0,
             downstream_big: 0,
@@ -226,6 +231,7 @@ impl Net {
             close_when_empty: true,
             bandwidth_adaptation: self.bandwidth_adaptation,
         };
+        self.core_side(true);
         self.cores[core].handle_command(
             self.now,
             Command::CreatePeer {
@@ -254,6 +260,7 @@ impl Net {
             offer_sdp,
             bindings,
         };
+        self.core_side(true);
         self.cores[core].handle_command(
             self.now,
             Command::Offer {
@@ -272,6 +279,7 @@ impl Net {
         client: usize,
     ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
         let mut outbox = self.cores[core].take_outbox();
+        self.core_side(false);
         let result = outbox.events.drain(..).find_map(|e| match e {
             CoreEvent::Created { result, .. } => Some(result),
             other => {
@@ -298,8 +306,10 @@ impl Net {
         }
         for (to, msg) in outbox.to_cores {
             let now = self.now;
+            self.core_side(true);
             self.cores[to as usize].handle_core_msg(now, msg);
             let ob = self.cores[to as usize].take_outbox();
+            self.core_side(false);
             self.route(to as usize, ob);
         }
         self.core_events.extend(outbox.events);
@@ -396,8 +406,10 @@ impl Net {
     /// Runs a command on `core`, routes what it sends, returns its events.
     pub fn command(&mut self, core: usize, cmd: Command) -> Vec<CoreEvent> {
         let now = self.now;
+        self.core_side(true);
         self.cores[core].handle_command(now, cmd);
         let mut ob = self.cores[core].take_outbox();
+        self.core_side(false);
         let events = std::mem::take(&mut ob.events);
         self.route(core, ob);
         events
@@ -419,11 +431,13 @@ impl Net {
                         if let Some(hook) = self.around_core_input {
                             hook(true);
                         }
+                        self.core_side(true);
                         self.cores[k].handle_datagram(self.now, t.destination, t.source, &data);
                         if let Some(hook) = self.around_core_input {
                             hook(false);
                         }
                         let ob = self.cores[k].take_outbox();
+                        self.core_side(false);
                         self.route(k, ob);
                     }
                 }
@@ -450,8 +464,10 @@ impl Net {
         for k in 0..self.cores.len() {
             if let Some(t) = self.cores[k].next_timeout() {
                 if t <= self.now {
+                    self.core_side(true);
                     self.cores[k].handle_timeout(self.now);
                     let ob = self.cores[k].take_outbox();
+                    self.core_side(false);
                     self.route(k, ob);
                 }
                 next = next.min(t.max(self.now + Duration::from_micros(100)));
@@ -470,9 +486,17 @@ impl Net {
     /// Tells a core how busy it was over the last load window, and routes what it does.
     pub fn load(&mut self, core: usize, busy: f64) {
         let now = self.now;
+        self.core_side(true);
         self.cores[core].handle_load(now, busy);
         let ob = self.cores[core].take_outbox();
+        self.core_side(false);
         self.route(core, ob);
+    }
+
+    fn core_side(&self, inside: bool) {
+        if let Some(hook) = self.around_core {
+            hook(inside);
+        }
     }
 
     /// Steps until `cond` holds or `limit` of virtual time passes.
