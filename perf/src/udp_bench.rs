@@ -12,15 +12,24 @@
 //! - `gso`: for reference, the case UDP GSO is made for — the 8 packets of one video frame
 //!   to *one* subscriber in one `sendmsg` with `UDP_SEGMENT`, against 8 `sendto`. Fan-out
 //!   sends each packet to a different address, which GSO cannot merge.
+//!
+//! Then the receive side, a core's socket taking what its peers send: a thread floods one
+//! socket (with `sendmmsg`) while the receiving thread's own CPU is measured per datagram
+//! it takes, with `recv_from` (one system call per datagram), `recvmmsg` (up to 64 per
+//! call, returning once one has arrived) and glommio's `recv_from` (io_uring, what the
+//! dataplane uses).
 
 use anyhow::Context;
 use clap::Parser;
 use nix::sys::socket::{
-    sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+    recvmmsg, sendmmsg, sendmsg, setsockopt, sockopt, ControlMessage, MsgFlags, MultiHeaders,
+    SockaddrStorage,
 };
-use std::io::IoSlice;
+use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Parser)]
@@ -179,5 +188,120 @@ fn main() -> anyhow::Result<()> {
         base / rows[2].1 .0
     );
     drop(sinks);
+    receive(args.datagrams)
+}
+
+/// This thread's CPU seconds.
+fn thread_cpu() -> f64 {
+    switchyard_perf::cpu_seconds("thread-self").unwrap_or(0.0)
+}
+
+/// A socket flooded by another thread until the returned flag is set.
+fn flooded() -> anyhow::Result<(UdpSocket, Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    // Room for bursts, as the dataplane asks for.
+    let _ = setsockopt(&sock, sockopt::RcvBuf, &(8 << 20));
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    let to = sock.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_s = stop.clone();
+    let sender = UdpSocket::bind("127.0.0.1:0")?;
+    let handle = std::thread::spawn(move || {
+        let payload = vec![0x5au8; SIZE];
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let slices: Vec<[IoSlice; 1]> = (0..BATCH).map(|_| [IoSlice::new(&payload)]).collect();
+        let cmsgs: [ControlMessage; 0] = [];
+        let addrs: [Option<SockaddrStorage>; BATCH] =
+            std::array::from_fn(|_| Some(SockaddrStorage::from(to)));
+        while !stop_s.load(Ordering::Relaxed) {
+            let _ = sendmmsg(
+                sender.as_raw_fd(),
+                &mut headers,
+                &slices,
+                addrs,
+                cmsgs,
+                MsgFlags::empty(),
+            );
+        }
+    });
+    Ok((sock, stop, handle))
+}
+
+/// Receives `total` datagrams with `take` (which answers how many it took, 0 on a timeout);
+/// returns µs of this thread's CPU per datagram.
+fn measure_receive(total: usize, mut take: impl FnMut(&UdpSocket) -> usize) -> anyhow::Result<f64> {
+    let (sock, stop, handle) = flooded()?;
+    let cpu0 = thread_cpu();
+    let mut got = 0;
+    while got < total {
+        let n = take(&sock);
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let cpu = thread_cpu() - cpu0;
+    stop.store(true, Ordering::Relaxed);
+    let _ = handle.join();
+    anyhow::ensure!(got > 0, "nothing was received");
+    Ok(cpu * 1e6 / got as f64)
+}
+
+fn receive(total: usize) -> anyhow::Result<()> {
+    let mut rows: Vec<(&str, f64)> = Vec::new();
+    let mut buf = vec![0u8; 1500];
+    rows.push((
+        "recv_from (1 syscall per datagram)",
+        measure_receive(total, |s| usize::from(s.recv_from(&mut buf).is_ok()))?,
+    ));
+    let mut bufs = vec![[0u8; 1500]; BATCH];
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    rows.push((
+        "recvmmsg (up to 64 per call)",
+        measure_receive(total, |s| {
+            let iovs: Vec<[IoSliceMut; 1]> =
+                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            match recvmmsg(
+                s.as_raw_fd(),
+                &mut headers,
+                iovs.iter(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(r) => r.count(),
+                Err(_) => 0,
+            }
+        })?,
+    ));
+    let (sock, stop, handle) = flooded()?;
+    let glommio_us = glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move {
+            let sock = glommio::net::UdpSocket::from(socket2::Socket::from(sock));
+            let mut buf = vec![0u8; 1500];
+            let cpu0 = thread_cpu();
+            let mut got = 0;
+            while got < total {
+                match sock.recv_from(&mut buf).await {
+                    Ok(_) => got += 1,
+                    Err(_) => break,
+                }
+            }
+            (thread_cpu() - cpu0) * 1e6 / got.max(1) as f64
+        })
+        .map_err(|e| anyhow::anyhow!("glommio executor: {e}"))?
+        .join()
+        .map_err(|e| anyhow::anyhow!("glommio executor: {e}"))?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = handle.join();
+    rows.push(("glommio recv_from (io_uring, the dataplane)", glommio_us));
+    println!("{:<46} {:>14}", "receiving", "CPU µs/dgram");
+    for (name, cpu) in &rows {
+        println!("{name:<46} {cpu:>14.3}");
+    }
+    println!(
+        "recvmmsg against recv_from: {:.2}×, glommio against recv_from: {:.2}×",
+        rows[0].1 / rows[1].1,
+        rows[0].1 / rows[2].1
+    );
     Ok(())
 }
