@@ -39,11 +39,18 @@ fn attribute() {
         return;
     }
     let trace = Backtrace::force_capture().to_string();
-    let owner = match common::innermost_own_frame(&trace) {
-        Some(f) if f.contains("switchyard_dataplane::") => OURS,
-        Some(_) => STR0M,
-        None => OTHER,
-    };
+    let owner = trace
+        .lines()
+        .find_map(|l| {
+            if l.contains("switchyard_dataplane::") {
+                Some(OURS)
+            } else if l.contains("str0m") {
+                Some(STR0M)
+            } else {
+                None
+            }
+        })
+        .unwrap_or(OTHER);
     ALLOCATIONS[owner].fetch_add(1, Ordering::Relaxed);
     ATTRIBUTING.with(|a| a.set(false));
 }

@@ -47,9 +47,18 @@ const TRACED_FROM: usize = 1024;
 /// The innermost Switchyard or str0m function on the stack.
 fn site_name() -> String {
     let trace = Backtrace::force_capture().to_string();
-    common::innermost_own_frame(&trace)
-        .unwrap_or("elsewhere")
-        .to_string()
+    trace
+        .lines()
+        .filter_map(|l| l.trim().split_once(": ").map(|(_, f)| f))
+        .find(|f| f.contains("switchyard_dataplane::") || f.contains("str0m"))
+        .map(|f| {
+            // Drop the symbol hash.
+            match f.rsplit_once("::h") {
+                Some((name, hash)) if hash.len() == 16 => name.to_string(),
+                _ => f.to_string(),
+            }
+        })
+        .unwrap_or_else(|| "elsewhere".to_string())
 }
 
 fn record(ptr: *mut u8, size: usize) {

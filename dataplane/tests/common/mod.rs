@@ -16,19 +16,6 @@ use switchyard_dataplane_api::{Binding, PeerCreate, PeerCreated, PeerOffer, RpcE
 
 static INIT: Once = Once::new();
 
-/// The innermost Switchyard or str0m function in a backtrace (the allocation tests charge
-/// each allocation to it), without its symbol hash.
-pub fn innermost_own_frame(trace: &str) -> Option<&str> {
-    trace
-        .lines()
-        .filter_map(|l| l.trim().split_once(": ").map(|(_, f)| f))
-        .find(|f| f.contains("switchyard_dataplane::") || f.contains("str0m"))
-        .map(|f| match f.rsplit_once("::h") {
-            Some((name, hash)) if hash.len() == 16 => name,
-            _ => f,
-        })
-}
-
 pub fn init() {
     INIT.call_once(|| {
         str0m::crypto::from_feature_flags().install_process_default();

@@ -455,7 +455,7 @@ impl Run {
             .await;
         let u0 = report::usage(&self.pids);
         let own0 = report::cpu_seconds("self").unwrap_or(0.0);
-        let h0 = self.server_reading().await;
+        let h0 = self.server_histogram().await;
         self.event("measure-start");
         let mut joins = 0u64;
         for sec in 0..seconds {
@@ -468,7 +468,7 @@ impl Run {
         let last = first + seconds;
         let u1 = report::usage(&self.pids);
         let own1 = report::cpu_seconds("self").unwrap_or(0.0);
-        let h1 = self.server_reading().await;
+        let h1 = self.server_histogram().await;
         self.event("measure-end");
         // Wait for every worker's ticks of the window.
         let _ = self
@@ -518,7 +518,7 @@ impl Run {
     /// The dataplane's added-latency histogram and forwarding counters now, if
     /// `--server-metrics` names it and it answers (a failed read leaves the window without
     /// the figures, with a warning).
-    async fn server_reading(&mut self) -> Option<report::ServerReading> {
+    async fn server_histogram(&mut self) -> Option<report::ServerReading> {
         let url = self.args.server_metrics.clone()?;
         let text = match reqwest::get(&url).await {
             Ok(r) => r.text().await.ok(),
