@@ -236,8 +236,14 @@ impl Mgmt {
         };
         let subscriptions = bindings
             .iter()
-            .filter_map(Binding::subscribed)
-            .map(|(s, p)| (s.to_string(), p.to_string()))
+            .filter_map(|b| match b {
+                Binding::Subscribe {
+                    subscription,
+                    publication,
+                    ..
+                } => Some((subscription.clone(), publication.clone())),
+                _ => None,
+            })
             .collect();
         let token = self.token();
         let (tx, rx) = oneshot::channel();

@@ -383,11 +383,9 @@ pub async fn play(
         .await;
     // A split subscription's audio binding (a mix-minus, or the stream beside a
     // transcoding of its video) is a session of its own.
-    let plays = |i: usize| {
-        bindings
-            .get(i)
-            .and_then(Binding::subscribed)
-            .map(|(_, p)| p.to_string())
+    let plays = |i: usize| match bindings.get(i) {
+        Some(Binding::Subscribe { publication, .. }) => Some(publication.clone()),
+        _ => None,
     };
     let (video_from, audio_from) = (plays(0), plays(1));
     let minus_subscription = crate::mixing::minus_subscription(&subscription);

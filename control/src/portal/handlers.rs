@@ -706,8 +706,14 @@ async fn do_soac(
         if mine.len() > 1 {
             let plays = mine
                 .iter()
-                .filter_map(Binding::subscribed)
-                .map(|(s, p)| (s.to_string(), p.to_string()))
+                .filter_map(|x| match x {
+                    Binding::Subscribe {
+                        subscription,
+                        publication,
+                        ..
+                    } => Some((subscription.clone(), publication.clone())),
+                    Binding::Publish { .. } => None,
+                })
                 .collect();
             split.insert(bound.id.clone(), plays);
         }

@@ -195,18 +195,6 @@ impl Binding {
             Binding::Subscribe { subscription, .. } => subscription,
         }
     }
-
-    /// A subscription's ids: (subscription, publication played); `None` for a publication.
-    pub fn subscribed(&self) -> Option<(&str, &str)> {
-        match self {
-            Binding::Subscribe {
-                subscription,
-                publication,
-                ..
-            } => Some((subscription, publication)),
-            Binding::Publish { .. } => None,
-        }
-    }
 }
 
 /// `PEER_CREATE`.
