@@ -40,26 +40,6 @@ pub(super) struct ListenerState {
 }
 
 impl Mixing {
-    /// Whether publication `stream` has gone unplayed for [`LISTENER_IDLE`]: `idle_since`
-    /// keeps when it was last seen unplayed, and is cleared while someone plays it.
-    pub(super) fn unplayed_too_long(
-        &self,
-        stream: &str,
-        idle_since: &mut Option<std::time::Instant>,
-        now: std::time::Instant,
-    ) -> bool {
-        let played = !self
-            .media
-            .sessions
-            .find(|s| s.stream == stream && s.subscription.is_some())
-            .is_empty();
-        if played {
-            *idle_since = None;
-            return false;
-        }
-        now.saturating_duration_since(*idle_since.get_or_insert(now)) >= LISTENER_IDLE
-    }
-
     /// The publication carrying what `who` hears of mixed stream `mixed` (the mix
     /// without its own inputs), published from the view's output peer on first use;
     /// `None` when it has no input in the view and (`may_publish` false) will have none:
@@ -208,7 +188,16 @@ impl Mixing {
                         })
                         .await;
                 }
-                if self.unplayed_too_long(&l.publication, &mut l.idle_since, now) {
+                let played = !self
+                    .media
+                    .sessions
+                    .find(|s| s.stream == l.publication && s.subscription.is_some())
+                    .is_empty();
+                if played {
+                    l.idle_since = None;
+                } else if now.saturating_duration_since(*l.idle_since.get_or_insert(now))
+                    >= LISTENER_IDLE
+                {
                     gone.push(key.clone());
                 }
             }

@@ -41,8 +41,8 @@ mod playback;
 mod spec;
 mod transcoding;
 
-use listeners::ListenerState;
 pub use listeners::{minus_id, Listener};
+use listeners::{ListenerState, LISTENER_IDLE};
 pub use playback::{minus_subscription, sdp_codecs, sdp_mids, split_bindings, Playback};
 use spec::mixed_stream;
 pub use spec::view_spec;
@@ -117,7 +117,7 @@ struct ViewState {
     listeners: HashMap<String, ListenerState>,
     /// For a transcoding (a stream in another codec, size or frame rate for the players
     /// that ask for it): the stream it transcodes. Not a room stream; it ends when nobody
-    /// has played it for [`listeners::LISTENER_IDLE`].
+    /// has played it for [`LISTENER_IDLE`].
     variant_of: Option<String>,
     idle_since: Option<std::time::Instant>,
 }

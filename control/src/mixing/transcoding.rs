@@ -206,12 +206,21 @@ impl Mixing {
         Ok(id)
     }
 
-    /// Transcodings nobody has played for [`super::listeners::LISTENER_IDLE`] end.
+    /// Transcodings nobody has played for [`LISTENER_IDLE`] end.
     pub(super) async fn end_idle_variants(&self, views: &mut HashMap<String, ViewState>) {
         let now = std::time::Instant::now();
         let mut idle = Vec::new();
         for (id, v) in views.iter_mut().filter(|(_, v)| v.variant_of.is_some()) {
-            if self.unplayed_too_long(id, &mut v.idle_since, now) {
+            let played = !self
+                .media
+                .sessions
+                .find(|s| s.stream == *id && s.subscription.is_some())
+                .is_empty();
+            if played {
+                v.idle_since = None;
+            } else if now.saturating_duration_since(*v.idle_since.get_or_insert(now))
+                >= LISTENER_IDLE
+            {
                 idle.push(id.clone());
             }
         }
