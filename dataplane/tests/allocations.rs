@@ -4,11 +4,11 @@
 //! The difference is what each extra forwarded copy costs. Each allocation is charged to
 //! the innermost of Switchyard's code or str0m's on its stack (from a backtrace), so the
 //! test can hold Switchyard's own allocations at zero (per copy and per received packet)
-//! and str0m's per-copy cost at what it needs today: its handling of the subscribers'
-//! RTCP, about 0.1 per copy (the encrypted datagram itself reuses a pooled buffer, see
-//! vendor/str0m/src/pool.rs); with transport-wide congestion control, as with bandwidth
-//! adaptation, its estimator adds more. str0m also allocates once per received packet
-//! (the decrypted payload, which every copy then shares).
+//! and str0m's per-copy cost at what its egress needs today: the encrypted datagram,
+//! about one buffer per copy, and a little for the subscribers' RTCP; with transport-wide
+//! congestion control, as with bandwidth adaptation, its estimator adds more. str0m also
+//! allocates once per received packet (the decrypted payload, which every copy then
+//! shares).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 mod common;
@@ -134,7 +134,7 @@ fn forwarding_allocates_nothing_of_its_own_per_copy() {
         report(subscribers, allocs, forwarded);
         per_room.push((allocs, forwarded));
     }
-    check_per_copy(&per_room, 0.3);
+    check_per_copy(&per_room, 1.5);
 }
 
 /// The same with a simulcast publication (three layers, each subscription choosing one)
@@ -201,10 +201,9 @@ fn check_per_copy(per_room: &[([u64; 3], u64)], str0m_limit: f64) {
             allocs[OURS]
         );
     }
-    // str0m encrypts each copy into a pooled buffer the driver hands back once sent;
-    // what is left is its handling of the subscribers' RTCP (0.10 per copy measured;
-    // 1.11 while each copy was encrypted into a new buffer, 2.19 while every subscriber
-    // also negotiated TWCC and sent its feedback). More than the limit is a regression.
+    // str0m encrypts each copy into a new buffer; its handling of the subscribers' RTCP
+    // adds a little (1.11 per copy measured; 2.19 while every subscriber negotiated
+    // TWCC and sent its feedback). More than the limit is a regression.
     assert!(
         per_copy(STR0M) + per_copy(OTHER) <= str0m_limit,
         "str0m allocates {:.2} times per forwarded copy",

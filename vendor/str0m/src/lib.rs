@@ -725,9 +725,8 @@ use crypto::Fingerprint;
 
 mod dtls;
 
-// Switchyard: egress buffers reused per thread (see pool.rs).
+// Switchyard: RTCP queues reused per thread (see pool.rs).
 mod pool;
-pub use pool::recycle_datagram;
 
 use crate::crypto::dtls::DtlsOutput;
 use crate::crypto::{CryptoProvider, DtlsError, from_feature_flags};
