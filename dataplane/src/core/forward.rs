@@ -218,7 +218,7 @@ impl Core {
             video_orientation: pkt.header.ext_vals.video_orientation,
             ..Default::default()
         };
-        let packet = MediaPacket {
+        let packet = Arc::new(MediaPacket {
             publication: publication.clone(),
             kind,
             params,
@@ -239,29 +239,22 @@ impl Core {
             structure: binding_structure,
             red: primary,
             dependency: dependency.filter(|_| !simulcast),
-        };
-        // Audio competing for a selection's slots goes to the selection's core (once,
-        // with the hand-offs to the cores with subscribers when it is one of them).
-        let selection_core = selection.map(|(_, c)| c);
-        let selection_elsewhere =
-            selection_core.filter(|c| *c != self.index && !p.remote_cores.contains(c));
-        let now = packet.arrival;
-        // The packet is shared (one allocation) only when other cores take it too; a
-        // room on one core forwards it from the stack.
-        if p.remote_cores.is_empty() && selection_elsewhere.is_none() {
-            self.fan_out(&packet, now);
-            if selection_core == Some(self.index) {
-                self.select_audio(&packet, now);
-            }
-            return;
-        }
-        let packet = Arc::new(packet);
-        for core in p.remote_cores.iter().chain(selection_elsewhere.iter()) {
+        });
+        for core in &p.remote_cores {
             self.out
                 .to_cores
                 .push((*core, CoreMsg::Media(packet.clone())));
             CoreMetrics::add(&self.metrics.handed_off, 1);
         }
+        // Audio competing for a selection's slots goes to the selection's core (once,
+        // with the hand-off above when that core also has subscribers).
+        let selection_core = selection.map(|(_, c)| c);
+        if let Some(c) = selection_core.filter(|c| *c != self.index && !p.remote_cores.contains(c))
+        {
+            self.out.to_cores.push((c, CoreMsg::Media(packet.clone())));
+            CoreMetrics::add(&self.metrics.handed_off, 1);
+        }
+        let now = packet.arrival;
         self.fan_out(&packet, now);
         if selection_core == Some(self.index) {
             self.select_audio(&packet, now);

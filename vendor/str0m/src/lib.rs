@@ -724,10 +724,6 @@ pub mod crypto;
 use crypto::Fingerprint;
 
 mod dtls;
-
-// Switchyard: RTCP queues reused per thread (see pool.rs).
-mod pool;
-
 use crate::crypto::dtls::DtlsOutput;
 use crate::crypto::{CryptoProvider, DtlsError, from_feature_flags};
 use crate::dtls::is_would_block;

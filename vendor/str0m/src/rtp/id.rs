@@ -49,14 +49,19 @@ macro_rules! str_id {
 
         impl<'a> From<&'a str> for $id {
             fn from(v: &'a str) -> Self {
-                // Switchyard: written straight into the array (this runs for every RTP
-                // packet carrying a mid or rid, and used to build a `String` first).
-                // Each char becomes one byte: itself if ASCII alphanumeric, else '_'.
+                let v = v
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect::<String>();
+
+                let bytes = v.as_bytes();
+                let bytes = &bytes[0..$num.min(bytes.len())];
+
                 // pad with space.
                 let mut array = [b' '; $num];
-                for (slot, c) in array.iter_mut().zip(v.chars()) {
-                    *slot = if c.is_ascii_alphanumeric() { c as u8 } else { b'_' };
-                }
+
+                let max = bytes.len().min(array.len());
+                (&mut array[0..max]).copy_from_slice(bytes);
 
                 $id(array)
             }
