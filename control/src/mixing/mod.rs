@@ -686,8 +686,12 @@ impl Mixing {
     async fn on_mixer_event(&self, e: api::Event, views: &mut HashMap<String, ViewState>) {
         match e {
             api::Event::ViewClosed { view, reason } => {
-                tracing::warn!(view = %view, reason = %reason, "the mixer ended a view; it starts again");
                 if let Some(v) = views.remove(&view) {
+                    if v.variant_of.is_some() {
+                        tracing::warn!(view = %view, reason = %reason, "the mixer ended a transcoding; its players end (they may ask again)");
+                    } else {
+                        tracing::warn!(view = %view, reason = %reason, "the mixer ended a view; it starts again");
+                    }
                     self.teardown(&view, &v, false).await;
                 }
             }
