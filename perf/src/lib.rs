@@ -157,6 +157,13 @@ pub fn histogram_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
     Some(lower.0)
 }
 
+/// A number of a baseline's section (`section.key`), if the file has it.
+pub fn baseline_value(path: &std::path::Path, section: &str, key: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let base: serde_json::Value = serde_json::from_str(&text).ok()?;
+    base[section][key].as_f64()
+}
+
 /// Compares `figures` (name, value; higher is better) with section `section` of the
 /// baseline file (`{section: {noise_margin, figures: {name: value}}}`), printing a line
 /// each; an error names every figure below its baseline by more than the margin. A
