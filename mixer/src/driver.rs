@@ -224,12 +224,13 @@ async fn read(client: Client, sock: Arc<UdpSocket>, to_view: ToView, backlog: Ar
             r = sock.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
                 let data = &buf[..n];
+                let media = classify(data) == PacketClass::Rtp;
+                if media && backlog.media.load(Ordering::Relaxed) >= MAX_MEDIA_BACKLOG {
+                    backlog.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let received = Received { client, from, data: data.to_vec() };
-                let sent = if classify(data) == PacketClass::Rtp {
-                    if backlog.media.load(Ordering::Relaxed) >= MAX_MEDIA_BACKLOG {
-                        backlog.dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
+                let sent = if media {
                     backlog.media.fetch_add(1, Ordering::Relaxed);
                     to_view.media.send(received)
                 } else {
