@@ -10,7 +10,7 @@ scripts/setup.sh
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "building (release)…"
-cargo build --release --quiet -p switchyard-control -p switchyard-dataplane -p switchyard-mixer -p switchyard-admin
+scripts/build-release.sh
 
 mkdir -p run
 config="$PWD/run/switchyard.toml"

@@ -14,7 +14,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --workspace --quiet
 echo "== release build (the binaries scripts/run.sh starts; the end-to-end tests and perf/run use them)"
-cargo build --release --quiet -p switchyard-control -p switchyard-dataplane -p switchyard-mixer -p switchyard-loadgen -p switchyard-perf
+scripts/build-release.sh
 echo "== end-to-end tests in headless Chromium"
 (cd tests/e2e && npm test)
 echo "== perf/run --quick"
