@@ -325,6 +325,7 @@ impl Core {
                     subscription = %subscription,
                     layer = pkt.layer,
                     estimate = ?out.selector.estimate(),
+                    layers_bps = ?pkt.layers.bps,
                     "layer switched"
                 );
             }
