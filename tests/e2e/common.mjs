@@ -157,12 +157,16 @@ export function wav(name, tone) {
   return file;
 }
 
-/** Ten seconds of a solid colour as Y4M (made once with FFmpeg), for a fake camera. */
-export function y4m(name, colour, { width = 320, height = 240, fps = 15 } = {}) {
-  const file = path.join(os.tmpdir(), `switchyard-e2e-${name}-${width}x${height}.y4m`);
+/**
+ * Ten seconds of a solid colour as Y4M (made once with FFmpeg), for a fake camera;
+ * `source` another FFmpeg lavfi source instead (its size and rate are added).
+ */
+export function y4m(name, colour, { width = 320, height = 240, fps = 15, source = `color=c=${colour}` } = {}) {
+  const file = path.join(os.tmpdir(), `switchyard-e2e-${name}-${width}x${height}-${fps}.y4m`);
   if (!fs.existsSync(file)) {
-    sh("ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", `color=c=${colour}:s=${width}x${height}:r=${fps}`,
-      "-t", "10", "-pix_fmt", "yuv420p", file);
+    sh("ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", `${source}${source.includes("=") ? ":" : "="}s=${width}x${height}:r=${fps}`,
+      "-t", "10", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", file + ".part");
+    fs.renameSync(file + ".part", file);
   }
   return file;
 }
@@ -179,6 +183,42 @@ export async function rtpStats(page) {
     }
     return out;
   });
+}
+
+/**
+ * Starts timing each freeze of the video that connection `i` of a demo page decodes:
+ * Chromium's getStats gives only a count and a total, so the page polls it every 200 ms
+ * and takes a poll's growth in total as one freeze's length (when two end within one
+ * poll, their sum — never less than the longest). `longestFreeze` reads the longest.
+ */
+export async function watchFreezes(page, i) {
+  await page.evaluate((i) => {
+    const w = (window.freezeWatch ??= {});
+    if (w[i]) return;
+    const state = w[i] = { count: 0, total: 0, longest: 0 };
+    setInterval(async () => {
+      for (const s of (await window.sy.pcs[i].getStats()).values()) {
+        if (s.type !== "inbound-rtp" || s.kind !== "video") continue;
+        const count = s.freezeCount || 0, total = s.totalFreezesDuration || 0;
+        if (count > state.count) state.longest = Math.max(state.longest, total - state.total);
+        state.count = count; state.total = total;
+      }
+    }, 200);
+  }, i);
+}
+
+/**
+ * The longest freeze, seconds, since `watchFreezes` started or the last `reset` (see
+ * there); `reset` starts a new span.
+ */
+export async function longestFreeze(page, i, { reset = false } = {}) {
+  return page.evaluate(([i, reset]) => {
+    const state = window.freezeWatch?.[i];
+    if (!state) return 0;
+    const longest = state.longest;
+    if (reset) state.longest = 0;
+    return longest;
+  }, [i, reset]);
 }
 
 export async function metricValue(url, name, labels = "") {

@@ -4,13 +4,14 @@
 // 300 kbit/s, B and C on the host, C asking for the middle layer (`?rid=h`). A converges
 // to the lowest layer, B gets the highest, C the middle one; all keep decoding, and the
 // layer switches cause no freeze over 500 ms (Chromium's freezeCount and
-// totalFreezesDuration). Then A's throttle is lifted and A climbs to the top, again
+// totalFreezesDuration, polled to time each freeze). The publisher's camera plays a
+// detailed test pattern, so its middle layer takes more than A's path carries. Then A's throttle is lifted and A climbs to the top, again
 // without a freeze. A portal client (OWT's protocol) sees the layers as rid tracks,
 // subscribes from the lowest one, reads the bandwidth estimate (querybwe) and raises its
 // limit with subscription-control update.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startService, launchBrowser, eventually, mauth, metricValue, sleep, netns, newToken, portalClient, rtcPage, packets, SDK } from "./common.mjs";
+import { startService, launchBrowser, eventually, mauth, metricValue, sleep, netns, newToken, portalClient, rtcPage, packets, SDK, y4m, watchFreezes, longestFreeze } from "./common.mjs";
 
 const videoIn = (page) => page.evaluate(() => window.sy.videoIn(0));
 
@@ -24,7 +25,10 @@ test("each player gets the simulcast layer its path carries, switching without f
     assert.equal(created.status, 200, created.text);
     const shaper = net.throttle(300);
     console.log(`player A's path: 300 kbit/s (${shaper})`);
-    host = await launchBrowser();
+    // The publisher's camera: a moving test pattern with enough detail that each layer
+    // takes the bitrate Chromium aims for (its blank fake camera made the middle layer as
+    // small as 180 kbit/s, which a 300 kbit/s path carries: A went there rightly).
+    host = await launchBrowser(undefined, { videoFile: y4m("testsrc2", "", { width: 960, height: 540, source: "testsrc2" }) });
     inside = await launchBrowser(net.chromium);
 
     const pub = await host.newPage();
@@ -33,9 +37,13 @@ test("each player gets the simulcast layer its path carries, switching without f
     const { stream } = await pub.evaluate((room) => window.sy.publish(room, "alice", { simulcast: true, video: { width: 960, height: 540, frameRate: 15 } }).then(p => ({ stream: p.stream })), room);
     // Keep each layer's size whatever the publisher's CPU: frame rate gives instead (15
     // frames a second to start with: three encoders and four decoders share two cores).
+    // The top layer at 700 kbit/s at most: enough above the middle one, and cheap enough
+    // for this machine's decoders and for the players' estimates to reach.
     await pub.evaluate(async () => {
       const s = window.sy.pcs[0].getSenders().find(x => x.track && x.track.kind === "video");
-      const p = s.getParameters(); p.degradationPreference = "maintain-resolution"; await s.setParameters(p);
+      const p = s.getParameters(); p.degradationPreference = "maintain-resolution";
+      for (const e of p.encodings) if (e.rid === "f") e.maxBitrate = 700000;
+      await s.setParameters(p);
     });
     const layers = async () => (await pub.evaluate(() => window.sy.videoOut(0))).filter(o => o.width > 0).map(o => o.width).sort((x, y) => x - y);
     const widths = await eventually(async () => { const w = await layers(); return w.length === 3 ? w : false; }, 20000, "the publisher encoding three layers");
@@ -50,6 +58,7 @@ test("each player gets the simulcast layer its path carries, switching without f
     await c.goto(svc.api + "/");
     for (const [page, who, query] of [[a, "player-a", ""], [b, "player-b", ""], [c, "player-c", "rid=h"]]) {
       await page.evaluate(([room, who, s, q]) => window.sy.play(room, who, s, q).then(() => true), [room, who, stream, query]);
+      await watchFreezes(page, 0);
     }
     // A malformed layer request is refused with the reason.
     const bad = await c.evaluate(async ([room, s]) => {
@@ -66,6 +75,12 @@ test("each player gets the simulcast layer its path carries, switching without f
     await eventually(async () => { const s = await videoIn(a); return s.width === widths[0] && s.frames > 30; }, 60000, "player A on the lowest layer");
     // They stay there and keep decoding.
     const before = await Promise.all([a, b, c].map(videoIn));
+    // B climbed from the estimator's starting layer to the top: every switch on the way
+    // was seamless (no freeze over 500 ms, the issue's bar; Chromium counts a freeze from
+    // about 200 ms at 15 frames a second).
+    const climbB = await longestFreeze(b, 0, { reset: true });
+    assert.ok(climbB < 0.5, `player B froze ${climbB} s at once while climbing (${before[1].freezes} freezes, ${before[1].frozen} s in all)`);
+    for (const page of [a, c]) await longestFreeze(page, 0, { reset: true });
     await sleep(8000);
     const after = await Promise.all([a, b, c].map(videoIn));
     const expected = [widths[0], widths[2], widths[1]];
@@ -81,11 +96,9 @@ test("each player gets the simulcast layer its path carries, switching without f
         assert.equal(after[i].width, expected[i], `player ${name} left its layer`);
       }
       assert.ok(after[i].frames - before[i].frames > 40, `player ${name} decoded ${after[i].frames - before[i].frames} frames in 8 s`);
-      assert.ok(after[i].frozen - before[i].frozen < 0.5, `player ${name} froze ${after[i].frozen - before[i].frozen} s while steady`);
+      const longest = await longestFreeze([a, b, c][i], 0);
+      assert.ok(longest < 0.5, `player ${name} froze ${longest} s at once while steady (${after[i].frozen - before[i].frozen} s in all)`);
     }
-    // B climbed from the estimator's starting layer to the top: every switch on the way
-    // was seamless.
-    assert.ok(after[1].frozen < 0.5, `player B froze ${after[1].frozen} s in all (${after[1].freezes} freezes)`);
     const switched = await metricValue(svc.metrics, "switchyard_dataplane_layer_switches_total");
     assert.ok(switched >= 2, `${switched} layer switches counted`);
     const estimates = await metricValue(svc.metrics, "switchyard_dataplane_bandwidth_estimate_bps_count");
@@ -109,19 +122,26 @@ test("each player gets the simulcast layer its path carries, switching without f
     const bwe = await d.req("subscription-control", { id: sub.id, operation: "querybwe" });
     assert.ok(bwe.estimatedBitrate > 100000, JSON.stringify(bwe));
     await d.req("subscription-control", { id: sub.id, operation: "update", data: { video: { parameters: { resolution: { width: widths[1], height: 1080 } } } } });
-    await eventually(async () => (await packets(dPage, offer.pc, mid)).width === widths[1], 30000, "player D on the largest layer within its new limit");
+    await eventually(async () => {
+      const v = await packets(dPage, offer.pc, mid);
+      const e = await d.req("subscription-control", { id: sub.id, operation: "querybwe" });
+      console.log(`player D: ${v.width} wide, estimate ${e.estimatedBitrate}`);
+      return v.width === widths[1];
+    }, 60000, "player D on the largest layer within its new limit");
     d.close();
     await dPage.close();
 
     // A's path widens (to 100 Mbit/s, nothing queued is lost): A climbs to the top layer, its switches without a freeze.
     net.widen(100000);
     const lifted = await videoIn(a);
+    await longestFreeze(a, 0, { reset: true });
     await eventually(async () => (await videoIn(a)).width === widths[2], 90000, "player A on the top layer once its path is wide");
     await sleep(2000);
     const climbed = await videoIn(a);
     console.log(`player A after the climb: ${JSON.stringify(climbed)}`);
     assert.ok(climbed.frames > lifted.frames + 30, "player A kept decoding while climbing");
-    assert.ok(climbed.frozen - lifted.frozen < 0.5, `player A froze ${climbed.frozen - lifted.frozen} s while climbing`);
+    const climbA = await longestFreeze(a, 0);
+    assert.ok(climbA < 0.5, `player A froze ${climbA} s at once while climbing (${climbed.frozen - lifted.frozen} s in all)`);
   } finally {
     if (inside) await inside.close();
     if (host) await host.close();
