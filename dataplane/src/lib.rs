@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod mgmt;
 pub mod overload;
 pub mod packet;
+pub mod padding;
 pub mod peer;
 pub mod rewrite;
 pub mod sdp;

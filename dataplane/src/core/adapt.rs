@@ -11,7 +11,8 @@
 //! for the selector's headroom), so that it probes for the capacity to go up, and the rate
 //! to pad the path up to (every subscription's next layer up): an estimate only grows
 //! past what the path carried when the path was loaded, so an idle narrow path does not
-//! look wide.
+//! look wide. A path whose estimate stalls below that rate rests from padding for a
+//! growing while ([`crate::padding`]): kept full, it queued every keyframe.
 
 use super::*;
 use str0m::bwe::Bitrate;
@@ -142,6 +143,8 @@ impl Core {
         // Room for the selector's headroom above each layer.
         let headroom = |bps: u64| (bps as f64 / crate::layers::UP_HEADROOM) as u64 + audio;
         let (mut desired, minimum) = (headroom(desired) * 21 / 20, headroom(minimum));
+        // Padding towards the next layers, unless the path has shown it cannot carry them.
+        let minimum = peer.padding.minimum(now, minimum, peer.estimate);
         // Below what it wants for a while: ask for a probe. str0m probes when the desired
         // rate rises above the estimate, so every other round raises it a little, and
         // the estimate can climb faster than additive increase after an early dip.

@@ -74,6 +74,7 @@ impl Core {
                 desired: 0,
                 minimum: 0,
                 next_probe: now,
+                padding: crate::padding::Padding::new(now),
                 probe_round: false,
             }),
         );

@@ -434,6 +434,8 @@ struct Peer {
     desired: u64,
     /// What it was told last to pad the path up to, bits per second.
     minimum: u64,
+    /// Whether to pad now, or rest a path that could not carry its next layers.
+    padding: crate::padding::Padding,
     /// When it may next be asked to probe, and whether the last round raised the rate.
     next_probe: Instant,
     probe_round: bool,

@@ -756,6 +756,13 @@ pub struct Link {
 }
 
 impl Link {
+    /// How long a datagram arriving now waits in the queue before it leaves.
+    pub fn queue_delay(&self) -> Duration {
+        Duration::from_nanos(
+            (self.queued_bytes as u64 * 8).saturating_mul(1_000_000_000) / self.rate_bps.max(1),
+        )
+    }
+
     fn enqueue(&mut self, now: Instant, d: switchyard_dataplane::core::Datagram) {
         if self.queued_bytes + d.data.len() > self.queue_limit {
             self.dropped += 1;

@@ -1,0 +1,265 @@
+//! When to pad a subscriber's path up to its next layer (sans-IO).
+//!
+//! A subscriber's estimate only grows past what its path carried while the path was
+//! loaded, so the estimator is asked to pad the path up to the rate of the subscriber's
+//! next layer (str0m fills it with padding, never above the estimate). On a path that
+//! cannot carry that layer, the padding keeps the path full at its estimate: every
+//! keyframe then waits in the bottleneck's queue and the subscriber's picture freezes
+//! (seen in the simulcast end-to-end test: freezes of 0.5–0.8 s on a 300 kbit/s path
+//! padded towards a 370 kbit/s layer).
+//!
+//! So padding is a trial: while the estimate climbs ([`PROGRESS`] within [`TRIAL`]) it goes
+//! on; once the estimate has stalled below the target for [`TRIAL`] the path rests (no
+//! padding, media only) for a back-off that starts at [`FIRST_REST`] and doubles to
+//! [`LONGEST_REST`]. Reaching the target ends the back-off
+//! (the subscriber goes up); a target that rises by more than [`RETRY_ON_RISE`] (a cap
+//! raised, a subscription added) starts a new trial at once. Probes — short bursts above
+//! the estimate — go on while the path rests, so a path that widens is still found.
+
+use std::time::{Duration, Instant};
+
+/// How long padding may go on without the estimate climbing by [`PROGRESS`].
+pub const TRIAL: Duration = Duration::from_secs(10);
+
+/// What counts as climbing: the estimate above its best of the trial by this share.
+pub const PROGRESS: f64 = 0.05;
+
+/// The first rest after a trial that failed …
+pub const FIRST_REST: Duration = Duration::from_secs(4);
+
+/// … doubling with each failed trial up to this.
+pub const LONGEST_REST: Duration = Duration::from_secs(32);
+
+/// A target higher than the one of the last decision by this share starts a new trial.
+pub const RETRY_ON_RISE: f64 = 0.25;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Padding towards the target; the estimate last climbed at `since`, to `best`.
+    Trying { since: Instant, best: u64 },
+    /// Not padding until this instant.
+    Resting(Instant),
+}
+
+/// One peer's padding schedule.
+#[derive(Debug, Clone)]
+pub struct Padding {
+    state: State,
+    rest: Duration,
+    /// The target when the state last changed.
+    target: u64,
+}
+
+impl Padding {
+    /// A schedule whose first trial starts now.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            state: State::Trying {
+                since: now,
+                best: 0,
+            },
+            rest: FIRST_REST,
+            target: 0,
+        }
+    }
+
+    /// The rate to pad the path up to now, bits per second: `target` (what the next
+    /// layers need) while trying, 0 while resting. `estimate` is the peer's latest.
+    pub fn minimum(&mut self, now: Instant, target: u64, estimate: Option<u64>) -> u64 {
+        let reached = estimate.is_some_and(|e| e >= target);
+        let estimate = estimate.unwrap_or(0);
+        let risen = target as f64 > self.target as f64 * (1.0 + RETRY_ON_RISE);
+        if reached || risen {
+            if reached {
+                self.rest = FIRST_REST;
+            }
+            if risen || matches!(self.state, State::Resting(_)) {
+                self.state = State::Trying {
+                    since: now,
+                    best: estimate,
+                };
+            }
+            self.target = target;
+            return target;
+        }
+        match self.state {
+            State::Trying { best, .. } if estimate as f64 > best as f64 * (1.0 + PROGRESS) => {
+                self.state = State::Trying {
+                    since: now,
+                    best: estimate,
+                };
+                target
+            }
+            State::Trying { since, .. } if now.saturating_duration_since(since) >= TRIAL => {
+                self.state = State::Resting(now + self.rest);
+                self.rest = (self.rest * 2).min(LONGEST_REST);
+                self.target = target;
+                0
+            }
+            State::Trying { .. } => target,
+            State::Resting(until) if now >= until => {
+                self.state = State::Trying {
+                    since: now,
+                    best: estimate,
+                };
+                self.target = target;
+                target
+            }
+            State::Resting(_) => 0,
+        }
+    }
+
+    /// Whether the path rests (no padding) now.
+    pub fn resting(&self) -> bool {
+        matches!(self.state, State::Resting(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+    const T: u32 = TRIAL.as_secs() as u32;
+    const R: u32 = FIRST_REST.as_secs() as u32;
+
+    /// Steps a schedule every second from `from` for `secs` seconds with a fixed target
+    /// and estimate, returning the minimum asked at each step.
+    fn run(p: &mut Padding, from: Instant, secs: u32, target: u64, est: u64) -> Vec<u64> {
+        (0..secs)
+            .map(|i| p.minimum(from + S * i, target, Some(est)))
+            .collect()
+    }
+
+    #[test]
+    fn a_path_that_cannot_carry_the_next_layer_rests_longer_each_time() {
+        let t0 = Instant::now();
+        let mut p = Padding::new(t0);
+        // 475 kbit/s wanted, the path holds 300: a trial of padding, then rest.
+        let asked = run(&mut p, t0, T, 475_000, 300_000);
+        assert!(asked.iter().all(|m| *m == 475_000), "{asked:?}");
+        assert_eq!(p.minimum(t0 + S * T, 475_000, Some(300_000)), 0);
+        assert!(p.resting());
+        // The first rest, then a new trial.
+        let rest = run(&mut p, t0 + S * (T + 1), R - 1, 475_000, 300_000);
+        assert!(rest.iter().all(|m| *m == 0), "{rest:?}");
+        let second = t0 + S * (T + R);
+        assert_eq!(p.minimum(second, 475_000, Some(300_000)), 475_000);
+        assert_eq!(
+            p.minimum(second + S * (T - 1), 475_000, Some(300_000)),
+            475_000
+        );
+        assert_eq!(p.minimum(second + S * T, 475_000, Some(300_000)), 0);
+        // The second rest is twice as long.
+        let third = second + S * (T + 2 * R);
+        assert_eq!(p.minimum(third - S, 475_000, Some(300_000)), 0);
+        assert_eq!(p.minimum(third, 475_000, Some(300_000)), 475_000);
+    }
+
+    #[test]
+    fn an_estimate_still_climbing_keeps_padding() {
+        let t0 = Instant::now();
+        let mut p = Padding::new(t0);
+        // 8 % a second from 300 kbit/s: 16 s to a 1 Mbit/s target, padding all the way.
+        let mut est = 300_000.0;
+        for i in 0..16 {
+            assert_eq!(
+                p.minimum(t0 + S * i, 1_000_000, Some(est as u64)),
+                1_000_000
+            );
+            est *= 1.08;
+        }
+        assert!(!p.resting());
+    }
+
+    #[test]
+    fn an_estimate_wobbling_below_the_target_is_not_climbing() {
+        let t0 = Instant::now();
+        let mut p = Padding::new(t0);
+        // Within 5 % of its first figure, up and down.
+        let wobble = [
+            300_000, 290_000, 312_000, 285_000, 310_000, 295_000, 314_000,
+        ];
+        let mut rested_at = None;
+        for i in 0..3 * T {
+            let e = wobble[i as usize % wobble.len()];
+            if p.minimum(t0 + S * i, 475_000, Some(e)) == 0 {
+                rested_at = Some(i);
+                break;
+            }
+        }
+        assert_eq!(rested_at, Some(T));
+    }
+
+    #[test]
+    fn rests_never_exceed_the_longest() {
+        let t0 = Instant::now();
+        let mut p = Padding::new(t0);
+        p.minimum(t0, 475_000, Some(300_000));
+        let mut now = t0;
+        let mut rests = Vec::new();
+        for _ in 0..8 {
+            // Fail a trial.
+            now += TRIAL;
+            assert_eq!(p.minimum(now, 475_000, Some(300_000)), 0);
+            let started = now;
+            while p.minimum(now, 475_000, Some(300_000)) == 0 {
+                now += S;
+            }
+            rests.push(now - started);
+        }
+        let mut want = FIRST_REST;
+        for r in rests {
+            assert_eq!(r, want);
+            want = (want * 2).min(LONGEST_REST);
+        }
+        assert_eq!(want, LONGEST_REST, "eight failures reach the longest rest");
+    }
+
+    #[test]
+    fn reaching_the_target_keeps_padding_and_ends_the_back_off() {
+        let t0 = Instant::now();
+        let mut p = Padding::new(t0);
+        run(&mut p, t0, T + 1, 475_000, 300_000);
+        assert!(p.resting());
+        // The path widened and a probe lifted the estimate: padding goes on at once.
+        let t1 = t0 + S * (T + 2);
+        assert_eq!(p.minimum(t1, 475_000, Some(500_000)), 475_000);
+        assert!(!p.resting());
+        // And stays on while the estimate carries it, however long.
+        let asked = run(&mut p, t1 + S, 30, 475_000, 480_000);
+        assert!(asked.iter().all(|m| *m == 475_000), "{asked:?}");
+        // A later failure rests for the first back-off again, not a doubled one.
+        let t2 = t1 + S * 40;
+        run(&mut p, t2, T + 1, 1_000_000, 480_000);
+        assert!(p.resting());
+        assert_eq!(p.minimum(t2 + S * (T + R - 1), 1_000_000, Some(480_000)), 0);
+        assert_eq!(
+            p.minimum(t2 + S * (T + R), 1_000_000, Some(480_000)),
+            1_000_000
+        );
+    }
+
+    #[test]
+    fn a_target_that_rises_starts_a_new_trial_at_once() {
+        let t0 = Instant::now();
+        let mut p = Padding::new(t0);
+        run(&mut p, t0, T + 1, 200_000, 150_000);
+        assert!(p.resting());
+        let t1 = t0 + S * (T + 1);
+        // Layer rates wobble: 10 % more is not a new target.
+        assert_eq!(p.minimum(t1, 220_000, Some(150_000)), 0);
+        // A cap raised to a layer twice as costly is.
+        assert_eq!(p.minimum(t1 + S, 480_000, Some(150_000)), 480_000);
+        assert_eq!(p.minimum(t1 + S * T, 480_000, Some(150_000)), 480_000);
+        assert_eq!(p.minimum(t1 + S * (T + 1), 480_000, Some(150_000)), 0);
+    }
+
+    #[test]
+    fn no_estimate_yet_counts_as_not_reached() {
+        let t0 = Instant::now();
+        let mut p = Padding::new(t0);
+        assert_eq!(p.minimum(t0, 300_000, None), 300_000);
+        assert_eq!(p.minimum(t0 + TRIAL, 300_000, None), 0);
+    }
+}
