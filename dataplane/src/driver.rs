@@ -127,7 +127,10 @@ impl Ctx {
             self.send_batch(&out.transmits[start..end], stamp);
             start = end;
         }
-        out.transmits.clear();
+        // Sent (or dropped): str0m encrypts the next datagrams into these buffers.
+        for d in out.transmits.drain(..) {
+            str0m::recycle_datagram(d.data);
+        }
         for (to, msg) in out.to_cores.drain(..) {
             match self.to_cores.get(usize::from(to)).and_then(|s| s.as_ref()) {
                 Some(s) => {

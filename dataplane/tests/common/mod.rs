@@ -354,6 +354,8 @@ impl Net {
             self.clients[ci].rtc.handle_input(input).unwrap();
             self.pump_client(ci);
         }
+        // Sent: the buffer goes back to str0m's pool, as the driver does.
+        str0m::recycle_datagram(d.data);
     }
 
     /// Delivers what the bottleneck links let through by now.
@@ -436,6 +438,9 @@ impl Net {
                         if let Some(hook) = self.around_core_input {
                             hook(false);
                         }
+                        // The client's buffer goes back to the pool it came from (this
+                        // thread's), as the driver recycles what the core sent.
+                        str0m::recycle_datagram(data);
                         let ob = self.cores[k].take_outbox();
                         self.core_side(false);
                         self.route(k, ob);

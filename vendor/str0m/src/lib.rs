@@ -724,6 +724,11 @@ pub mod crypto;
 use crypto::Fingerprint;
 
 mod dtls;
+
+// Switchyard: egress buffers reused per thread (see pool.rs).
+mod pool;
+pub use pool::recycle_datagram;
+
 use crate::crypto::dtls::DtlsOutput;
 use crate::crypto::{CryptoProvider, DtlsError, from_feature_flags};
 use crate::dtls::is_would_block;

@@ -296,7 +296,7 @@ impl SrtpContext {
                 let padding_needed =
                     CTR_BUFFER_PADDING.saturating_sub(Aes128CmSha1_80::HMAC_TAG_LEN);
                 let mut output =
-                    vec![0_u8; buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed];
+                    crate::pool::take(buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed);
 
                 enc.encrypt(&iv, input, &mut output[hlen..])
                     .expect("rtp encrypt");
@@ -318,7 +318,7 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; buf.len() + AeadAes128Gcm::TAG_LEN];
+                let mut output = crate::pool::take(buf.len() + AeadAes128Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -334,7 +334,7 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; buf.len() + AeadAes256Gcm::TAG_LEN];
+                let mut output = crate::pool::take(buf.len() + AeadAes256Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -487,7 +487,7 @@ impl SrtpContext {
                 // SRTCP_INDEX_LEN + HMAC_TAG_LEN is 14, CTR_BUFFER_PADDING is 15, so we need 1 extra byte
                 let padding_needed = CTR_BUFFER_PADDING
                     .saturating_sub(SRTCP_INDEX_LEN + Aes128CmSha1_80::HMAC_TAG_LEN);
-                let mut output = vec![0_u8; final_size + padding_needed];
+                let mut output = crate::pool::take(final_size + padding_needed);
 
                 output[0..8].copy_from_slice(&buf[0..8]);
                 let input = &buf[8..];
@@ -511,7 +511,8 @@ impl SrtpContext {
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..12].copy_from_slice(&e_and_si.to_be_bytes());
 
-                let mut output = vec![0_u8; buf.len() + SRTCP_INDEX_LEN + AeadAes128Gcm::TAG_LEN];
+                let mut output =
+                    crate::pool::take(buf.len() + SRTCP_INDEX_LEN + AeadAes128Gcm::TAG_LEN);
                 output[0..8].copy_from_slice(&buf[0..8]);
                 let input = &buf[8..];
 
@@ -533,7 +534,8 @@ impl SrtpContext {
                 aad[..8].copy_from_slice(&buf[..8]);
                 aad[8..12].copy_from_slice(&e_and_si.to_be_bytes());
 
-                let mut output = vec![0_u8; buf.len() + SRTCP_INDEX_LEN + AeadAes256Gcm::TAG_LEN];
+                let mut output =
+                    crate::pool::take(buf.len() + SRTCP_INDEX_LEN + AeadAes256Gcm::TAG_LEN);
                 output[0..8].copy_from_slice(&buf[0..8]);
                 let input = &buf[8..];
 
