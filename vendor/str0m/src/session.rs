@@ -283,6 +283,7 @@ impl Session {
             wake.no_timeout();
             return Ok(());
         }
+        self.borrow_feedback_tx();
 
         // Payload ready media.
         self.do_payload(now)?;
@@ -452,6 +453,7 @@ impl Session {
         twcc.ssrc = self.streams.first_ssrc_remote();
 
         trace!("Created feedback TWCC: {:?}", twcc);
+        self.borrow_feedback_tx();
         self.feedback_tx.push_front(Rtcp::Twcc(twcc));
         Some(())
     }
@@ -470,6 +472,7 @@ impl Session {
             media_ssrc,
             payload: payload.into(),
         };
+        self.borrow_feedback_tx();
         self.feedback_tx
             .push_back(Rtcp::AppSpecificFeedback(feedback));
     }
@@ -478,6 +481,7 @@ impl Session {
     /// sent as part of the regular RTCP compound packet. The feedback packet's sender
     /// SSRC is set to `sender_ssrc`.
     pub(crate) fn send_pli_feedback(&mut self, sender_ssrc: Ssrc, media_ssrc: Ssrc) {
+        self.borrow_feedback_tx();
         self.feedback_tx.push_back(Rtcp::Pli(Pli {
             sender_ssrc,
             ssrc: media_ssrc,
@@ -915,6 +919,9 @@ impl Session {
         let srtp: &mut SrtpContext = self.srtp_rx.as_mut()?;
         let unprotected = srtp.unprotect_rtcp(buf)?;
 
+        if self.feedback_rx.capacity() == 0 {
+            self.feedback_rx = crate::pool::take_queue();
+        }
         Rtcp::read_packet(&unprotected, &mut self.feedback_rx);
         let mut need_configure_pacer = false;
         let mut may_move_timeout = false;
@@ -993,6 +1000,8 @@ impl Session {
                 stream.handle_rtcp(now, fb);
             }
         }
+        // Drained: the queue goes back to the thread's pool.
+        crate::pool::give_queue(std::mem::take(&mut self.feedback_rx));
 
         // Not in the above if due to lifetime issues, still okay because the method
         // doesn't do anything when BWE isn't configured.
@@ -1191,8 +1200,18 @@ impl Session {
         self.rtp_closing && self.feedback_tx.is_empty()
     }
 
+    /// Gives the outgoing RTCP queue a pooled allocation, if it has none (see
+    /// `crate::pool::take_queue`).
+    fn borrow_feedback_tx(&mut self) {
+        if self.feedback_tx.capacity() == 0 {
+            self.feedback_tx = crate::pool::take_queue();
+        }
+    }
+
     fn poll_feedback(&mut self) -> Option<net::DatagramSend> {
         if self.feedback_tx.is_empty() {
+            // All sent: the queue goes back to the thread's pool.
+            crate::pool::give_queue(std::mem::take(&mut self.feedback_tx));
             return None;
         }
 

@@ -24,7 +24,13 @@ pub(crate) struct RtxCache {
 impl RtxCache {
     pub fn new(max_packet_count: usize, max_packet_age: Duration) -> Self {
         Self {
-            packet_by_seq_no: EvictingBuffer::new(10, max_packet_age, max_packet_count),
+            // Switchyard: no slots when nothing is kept (the buffer is inert then, and
+            // ten slots of `RtpPacket` are 6 KiB per stream).
+            packet_by_seq_no: EvictingBuffer::new(
+                if max_packet_age.is_zero() { 0 } else { 10 },
+                max_packet_age,
+                max_packet_count,
+            ),
             seq_no_by_quantized_size: [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS],
         }
     }
