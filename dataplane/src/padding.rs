@@ -41,12 +41,22 @@ enum State {
     Resting(Instant),
 }
 
+impl State {
+    /// A trial starting now from `estimate`.
+    fn trying(now: Instant, estimate: u64) -> Self {
+        State::Trying {
+            since: now,
+            best: estimate,
+        }
+    }
+}
+
 /// One peer's padding schedule.
 #[derive(Debug, Clone)]
 pub struct Padding {
     state: State,
     rest: Duration,
-    /// The target when the state last changed.
+    /// The target last decided on: when a trial or a rest began, or the estimate reached it.
     target: u64,
 }
 
@@ -54,10 +64,7 @@ impl Padding {
     /// A schedule whose first trial starts now.
     pub fn new(now: Instant) -> Self {
         Self {
-            state: State::Trying {
-                since: now,
-                best: 0,
-            },
+            state: State::trying(now, 0),
             rest: FIRST_REST,
             target: 0,
         }
@@ -74,20 +81,14 @@ impl Padding {
                 self.rest = FIRST_REST;
             }
             if risen || matches!(self.state, State::Resting(_)) {
-                self.state = State::Trying {
-                    since: now,
-                    best: estimate,
-                };
+                self.state = State::trying(now, estimate);
             }
             self.target = target;
             return target;
         }
         match self.state {
             State::Trying { best, .. } if estimate as f64 > best as f64 * (1.0 + PROGRESS) => {
-                self.state = State::Trying {
-                    since: now,
-                    best: estimate,
-                };
+                self.state = State::trying(now, estimate);
                 target
             }
             State::Trying { since, .. } if now.saturating_duration_since(since) >= TRIAL => {
@@ -98,10 +99,7 @@ impl Padding {
             }
             State::Trying { .. } => target,
             State::Resting(until) if now >= until => {
-                self.state = State::Trying {
-                    since: now,
-                    best: estimate,
-                };
+                self.state = State::trying(now, estimate);
                 self.target = target;
                 target
             }
@@ -129,6 +127,16 @@ mod tests {
         (0..secs)
             .map(|i| p.minimum(from + S * i, target, Some(est)))
             .collect()
+    }
+
+    /// A schedule whose first trial (`target` against a steady `est`) failed, and when
+    /// its rest began.
+    fn failed_trial(target: u64, est: u64) -> (Padding, Instant) {
+        let t0 = Instant::now();
+        let mut p = Padding::new(t0);
+        run(&mut p, t0, T + 1, target, est);
+        assert!(p.resting());
+        (p, t0 + S * T)
     }
 
     #[test]
@@ -218,12 +226,9 @@ mod tests {
 
     #[test]
     fn reaching_the_target_keeps_padding_and_ends_the_back_off() {
-        let t0 = Instant::now();
-        let mut p = Padding::new(t0);
-        run(&mut p, t0, T + 1, 475_000, 300_000);
-        assert!(p.resting());
+        let (mut p, rested) = failed_trial(475_000, 300_000);
         // The path widened and a probe lifted the estimate: padding goes on at once.
-        let t1 = t0 + S * (T + 2);
+        let t1 = rested + S * 2;
         assert_eq!(p.minimum(t1, 475_000, Some(500_000)), 475_000);
         assert!(!p.resting());
         // And stays on while the estimate carries it, however long.
@@ -242,11 +247,8 @@ mod tests {
 
     #[test]
     fn a_target_that_rises_starts_a_new_trial_at_once() {
-        let t0 = Instant::now();
-        let mut p = Padding::new(t0);
-        run(&mut p, t0, T + 1, 200_000, 150_000);
-        assert!(p.resting());
-        let t1 = t0 + S * (T + 1);
+        let (mut p, rested) = failed_trial(200_000, 150_000);
+        let t1 = rested + S;
         // Layer rates wobble: 10 % more is not a new target.
         assert_eq!(p.minimum(t1, 220_000, Some(150_000)), 0);
         // A cap raised to a layer twice as costly is.

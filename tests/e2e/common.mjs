@@ -187,7 +187,8 @@ export async function rtpStats(page) {
 
 /**
  * Starts timing each freeze of the video that connection `i` of a demo page decodes:
- * Chromium's getStats gives only a count and a total, so the page polls it every 200 ms
+ * Chromium's getStats gives only a count and a total (`sy.videoIn`), so the page polls it
+ * every 200 ms
  * and takes a poll's growth in total as one freeze's length (when two end within one
  * poll, their sum — never less than the longest). `longestFreeze` reads the longest.
  */
@@ -197,12 +198,9 @@ export async function watchFreezes(page, i) {
     if (w[i]) return;
     const state = w[i] = { count: 0, total: 0, longest: 0 };
     setInterval(async () => {
-      for (const s of (await window.sy.pcs[i].getStats()).values()) {
-        if (s.type !== "inbound-rtp" || s.kind !== "video") continue;
-        const count = s.freezeCount || 0, total = s.totalFreezesDuration || 0;
-        if (count > state.count) state.longest = Math.max(state.longest, total - state.total);
-        state.count = count; state.total = total;
-      }
+      const { freezes, frozen } = await window.sy.videoIn(i);
+      if (freezes > state.count) state.longest = Math.max(state.longest, frozen - state.total);
+      state.count = freezes; state.total = frozen;
     }, 200);
   }, i);
 }
