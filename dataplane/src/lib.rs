@@ -21,6 +21,7 @@
 pub mod core;
 pub mod demux;
 pub mod driver;
+pub mod heap;
 pub mod keyframe;
 pub mod layers;
 pub mod load;

@@ -19,7 +19,8 @@ use switchyard_dataplane::setup;
 use switchyard_dataplane_api::CoreInfo;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: switchyard_dataplane::heap::Counting<mimalloc::MiMalloc> =
+    switchyard_dataplane::heap::Counting(mimalloc::MiMalloc);
 
 /// Bound of each core's inbound queues (commands, and hand-offs from each other core).
 const QUEUE: usize = 4096;

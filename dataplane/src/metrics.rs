@@ -341,6 +341,10 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             let _ = writeln!(out, "{name}{{core=\"{i}\"}} {}", get(m).load(Relaxed));
         }
     }
+    if let Some(bytes) = crate::heap::live_bytes() {
+        let name = "switchyard_dataplane_heap_bytes";
+        let _ = writeln!(out, "# HELP {name} Heap bytes allocated and not freed by the whole process (requested sizes; resident memory adds the allocator's rounding and free pages).\n# TYPE {name} gauge\n{name} {bytes}");
+    }
     let name = "switchyard_dataplane_forward_latency_seconds";
     let _ = writeln!(out, "# HELP {name} Per forwarded copy, time from the datagram's arrival (kernel receive timestamp) to the copy being handed to the kernel; the copies of one received datagram in {} are counted.\n# TYPE {name} histogram", crate::driver::LATENCY_SAMPLE_EVERY);
     for (i, m) in cores.iter().enumerate() {
