@@ -430,14 +430,23 @@ impl Core {
         if let Some(patch) = pkt.vp8.and_then(|d| out.picture_ids.rewrite(pkt.ssrc, &d)) {
             write = write.vp8_patch(patch);
         }
-        let mut api = peer.rtc.direct_api();
-        let Some(tx) = api.stream_tx(&ssrc) else {
-            self.metrics.dropped(DropReason::NotRoutable);
-            return;
-        };
-        tx.write_rtp(write);
-        CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
-        self.drain(key, now);
+        // Encrypted at once where str0m can (no pacer in the way); else queued, and the
+        // peer drained as after any write.
+        match peer.rtc.write_rtp_now(ssrc, write, now) {
+            WriteNow::Sent(t) => {
+                CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
+                self.out.transmits.push(Datagram {
+                    from: t.source,
+                    to: t.destination,
+                    data: t.contents.into(),
+                });
+            }
+            WriteNow::Queued => {
+                CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
+                self.drain(key, now);
+            }
+            WriteNow::NoStream => self.metrics.dropped(DropReason::NotRoutable),
+        }
     }
 
     /// A subscriber of `publication` (here or on another core) wants a keyframe: of one

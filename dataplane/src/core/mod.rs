@@ -46,7 +46,7 @@ use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, WriteNow};
 use switchyard_dataplane_api::{
     Binding, ErrorCode, LayerState, MediaKind, PeerCreate, PeerCreated, PeerOffer, RpcError,
     SubscriptionCap, SubscriptionState,

@@ -1120,6 +1120,17 @@ pub enum Output {
 
 pub use crate::pacer::PacerReason;
 
+/// What [`Rtc::write_rtp_now`] did with a packet.
+#[derive(Debug)]
+pub enum WriteNow {
+    /// Built and encrypted: send it.
+    Sent(net::Transmit),
+    /// Queued: it goes out from [`Rtc::poll_output`].
+    Queued,
+    /// No send stream has that SSRC: the packet is dropped.
+    NoStream,
+}
+
 /// The reason for the next [`Output::Timeout`].
 ///
 /// This enum is not considered stable API and may change in minor revisions.
@@ -1462,6 +1473,45 @@ impl Rtc {
     /// This is a low level API. For "normal" use via SDP, see [`Rtc::sdp_api()`].
     pub fn direct_api(&mut self) -> DirectApi {
         DirectApi::new(self)
+    }
+
+    /// Writes an RTP packet to the send stream `ssrc`, as [`rtp::StreamTx::write_rtp`] does,
+    /// and where nothing stands between it and the wire — no pacer (bandwidth estimation
+    /// off), SRTP keys and a nominated ICE pair in place, nothing queued or waiting to be
+    /// resent on that stream — builds and encrypts it at once: [`WriteNow::Sent`].
+    ///
+    /// For a forwarding server writing each packet to many peers: a plain write needs a
+    /// timeout and a full [`Rtc::poll_output`] round per packet before it goes out, which
+    /// costs more than the packet. After [`WriteNow::Sent`] nothing else is due that was not
+    /// due before, so the caller need not poll; after [`WriteNow::Queued`] it polls as after
+    /// any write. `now` is the caller's clock, as given to [`Input::Timeout`].
+    pub fn write_rtp_now(&mut self, ssrc: rtp::Ssrc, rtp: rtp::RtpWrite, now: Instant) -> WriteNow {
+        let Some(tx) = self.session.streams.stream_tx(&ssrc) else {
+            return WriteNow::NoStream;
+        };
+        tx.write_rtp(rtp);
+        // A mutation re-polls the tree (see `poll`): the next poll_output looks at everything.
+        self.readiness.wake();
+        if self.state != RtcState::Alive {
+            return WriteNow::Queued;
+        }
+        let Some(send) = self
+            .send_addr
+            .as_ref()
+            .map(|s| (s.proto, s.source, s.destination))
+        else {
+            return WriteNow::Queued;
+        };
+        let now = now.max(self.last_now);
+        match self.session.send_written(ssrc, now) {
+            Some(contents) => WriteNow::Sent(net::Transmit {
+                proto: send.0,
+                source: send.1,
+                destination: send.2,
+                contents,
+            }),
+            None => WriteNow::Queued,
+        }
     }
 
     /// Send outgoing media data (frames) or request keyframes.

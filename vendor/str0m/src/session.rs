@@ -32,6 +32,7 @@ use crate::rtp_::Pt;
 use crate::rtp_::SRTCP_OVERHEAD;
 use crate::rtp_::SeqNo;
 use crate::rtp_::SeqNoWindow;
+use crate::rtp_::TwccClusterId;
 use crate::rtp_::{Bitrate, ExtensionMap, Goodbye, Mid, ReportList, Rtcp, RtcpFb};
 use crate::rtp_::{Dlrr, DlrrItem, ExtendedReport, ReportBlock};
 use crate::rtp_::{RtpHeader, SessionId, TwccPacketId, extend_u16};
@@ -1248,12 +1249,48 @@ impl Session {
     }
 
     fn poll_packet(&mut self, now: Instant) -> Option<DatagramSend> {
-        let srtp_tx = self.srtp_tx.as_mut()?;
+        self.srtp_tx.as_ref()?;
 
         // Figure out which, if any, queue to poll
         // The cluster_id is captured by the pacer at poll time, before register_send() might clear it
         let (midrid, cluster_id) = self.pacer.poll_queue()?;
-        let stream = self.streams.stream_tx_by_midrid(midrid)?;
+        self.emit_packet(StreamOf::MidRid(midrid), cluster_id, now)
+    }
+
+    /// Sends the packet just written to the stream `ssrc` at once, past the pacer, when
+    /// nothing could go before it: no pacing (the null pacer, which would release it on the
+    /// next poll anyway), SRTP keys in place, RTP not closing, and the stream holding only
+    /// that packet, with no resend waiting. `None`: it stays queued for the regular poll.
+    ///
+    /// This is the regular path's work without its rounds: no timeout to stamp the queue,
+    /// no pacer snapshot, no poll of every other source first — for a forwarding server
+    /// that writes one packet to many peers, those rounds cost more than the packet.
+    pub fn send_written(&mut self, ssrc: Ssrc, now: Instant) -> Option<DatagramSend> {
+        if self.rtp_closing || self.srtp_tx.is_none() || !self.pacer.is_null() {
+            return None;
+        }
+        let stream = self.streams.stream_tx(&ssrc)?;
+        if !stream.stamp_lone_packet(now) {
+            return None;
+        }
+        self.emit_packet(StreamOf::Ssrc(ssrc), None, now)
+    }
+
+    fn emit_packet(
+        &mut self,
+        of: StreamOf,
+        cluster_id: Option<TwccClusterId>,
+        now: Instant,
+    ) -> Option<DatagramSend> {
+        let srtp_tx = self.srtp_tx.as_mut()?;
+        let stream = match of {
+            StreamOf::MidRid(midrid) => self.streams.stream_tx_by_midrid(midrid)?,
+            StreamOf::Ssrc(ssrc) => self.streams.stream_tx(&ssrc)?,
+        };
+        let midrid = match of {
+            StreamOf::MidRid(midrid) => midrid,
+            StreamOf::Ssrc(_) => stream.midrid(),
+        };
         let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());
             return None;
@@ -1567,6 +1604,15 @@ impl Session {
     pub fn is_connected(&self) -> bool {
         self.srtp_rx.is_some() && self.srtp_tx.is_some()
     }
+}
+
+/// How [`Session::emit_packet`] finds its stream.
+#[derive(Clone, Copy)]
+enum StreamOf {
+    /// The queue the pacer chose.
+    MidRid(MidRid),
+    /// The stream just written to.
+    Ssrc(Ssrc),
 }
 
 pub struct PacketReceipt {

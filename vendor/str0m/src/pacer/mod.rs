@@ -31,6 +31,11 @@ impl PacerImpl {
         PacerImpl::Null(NullPacer::default())
     }
 
+    /// Whether this is the null pacer (no pacing: queued packets go out on the next poll).
+    pub fn is_null(&self) -> bool {
+        matches!(self, PacerImpl::Null(_))
+    }
+
     pub fn start_probe(&mut self, config: ProbeClusterConfig) {
         match self {
             PacerImpl::Null(_) => {

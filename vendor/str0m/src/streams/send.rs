@@ -1362,6 +1362,26 @@ impl StreamTx {
         self.reset_buffers();
     }
 
+    pub(crate) fn midrid(&self) -> MidRid {
+        self.midrid
+    }
+
+    /// For a packet sent at once, past the pacer: stamps it as queued `now` and says yes
+    /// when the stream has had its first timeout (which sets it up), its send queue holds
+    /// only the packet written last (not stamped yet) and no resend waits — else leaves
+    /// everything as it is for the regular poll.
+    pub(crate) fn stamp_lone_packet(&mut self, now: Instant) -> bool {
+        if self.kind.is_none()
+            || !self.resends.is_empty()
+            || self.send_queue.len() != 1
+            || !self.send_queue.need_timeout()
+        {
+            return false;
+        }
+        self.send_queue.handle_timeout(now);
+        true
+    }
+
     pub(crate) fn is_midrid(&self, midrid: MidRid) -> bool {
         midrid.special_equals(&self.midrid)
     }

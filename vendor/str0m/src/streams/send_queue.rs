@@ -78,6 +78,10 @@ impl SendQueue {
         Some(packet)
     }
 
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
