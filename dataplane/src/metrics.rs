@@ -75,6 +75,9 @@ pub struct CoreMetrics {
     pub bytes_out: AtomicU64,
     /// RTP packets forwarded to subscriptions (one per subscription).
     pub rtp_forwarded: AtomicU64,
+    /// Of those, copies that went through str0m's send queue and pacer (bandwidth
+    /// adaptation on, or a resend waiting) instead of being encrypted at once.
+    pub rtp_queued: AtomicU64,
     /// Packets handed to other cores.
     pub handed_off: AtomicU64,
     /// Drops, indexed like [`DropReason::ALL`].
@@ -242,7 +245,7 @@ type Field = fn(&CoreMetrics) -> &AtomicU64;
 /// Prometheus text for every core.
 pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, Field); 11] = [
+    let counters: [(&str, &str, Field); 12] = [
         (
             "switchyard_dataplane_packets_in_total",
             "Datagrams received",
@@ -265,6 +268,11 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             "switchyard_dataplane_rtp_forwarded_total",
             "RTP packets forwarded to subscriptions",
             |m| &m.rtp_forwarded,
+        ),
+        (
+            "switchyard_dataplane_rtp_queued_total",
+            "Of the forwarded RTP packets, those sent through the pacer's queue (bandwidth adaptation on, or a resend waiting) instead of at once",
+            |m| &m.rtp_queued,
         ),
         (
             "switchyard_dataplane_handed_off_total",

@@ -443,6 +443,7 @@ impl Core {
             }
             WriteNow::Queued => {
                 CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
+                CoreMetrics::add(&self.metrics.rtp_queued, 1);
                 self.drain(key, now);
             }
             WriteNow::NoStream => self.metrics.dropped(DropReason::NotRoutable),
