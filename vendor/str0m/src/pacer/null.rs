@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::time::Instant;
 
 use super::Pacer;
@@ -11,7 +10,9 @@ use crate::rtp_::{Bitrate, DataSize, MidRid, TwccClusterId};
 /// A null pacer that doesn't pace.
 #[derive(Debug, Default)]
 pub struct NullPacer {
-    last_sends: HashMap<MidRid, Instant>,
+    // A peer has a few queues: a list searched in order beats hashing a MidRid with SipHash
+    // at every packet sent.
+    last_sends: Vec<(MidRid, Instant)>,
     /// Snapshots from the last `handle_timeout`. `poll_queue` counts off
     /// each packet it hands out.
     queue_states: Vec<QueueState>,
@@ -53,7 +54,7 @@ impl Pacer for NullPacer {
             .queue_states
             .iter_mut()
             .filter(|q| q.snapshot.packet_count > 0)
-            .min_by_key(|q| self.last_sends.get(&q.midrid))?;
+            .min_by_key(|q| last_send(&self.last_sends, q.midrid))?;
 
         queue.snapshot.packet_count -= 1;
         self.unsent_since = Some(queue.snapshot.created_at);
@@ -63,9 +64,19 @@ impl Pacer for NullPacer {
 
     fn register_send(&mut self, now: Instant, _packet_size: DataSize, from: MidRid) {
         self.unsent_since = None;
-        let e = self.last_sends.entry(from).or_insert(now);
-        *e = now;
+        match self.last_sends.iter_mut().find(|(m, _)| *m == from) {
+            Some((_, at)) => *at = now,
+            None => self.last_sends.push((from, now)),
+        }
     }
+}
+
+/// When the queue `midrid` last sent (`None` sorts first: never).
+fn last_send(last_sends: &[(MidRid, Instant)], midrid: MidRid) -> Option<Instant> {
+    last_sends
+        .iter()
+        .find(|(m, _)| *m == midrid)
+        .map(|(_, at)| *at)
 }
 
 #[cfg(test)]
