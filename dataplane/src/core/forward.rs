@@ -432,21 +432,25 @@ impl Core {
         }
         // Encrypted at once where str0m can (no pacer in the way); else queued, and the
         // peer drained as after any write.
-        match peer.rtc.write_rtp_now(ssrc, write, now) {
+        let queued = match peer.rtc.write_rtp_now(ssrc, write, now) {
             WriteNow::Sent(t) => {
-                CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
                 self.out.transmits.push(Datagram {
                     from: t.source,
                     to: t.destination,
                     data: t.contents.into(),
                 });
+                false
             }
-            WriteNow::Queued => {
-                CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
-                CoreMetrics::add(&self.metrics.rtp_queued, 1);
-                self.drain(key, now);
+            WriteNow::Queued => true,
+            WriteNow::NoStream => {
+                self.metrics.dropped(DropReason::NotRoutable);
+                return;
             }
-            WriteNow::NoStream => self.metrics.dropped(DropReason::NotRoutable),
+        };
+        CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
+        if queued {
+            CoreMetrics::add(&self.metrics.rtp_queued, 1);
+            self.drain(key, now);
         }
     }
 
