@@ -157,6 +157,41 @@ pub fn histogram_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
     Some(lower.0)
 }
 
+/// Microseconds per round of a fixed scalar workload (bilinear scaling of a 640×360 plane,
+/// the median of 9 rounds): this machine's speed now, for benches whose figures are CPU-bound
+/// to compare with a baseline taken at another speed. A shared VM's host can lend it half the
+/// CPU speed of another hour; scaled by this, that hour does not read as a regression.
+pub fn reference_loop_us() -> f64 {
+    let (sw, sh, dw, dh) = (640usize, 360usize, 600usize, 338usize);
+    let src: Vec<u8> = (0..sw * sh).map(|i| (i * 7 % 251) as u8).collect();
+    let mut dst = vec![0u8; dw * dh];
+    let fx = (sw as f32 - 1.0) / (dw as f32 - 1.0);
+    let fy = (sh as f32 - 1.0) / (dh as f32 - 1.0);
+    let mut rounds: Vec<f64> = (0..9)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            for j in 0..dh {
+                let sy = j as f32 * fy;
+                let (y0, wy) = (sy as usize, sy.fract());
+                let y1 = (y0 + 1).min(sh - 1);
+                for i in 0..dw {
+                    let sx = i as f32 * fx;
+                    let (x0, wx) = (sx as usize, sx.fract());
+                    let x1 = (x0 + 1).min(sw - 1);
+                    let p = |x: usize, y: usize| f32::from(src[y * sw + x]);
+                    let top = p(x0, y0) * (1.0 - wx) + p(x1, y0) * wx;
+                    let bottom = p(x0, y1) * (1.0 - wx) + p(x1, y1) * wx;
+                    dst[j * dw + i] = (top * (1.0 - wy) + bottom * wy).round() as u8;
+                }
+            }
+            std::hint::black_box(&dst);
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[rounds.len() / 2]
+}
+
 /// A number of a baseline's section (`section.key`), if the file has it.
 pub fn baseline_value(path: &std::path::Path, section: &str, key: &str) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;

@@ -78,6 +78,10 @@ struct Baseline {
     noise_margin: f64,
     /// Phase name → requests per server CPU-second.
     requests_per_server_cpu_s: BTreeMap<String, f64>,
+    /// `switchyard_perf::reference_loop_us` on the machine and at the speed of those
+    /// figures; each run's figures are scaled by its own against it.
+    #[serde(default)]
+    reference_loop_us: Option<f64>,
 }
 
 fn now_ms() -> i64 {
@@ -392,6 +396,17 @@ async fn main() -> anyhow::Result<()> {
             &std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?,
         )?;
+        // The figures are CPU-bound: scaled by this machine's speed now against the
+        // baseline's (a fixed loop, not Switchyard's code), as mixer-bench does, so a slow
+        // hour of a shared VM is not read as a regression and a slower server still is.
+        let now_us = switchyard_perf::reference_loop_us();
+        let speed = b
+            .reference_loop_us
+            .filter(|r| *r > 0.0 && now_us > 0.0)
+            .map_or(1.0, |r| now_us / r);
+        println!(
+            "this machine against the baseline's: the reference loop took {now_us:.0} µs, {speed:.2}x the baseline's time; figures below are scaled by it"
+        );
         println!(
             "against the baseline {} (noise margin {:.0} %):",
             path.display(),
@@ -403,7 +418,8 @@ async fn main() -> anyhow::Result<()> {
                 failed = true;
                 continue;
             };
-            let ratio = p.requests_per_server_cpu_s / base;
+            let scaled = p.requests_per_server_cpu_s * speed;
+            let ratio = scaled / base;
             let verdict = if ratio < 1.0 - b.noise_margin {
                 failed = true;
                 "REGRESSION"
@@ -411,8 +427,8 @@ async fn main() -> anyhow::Result<()> {
                 "ok"
             };
             println!(
-                "  {name:<14} {:>10.0} req/server-cpu-s vs baseline {:>10.0}: {:>5.2}x  {verdict}",
-                p.requests_per_server_cpu_s, base, ratio
+                "  {name:<14} {scaled:>10.0} req/server-cpu-s vs baseline {:>10.0}: {:>5.2}x  {verdict}",
+                base, ratio
             );
         }
     }
