@@ -157,6 +157,39 @@ pub fn histogram_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
     Some(lower.0)
 }
 
+/// A plain scalar bilinear scaling of one plane (`sw × sh` into `dw × dh` at `x`, `y` of
+/// a `stride`-wide plane): what mixer-bench measures its SIMD scaler against, and the fixed
+/// workload of [`reference_loop_us`].
+#[allow(clippy::too_many_arguments)]
+pub fn scalar_bilinear(
+    src: &[u8],
+    sw: usize,
+    sh: usize,
+    dst: &mut [u8],
+    stride: usize,
+    x: usize,
+    y: usize,
+    dw: usize,
+    dh: usize,
+) {
+    let fx = (sw as f32 - 1.0) / (dw as f32 - 1.0).max(1.0);
+    let fy = (sh as f32 - 1.0) / (dh as f32 - 1.0).max(1.0);
+    for j in 0..dh {
+        let sy = j as f32 * fy;
+        let (y0, wy) = (sy as usize, sy.fract());
+        let y1 = (y0 + 1).min(sh - 1);
+        for i in 0..dw {
+            let sx = i as f32 * fx;
+            let (x0, wx) = (sx as usize, sx.fract());
+            let x1 = (x0 + 1).min(sw - 1);
+            let p = |xx: usize, yy: usize| f32::from(src[yy * sw + xx]);
+            let top = p(x0, y0) * (1.0 - wx) + p(x1, y0) * wx;
+            let bottom = p(x0, y1) * (1.0 - wx) + p(x1, y1) * wx;
+            dst[(y + j) * stride + x + i] = (top * (1.0 - wy) + bottom * wy).round() as u8;
+        }
+    }
+}
+
 /// Microseconds per round of a fixed scalar workload (bilinear scaling of a 640×360 plane,
 /// the median of 9 rounds): this machine's speed now, for benches whose figures are CPU-bound
 /// to compare with a baseline taken at another speed. A shared VM's host can lend it half the
@@ -165,25 +198,10 @@ pub fn reference_loop_us() -> f64 {
     let (sw, sh, dw, dh) = (640usize, 360usize, 600usize, 338usize);
     let src: Vec<u8> = (0..sw * sh).map(|i| (i * 7 % 251) as u8).collect();
     let mut dst = vec![0u8; dw * dh];
-    let fx = (sw as f32 - 1.0) / (dw as f32 - 1.0);
-    let fy = (sh as f32 - 1.0) / (dh as f32 - 1.0);
     let mut rounds: Vec<f64> = (0..9)
         .map(|_| {
             let t = std::time::Instant::now();
-            for j in 0..dh {
-                let sy = j as f32 * fy;
-                let (y0, wy) = (sy as usize, sy.fract());
-                let y1 = (y0 + 1).min(sh - 1);
-                for i in 0..dw {
-                    let sx = i as f32 * fx;
-                    let (x0, wx) = (sx as usize, sx.fract());
-                    let x1 = (x0 + 1).min(sw - 1);
-                    let p = |x: usize, y: usize| f32::from(src[y * sw + x]);
-                    let top = p(x0, y0) * (1.0 - wx) + p(x1, y0) * wx;
-                    let bottom = p(x0, y1) * (1.0 - wx) + p(x1, y1) * wx;
-                    dst[j * dw + i] = (top * (1.0 - wy) + bottom * wy).round() as u8;
-                }
-            }
+            scalar_bilinear(&src, sw, sh, &mut dst, dw, 0, 0, dw, dh);
             std::hint::black_box(&dst);
             t.elapsed().as_secs_f64() * 1e6
         })

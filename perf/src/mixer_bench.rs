@@ -224,38 +224,6 @@ fn compose(inputs: &[Vec<Vec<u8>>], codec: &str) -> anyhow::Result<f64> {
     Ok(frames as f64 / 30.0 / used)
 }
 
-/// A plain scalar bilinear scaling of one plane (`sw × sh` into `dw × dh` at `x`, `y` of
-/// a `stride`-wide plane): what the SIMD scaler is measured against.
-#[allow(clippy::too_many_arguments)]
-fn scalar_bilinear(
-    src: &[u8],
-    sw: usize,
-    sh: usize,
-    dst: &mut [u8],
-    stride: usize,
-    x: usize,
-    y: usize,
-    dw: usize,
-    dh: usize,
-) {
-    let fx = (sw as f32 - 1.0) / (dw as f32 - 1.0).max(1.0);
-    let fy = (sh as f32 - 1.0) / (dh as f32 - 1.0).max(1.0);
-    for j in 0..dh {
-        let sy = j as f32 * fy;
-        let (y0, wy) = (sy as usize, sy.fract());
-        let y1 = (y0 + 1).min(sh - 1);
-        for i in 0..dw {
-            let sx = i as f32 * fx;
-            let (x0, wx) = (sx as usize, sx.fract());
-            let x1 = (x0 + 1).min(sw - 1);
-            let p = |xx: usize, yy: usize| f32::from(src[yy * sw + xx]);
-            let top = p(x0, y0) * (1.0 - wx) + p(x1, y0) * wx;
-            let bottom = p(x0, y1) * (1.0 - wx) + p(x1, y1) * wx;
-            dst[(y + j) * stride + x + i] = (top * (1.0 - wy) + bottom * wy).round() as u8;
-        }
-    }
-}
-
 /// Composing four 640×360 pictures into a 1280×720 canvas (each scaled to 600×338 inside
 /// its region): microseconds per composite with the mixer's SIMD scaler, and with the
 /// plain scalar bilinear one.
@@ -292,8 +260,8 @@ fn scaling(iters: u32) -> (f64, f64) {
     for _ in 0..iters {
         for r in &regions {
             let (x, y, w, h) = (r.x as usize, r.y as usize, r.w as usize, r.h as usize);
-            scalar_bilinear(&src.y, 640, 360, &mut plain.y, 1280, x, y, w, h);
-            scalar_bilinear(
+            switchyard_perf::scalar_bilinear(&src.y, 640, 360, &mut plain.y, 1280, x, y, w, h);
+            switchyard_perf::scalar_bilinear(
                 &src.u,
                 320,
                 180,
@@ -304,7 +272,7 @@ fn scaling(iters: u32) -> (f64, f64) {
                 w / 2,
                 h / 2,
             );
-            scalar_bilinear(
+            switchyard_perf::scalar_bilinear(
                 &src.v,
                 320,
                 180,
