@@ -158,8 +158,8 @@ pub fn histogram_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
 }
 
 /// A plain scalar bilinear scaling of one plane (`sw × sh` into `dw × dh` at `x`, `y` of
-/// a `stride`-wide plane): what mixer-bench measures its SIMD scaler against, and the fixed
-/// workload of [`reference_loop_us`].
+/// a `stride`-wide plane): what mixer-bench measures its SIMD scaler against, and its
+/// reference loop for the machine's speed.
 #[allow(clippy::too_many_arguments)]
 pub fn scalar_bilinear(
     src: &[u8],
@@ -188,26 +188,6 @@ pub fn scalar_bilinear(
             dst[(y + j) * stride + x + i] = (top * (1.0 - wy) + bottom * wy).round() as u8;
         }
     }
-}
-
-/// Microseconds per round of a fixed scalar workload (bilinear scaling of a 640×360 plane,
-/// the median of 9 rounds): this machine's speed now, for benches whose figures are CPU-bound
-/// to compare with a baseline taken at another speed. A shared VM's host can lend it half the
-/// CPU speed of another hour; scaled by this, that hour does not read as a regression.
-pub fn reference_loop_us() -> f64 {
-    let (sw, sh, dw, dh) = (640usize, 360usize, 600usize, 338usize);
-    let src: Vec<u8> = (0..sw * sh).map(|i| (i * 7 % 251) as u8).collect();
-    let mut dst = vec![0u8; dw * dh];
-    let mut rounds: Vec<f64> = (0..9)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            scalar_bilinear(&src, sw, sh, &mut dst, dw, 0, 0, dw, dh);
-            std::hint::black_box(&dst);
-            t.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    rounds[rounds.len() / 2]
 }
 
 /// A number of a baseline's section (`section.key`), if the file has it.

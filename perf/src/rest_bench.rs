@@ -409,7 +409,7 @@ async fn main() -> anyhow::Result<()> {
         c, report.machine
     );
     println!(
-        "{:<14} {:>9} {:>7} {:>10} {:>8} {:>8} {:>9} {:>10} {:>10} {:>16}  {}",
+        "{:<14} {:>9} {:>7} {:>10} {:>8} {:>8} {:>9} {:>10} {:>10} {:>16}  rounds",
         "phase",
         "requests",
         "errors",
@@ -420,7 +420,6 @@ async fn main() -> anyhow::Result<()> {
         "server cpu",
         "client cpu",
         "req/server-cpu-s",
-        "rounds"
     );
     let healthz_name = "healthz".to_string();
     let rows = report
