@@ -5,6 +5,13 @@ use std::time::{Duration, Instant};
 
 /// Holds a history values of type T for up to a certain Duration, as well as the
 /// cumulated (total) value.
+///
+/// Switchyard: values pushed within [`BUCKET_OF_MAX_TIME`] of the newest entry are added to
+/// it instead of getting an entry of their own, so the history holds at most about that many
+/// entries, not one per value: with one push per RTP packet sent (the RTX ratio cap's
+/// bookkeeping) it was a VecDeque of ~300 entries, 12 KiB per video stream. An entry is
+/// purged when its first value is older than `max_time`, so the sum covers `max_time` to
+/// within one bucket.
 #[derive(Debug)]
 pub(crate) struct ValueHistory<T> {
     value: T,
@@ -13,6 +20,9 @@ pub(crate) struct ValueHistory<T> {
 }
 
 const DEFAULT_VALUE_HISTORY_DURATION: Duration = Duration::from_secs(1);
+
+/// Buckets per `max_time`: values within `max_time / BUCKET_OF_MAX_TIME` share an entry.
+const BUCKET_OF_MAX_TIME: u32 = 16;
 
 impl<T: Default> Default for ValueHistory<T> {
     fn default() -> Self {
@@ -32,6 +42,12 @@ where
     /// Note: time should always monotonically increase in subsequent calls to add()
     pub fn push(&mut self, t: Instant, v: T) {
         self.value += v;
+        if let Some((start, sum)) = self.history.back_mut() {
+            if t.saturating_duration_since(*start) < self.max_time / BUCKET_OF_MAX_TIME {
+                *sum += v;
+                return;
+            }
+        }
         self.history.push_back((t, v));
     }
 
