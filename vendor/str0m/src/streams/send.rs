@@ -402,6 +402,9 @@ impl StreamTx {
             mtu_warn,
         );
         stream.unpaced = Some(false);
+        // Switchyard: the probe stream sends padding only and is never NACKed: no RTX
+        // slots (ten of them were 4 KiB in every session).
+        stream.rtx_cache = RtxCache::new(0, Duration::ZERO);
         stream
     }
 
