@@ -98,7 +98,8 @@ pub(crate) struct Session {
     twcc_tx_register: TwccSendRegister,
     max_rx_seq_lookup: HashMap<Ssrc, SeqNoWindow>,
 
-    bwe: Option<Bwe>,
+    // Switchyard: boxed, as a `Bwe` is about 2 KiB and most sessions have none.
+    bwe: Option<Box<Bwe>>,
     bwe_last_event: Option<(Bitrate, bool)>,
 
     enable_twcc_feedback: bool,
@@ -169,7 +170,7 @@ impl Session {
         let (pacer, bwe) = if let Some(config) = &config.bwe_config {
             let rate = config.initial_bitrate;
             let pacer = PacerImpl::leaky_bucket(rate * 2.0);
-            let bwe = Bwe::new(rate);
+            let bwe = Box::new(Bwe::new(rate));
             (pacer, Some(bwe))
         } else {
             (PacerImpl::null(), None)
