@@ -1381,6 +1381,7 @@ impl StreamTx {
         {
             return false;
         }
+        self.send_queue.shrink_to_one();
         self.send_queue.handle_timeout(now);
         true
     }

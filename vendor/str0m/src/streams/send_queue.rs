@@ -30,6 +30,16 @@ impl SendQueue {
         self.queue.push_back(packet);
     }
 
+    /// Switchyard: gives back what the queue grew to, down to room for one packet. For a
+    /// stream written with `Rtc::write_rtp_now`, whose packets leave as they are written:
+    /// its queue holds one packet at a time after the first timeout, but kept the room of
+    /// the packets written before it (eight `RtpPacket`s, 3.2 KiB).
+    pub fn shrink_to_one(&mut self) {
+        if self.queue.capacity() > 2 {
+            self.queue.shrink_to(1);
+        }
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         for pkt in self.queue.iter_mut().rev() {
             if pkt.timestamp != not_happening() {
