@@ -611,6 +611,12 @@ const ROWS: &[(&str, &[&str], f64, usize)] = &[
         1,
     ),
     (
+        "heap per subscriber (KiB)",
+        &["heap_per_subscriber_kib"],
+        1.0,
+        1,
+    ),
+    (
         "server RSS at full load (MiB)",
         &["server_rss_after_kib"],
         1.0 / 1024.0,

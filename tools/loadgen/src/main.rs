@@ -449,7 +449,13 @@ impl Run {
     /// Measures a window of `seconds` from the next whole second; returns its figures and
     /// how many subscribers were replaced: `churn` leave and as many join at the start of
     /// every second of the window.
-    async fn measure(&mut self, seconds: u64, rss: (u64, u64), churn: usize) -> (Window, u64) {
+    async fn measure(
+        &mut self,
+        seconds: u64,
+        rss: (u64, u64),
+        heap: (Option<u64>, Option<u64>),
+        churn: usize,
+    ) -> (Window, u64) {
         let first = self.now_s().ceil() as u64;
         self.pump_until(self.epoch + Duration::from_secs(first))
             .await;
@@ -505,10 +511,17 @@ impl Run {
             }
             _ => (None, None),
         };
+        let heap_per_subscriber_kib = match heap {
+            (Some(before), Some(after)) if window.subscribers > 0 => {
+                Some((after as f64 - before as f64) / window.subscribers as f64)
+            }
+            _ => None,
+        };
         (
             Window {
                 server_latency,
                 handoffs_per_forwarded,
+                heap_per_subscriber_kib,
                 ..window
             },
             joins,
@@ -536,6 +549,16 @@ impl Run {
                 None
             }
         }
+    }
+
+    /// The dataplane's live heap in KiB (`switchyard_dataplane_heap_bytes`), if
+    /// `--server-metrics` names it and it exports the gauge.
+    async fn server_heap_kib(&self) -> Option<u64> {
+        let url = self.args.server_metrics.as_ref()?;
+        let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+        text.lines()
+            .any(|l| l.starts_with(report::HEAP))
+            .then(|| (switchyard_perf::prometheus_sum(&text, report::HEAP) / 1024.0) as u64)
     }
 
     /// Replaces `rate` connected subscribers (chosen by `sec`) with new ones of the same
@@ -743,6 +766,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await;
     run.event("publishers-ready");
     let rss_before = report::usage(&run.pids).rss_kib;
+    let heap_before = run.server_heap_kib().await;
 
     let mut steps = Vec::new();
     let mut knee = None;
@@ -754,11 +778,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             run.bring_up(s).await;
             run.event("subscribers-ready");
             let rss_after = report::usage(&run.pids).rss_kib;
+            let heap_after = run.server_heap_kib().await;
             let settle = run.args.settle;
             run.pump_until(Instant::now() + Duration::from_secs(settle))
                 .await;
             let d = run.args.duration;
-            run.measure(d, (rss_before, rss_after), 0).await.0
+            let heap = (heap_before, heap_after);
+            run.measure(d, (rss_before, rss_after), heap, 0).await.0
         }
         Scenario::Ramp => {
             let mut last_good = Window::default();
@@ -772,10 +798,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let per_feed = total.div_ceil(feeds);
                 run.bring_up(per_feed).await;
                 let rss_after = report::usage(&run.pids).rss_kib;
+                let heap = (heap_before, run.server_heap_kib().await);
                 run.pump_until(Instant::now() + Duration::from_secs(1))
                     .await;
                 let d = run.args.ramp_interval;
-                let (w, _) = run.measure(d, (rss_before, rss_after), 0).await;
+                let (w, _) = run.measure(d, (rss_before, rss_after), heap, 0).await;
                 let subs = w.subscribers;
                 let p99_ms = w.latency.p99_us as f64 / 1000.0;
                 let over = if w.loss > run.args.loss_limit {
@@ -824,8 +851,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             run.bring_up(s).await;
             run.event("subscribers-ready");
             let rss_after = report::usage(&run.pids).rss_kib;
+            let heap = (heap_before, run.server_heap_kib().await);
             let (d, rate) = (run.args.duration, run.args.churn_rate);
-            let (w, joins) = run.measure(d, (rss_before, rss_after), rate).await;
+            let (w, joins) = run.measure(d, (rss_before, rss_after), heap, rate).await;
             churn_joins = Some(joins);
             w
         }
@@ -913,6 +941,9 @@ fn print_summary(r: &Report, quiet: bool) {
         w.rss_per_subscriber_kib,
         w.loadgen_cores
     );
+    if let Some(heap) = w.heap_per_subscriber_kib {
+        eprintln!("  server heap {heap:.1} KiB per subscriber");
+    }
     if let Some(k) = r.knee_subscribers {
         eprintln!(
             "  ramp knee: {k} subscribers ({})",

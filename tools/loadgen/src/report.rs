@@ -108,6 +108,10 @@ pub struct Window {
     pub server_rss_after_kib: u64,
     /// (after − before) / subscribers, KiB.
     pub rss_per_subscriber_kib: f64,
+    /// The same of the dataplane's live heap (its `switchyard_dataplane_heap_bytes`, with
+    /// `--server-metrics`): what RSS per subscriber is without the allocator's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heap_per_subscriber_kib: Option<f64>,
     /// The server's own added latency (Switchyard's dataplane histogram over the window,
     /// with `--server-metrics`), per forwarded copy: kernel receive stamp → the copy handed
     /// to the kernel.
@@ -123,6 +127,8 @@ pub struct Window {
 pub const FORWARD_LATENCY: &str = "switchyard_dataplane_forward_latency_seconds";
 /// The dataplane's count of copies forwarded to subscriptions.
 pub const FORWARDED: &str = "switchyard_dataplane_rtp_forwarded_total";
+/// The dataplane's live heap bytes (a gauge).
+pub const HEAP: &str = "switchyard_dataplane_heap_bytes";
 /// The dataplane's count of packets handed to another core.
 pub const HANDED_OFF: &str = "switchyard_dataplane_handed_off_total";
 
@@ -263,6 +269,7 @@ pub fn window(
         },
         server_latency: None,
         handoffs_per_forwarded: None,
+        heap_per_subscriber_kib: None,
     }
 }
 
