@@ -6,6 +6,7 @@ use crate::crypto::dtls::{KeyingMaterial, SrtpProfile};
 use crate::crypto::{AeadAes128Gcm, AeadAes256Gcm, Aes128CmSha1_80};
 use crate::crypto::{AeadAes128GcmCipher, AeadAes256GcmCipher};
 use crate::crypto::{CryptoProvider, Sha1HmacProvider, SrtpProvider};
+use crate::crypto::{SupportedAeadAes128Gcm, SupportedAeadAes256Gcm, SupportedAes128CmSha1_80};
 use crate::io::DATAGRAM_MAX_PACKET_SIZE;
 
 use super::header::RtpHeader;
@@ -70,7 +71,7 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    rx_scratch: Vec::new(),
                     decrypt_warnings: DecryptWarnings::default(),
                 }
             }
@@ -86,7 +87,7 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    rx_scratch: Vec::new(),
                     decrypt_warnings: DecryptWarnings::default(),
                 }
             }
@@ -102,7 +103,7 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    rx_scratch: Vec::new(),
                     decrypt_warnings: DecryptWarnings::default(),
                 }
             }
@@ -123,29 +124,17 @@ impl SrtpContext {
         Self {
             rtp: Derived::AeadAes128Gcm {
                 salt: rtp_salt,
-                enc: provider
-                    .srtp_provider
-                    .aead_aes_128_gcm()
-                    .create_cipher(rtp_key, true),
-                dec: provider
-                    .srtp_provider
-                    .aead_aes_128_gcm()
-                    .create_cipher(rtp_key, false),
+                enc: Lazy::new(provider.srtp_provider.aead_aes_128_gcm(), rtp_key, true),
+                dec: Lazy::new(provider.srtp_provider.aead_aes_128_gcm(), rtp_key, false),
             },
             rtcp: Derived::AeadAes128Gcm {
                 salt: rtcp_salt,
-                enc: provider
-                    .srtp_provider
-                    .aead_aes_128_gcm()
-                    .create_cipher(rtcp_key, true),
-                dec: provider
-                    .srtp_provider
-                    .aead_aes_128_gcm()
-                    .create_cipher(rtcp_key, false),
+                enc: Lazy::new(provider.srtp_provider.aead_aes_128_gcm(), rtcp_key, true),
+                dec: Lazy::new(provider.srtp_provider.aead_aes_128_gcm(), rtcp_key, false),
             },
             srtcp_index,
             sha1_hmac_provider: provider.sha1_hmac_provider,
-            rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+            rx_scratch: Vec::new(),
             decrypt_warnings: DecryptWarnings::default(),
         }
     }
@@ -163,29 +152,17 @@ impl SrtpContext {
         Self {
             rtp: Derived::AeadAes256Gcm {
                 salt: rtp_salt,
-                enc: provider
-                    .srtp_provider
-                    .aead_aes_256_gcm()
-                    .create_cipher(rtp_key, true),
-                dec: provider
-                    .srtp_provider
-                    .aead_aes_256_gcm()
-                    .create_cipher(rtp_key, false),
+                enc: Lazy::new(provider.srtp_provider.aead_aes_256_gcm(), rtp_key, true),
+                dec: Lazy::new(provider.srtp_provider.aead_aes_256_gcm(), rtp_key, false),
             },
             rtcp: Derived::AeadAes256Gcm {
                 salt: rtcp_salt,
-                enc: provider
-                    .srtp_provider
-                    .aead_aes_256_gcm()
-                    .create_cipher(rtcp_key, true),
-                dec: provider
-                    .srtp_provider
-                    .aead_aes_256_gcm()
-                    .create_cipher(rtcp_key, false),
+                enc: Lazy::new(provider.srtp_provider.aead_aes_256_gcm(), rtcp_key, true),
+                dec: Lazy::new(provider.srtp_provider.aead_aes_256_gcm(), rtcp_key, false),
             },
             srtcp_index,
             sha1_hmac_provider: provider.sha1_hmac_provider,
-            rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+            rx_scratch: Vec::new(),
             decrypt_warnings: DecryptWarnings::default(),
         }
     }
@@ -298,7 +275,8 @@ impl SrtpContext {
                 let mut output =
                     crate::pool::take(buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed);
 
-                enc.encrypt(&iv, input, &mut output[hlen..])
+                enc.get()
+                    .encrypt(&iv, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
                 output[..hlen].copy_from_slice(&buf[..hlen]);
@@ -319,7 +297,8 @@ impl SrtpContext {
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
                 let mut output = crate::pool::take(buf.len() + AeadAes128Gcm::TAG_LEN);
-                enc.encrypt(&iv, aad, input, &mut output[hlen..])
+                enc.get()
+                    .encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
                 output[..hlen].copy_from_slice(aad);
@@ -335,7 +314,8 @@ impl SrtpContext {
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
                 let mut output = crate::pool::take(buf.len() + AeadAes256Gcm::TAG_LEN);
-                enc.encrypt(&iv, aad, input, &mut output[hlen..])
+                enc.get()
+                    .encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
                 output[..hlen].copy_from_slice(aad);
@@ -355,6 +335,11 @@ impl SrtpContext {
         header: &RtpHeader,
         srtp_index: u64, // same as ext_seq
     ) -> Option<&[u8]> {
+        // Switchyard: the scratch is made on the first RTP to decrypt (a send context and
+        // a subscriber's receive context never have any; 2 KiB each).
+        if self.rx_scratch.capacity() == 0 {
+            self.rx_scratch.reserve_exact(RX_SCRATCH_CAPACITY);
+        }
         match &mut self.rtp {
             Derived::Aes128CmSha1_80 { key, salt, dec, .. } => {
                 if buf.len() < header.header_len + Aes128CmSha1_80::HMAC_TAG_LEN {
@@ -381,7 +366,7 @@ impl SrtpContext {
                 // Sized with CTR padding (aws-lc-rs requirement).
                 self.rx_scratch.resize(input.len() + CTR_BUFFER_PADDING, 0);
 
-                if let Err(e) = dec.decrypt(&iv, input, &mut self.rx_scratch) {
+                if let Err(e) = dec.get().decrypt(&iv, input, &mut self.rx_scratch) {
                     trace!(
                         "Failed to decrypt SRTP {} ({}): {}",
                         self.rtp.profile(),
@@ -410,7 +395,7 @@ impl SrtpContext {
                 let out_len = input.len() - AeadAes128Gcm::TAG_LEN;
                 self.rx_scratch.resize(out_len, 0);
 
-                match dec.decrypt(&iv, &[aad], input, &mut self.rx_scratch) {
+                match dec.get().decrypt(&iv, &[aad], input, &mut self.rx_scratch) {
                     Ok(v) => v,
                     Err(e) => {
                         trace!(
@@ -442,7 +427,7 @@ impl SrtpContext {
                 let out_len = input.len() - AeadAes256Gcm::TAG_LEN;
                 self.rx_scratch.resize(out_len, 0);
 
-                match dec.decrypt(&iv, &[aad], input, &mut self.rx_scratch) {
+                match dec.get().decrypt(&iv, &[aad], input, &mut self.rx_scratch) {
                     Ok(v) => v,
                     Err(e) => {
                         trace!(
@@ -491,7 +476,8 @@ impl SrtpContext {
 
                 output[0..8].copy_from_slice(&buf[0..8]);
                 let input = &buf[8..];
-                enc.encrypt(&iv, input, &mut output[8..])
+                enc.get()
+                    .encrypt(&iv, input, &mut output[8..])
                     .expect("rtcp encrypt");
 
                 let to = &mut output[buf.len()..];
@@ -520,7 +506,9 @@ impl SrtpContext {
                 let enc_end = input.len() + 8 + AeadAes128Gcm::TAG_LEN;
                 let encout = &mut output[enc_start..enc_end];
 
-                enc.encrypt(&iv, &aad, input, encout).expect("rtcp encrypt");
+                enc.get()
+                    .encrypt(&iv, &aad, input, encout)
+                    .expect("rtcp encrypt");
 
                 let to = &mut output[enc_end..];
                 to[0..4].copy_from_slice(&e_and_si.to_be_bytes());
@@ -543,7 +531,9 @@ impl SrtpContext {
                 let enc_end = input.len() + 8 + AeadAes256Gcm::TAG_LEN;
                 let encout = &mut output[enc_start..enc_end];
 
-                enc.encrypt(&iv, &aad, input, encout).expect("rtcp encrypt");
+                enc.get()
+                    .encrypt(&iv, &aad, input, encout)
+                    .expect("rtcp encrypt");
 
                 let to = &mut output[enc_end..];
                 to[0..4].copy_from_slice(&e_and_si.to_be_bytes());
@@ -615,7 +605,7 @@ impl SrtpContext {
                 let mut output = vec![0_u8; input.len() + 8 + CTR_BUFFER_PADDING];
                 output[0..8].copy_from_slice(&buf[0..8]);
 
-                if let Err(e) = dec.decrypt(&iv, input, &mut output[8..]) {
+                if let Err(e) = dec.get().decrypt(&iv, input, &mut output[8..]) {
                     trace!("Failed to decrypt SRTCP {}: {}", self.rtcp.profile(), e);
                     self.decrypt_warnings.warn(self.rtcp.profile(), true);
                     return None;
@@ -677,7 +667,7 @@ impl SrtpContext {
                 let mut output = vec![0_u8; buf.len() - AeadAes128Gcm::TAG_LEN - SRTCP_INDEX_LEN];
                 output[0..8].copy_from_slice(&buf[0..8]);
 
-                let count = match dec.decrypt(&iv, &aads, input, &mut output[8..]) {
+                let count = match dec.get().decrypt(&iv, &aads, input, &mut output[8..]) {
                     Ok(c) => c,
                     Err(e) => {
                         trace!("Failed to decrypt SRTCP {}: {}", self.rtcp.profile(), e);
@@ -750,7 +740,7 @@ impl SrtpContext {
                 let mut output = vec![0_u8; buf.len() - AeadAes256Gcm::TAG_LEN - SRTCP_INDEX_LEN];
                 output[0..8].copy_from_slice(&buf[0..8]);
 
-                let count = match dec.decrypt(&iv, &aads, input, &mut output[8..]) {
+                let count = match dec.get().decrypt(&iv, &aads, input, &mut output[8..]) {
                     Ok(c) => c,
                     Err(e) => {
                         trace!("Failed to decrypt SRTCP {}: {}", self.rtcp.profile(), e);
@@ -849,23 +839,78 @@ impl<const ML: usize, const SL: usize> SrtpKey<ML, SL> {
     }
 }
 
+/// Switchyard: the ciphers of a context are made on their first use. A context encrypts
+/// (ours) or decrypts (the remote's), never both, and a subscriber's receive context never
+/// sees RTP: three of the eight ciphers a session made were ever used, each an AES key
+/// schedule and GCM tables in aws-lc's heap (about 6 KiB per session in all).
+struct Lazy<S: ?Sized + MakeCipher<K> + 'static, const K: usize> {
+    supported: &'static S,
+    key: [u8; K],
+    encrypt: bool,
+    cipher: Option<Box<S::Cipher>>,
+}
+
+impl<S: ?Sized + MakeCipher<K> + 'static, const K: usize> Lazy<S, K> {
+    fn new(supported: &'static S, key: [u8; K], encrypt: bool) -> Self {
+        Lazy {
+            supported,
+            key,
+            encrypt,
+            cipher: None,
+        }
+    }
+
+    fn get(&mut self) -> &mut S::Cipher {
+        let (supported, key, encrypt) = (self.supported, self.key, self.encrypt);
+        self.cipher
+            .get_or_insert_with(|| supported.make(key, encrypt))
+    }
+}
+
+/// A cipher kind's constructor, for [`Lazy`].
+trait MakeCipher<const K: usize> {
+    type Cipher: ?Sized;
+    fn make(&self, key: [u8; K], encrypt: bool) -> Box<Self::Cipher>;
+}
+
+impl MakeCipher<{ Aes128CmSha1_80::KEY_LEN }> for dyn SupportedAes128CmSha1_80 {
+    type Cipher = dyn Aes128CmSha1_80Cipher;
+    fn make(&self, key: [u8; Aes128CmSha1_80::KEY_LEN], encrypt: bool) -> Box<Self::Cipher> {
+        self.create_cipher(key, encrypt)
+    }
+}
+
+impl MakeCipher<{ AeadAes128Gcm::KEY_LEN }> for dyn SupportedAeadAes128Gcm {
+    type Cipher = dyn AeadAes128GcmCipher;
+    fn make(&self, key: [u8; AeadAes128Gcm::KEY_LEN], encrypt: bool) -> Box<Self::Cipher> {
+        self.create_cipher(key, encrypt)
+    }
+}
+
+impl MakeCipher<{ AeadAes256Gcm::KEY_LEN }> for dyn SupportedAeadAes256Gcm {
+    type Cipher = dyn AeadAes256GcmCipher;
+    fn make(&self, key: [u8; AeadAes256Gcm::KEY_LEN], encrypt: bool) -> Box<Self::Cipher> {
+        self.create_cipher(key, encrypt)
+    }
+}
+
 /// Encryption/decryption derived from the SrtpKey.
 enum Derived {
     Aes128CmSha1_80 {
         key: [u8; 20],
         salt: [u8; 14],
-        enc: Box<dyn Aes128CmSha1_80Cipher>,
-        dec: Box<dyn Aes128CmSha1_80Cipher>,
+        enc: Lazy<dyn SupportedAes128CmSha1_80, { Aes128CmSha1_80::KEY_LEN }>,
+        dec: Lazy<dyn SupportedAes128CmSha1_80, { Aes128CmSha1_80::KEY_LEN }>,
     },
     AeadAes128Gcm {
         salt: [u8; 12],
-        enc: Box<dyn AeadAes128GcmCipher>,
-        dec: Box<dyn AeadAes128GcmCipher>,
+        enc: Lazy<dyn SupportedAeadAes128Gcm, { AeadAes128Gcm::KEY_LEN }>,
+        dec: Lazy<dyn SupportedAeadAes128Gcm, { AeadAes128Gcm::KEY_LEN }>,
     },
     AeadAes256Gcm {
         salt: [u8; 12],
-        enc: Box<dyn AeadAes256GcmCipher>,
-        dec: Box<dyn AeadAes256GcmCipher>,
+        enc: Lazy<dyn SupportedAeadAes256Gcm, { AeadAes256Gcm::KEY_LEN }>,
+        dec: Lazy<dyn SupportedAeadAes256Gcm, { AeadAes256Gcm::KEY_LEN }>,
     },
 }
 
@@ -907,15 +952,15 @@ impl Derived {
         let rtp = Derived::Aes128CmSha1_80 {
             key: rtp_hmac,
             salt: rtp_salt,
-            enc: crypto.aes_128_cm_sha1_80().create_cipher(rtp_aes, true),
-            dec: crypto.aes_128_cm_sha1_80().create_cipher(rtp_aes, false),
+            enc: Lazy::new(crypto.aes_128_cm_sha1_80(), rtp_aes, true),
+            dec: Lazy::new(crypto.aes_128_cm_sha1_80(), rtp_aes, false),
         };
 
         let rtcp = Derived::Aes128CmSha1_80 {
             key: rtcp_hmac,
             salt: rtcp_salt,
-            enc: crypto.aes_128_cm_sha1_80().create_cipher(rtcp_aes, true),
-            dec: crypto.aes_128_cm_sha1_80().create_cipher(rtcp_aes, false),
+            enc: Lazy::new(crypto.aes_128_cm_sha1_80(), rtcp_aes, true),
+            dec: Lazy::new(crypto.aes_128_cm_sha1_80(), rtcp_aes, false),
         };
 
         (rtp, rtcp)
@@ -943,14 +988,14 @@ impl Derived {
 
         let rtp = Derived::AeadAes128Gcm {
             salt: rtp_salt,
-            enc: crypto.aead_aes_128_gcm().create_cipher(rtp_aes, true),
-            dec: crypto.aead_aes_128_gcm().create_cipher(rtp_aes, false),
+            enc: Lazy::new(crypto.aead_aes_128_gcm(), rtp_aes, true),
+            dec: Lazy::new(crypto.aead_aes_128_gcm(), rtp_aes, false),
         };
 
         let rtcp = Derived::AeadAes128Gcm {
             salt: rtcp_salt,
-            enc: crypto.aead_aes_128_gcm().create_cipher(rtcp_aes, true),
-            dec: crypto.aead_aes_128_gcm().create_cipher(rtcp_aes, false),
+            enc: Lazy::new(crypto.aead_aes_128_gcm(), rtcp_aes, true),
+            dec: Lazy::new(crypto.aead_aes_128_gcm(), rtcp_aes, false),
         };
 
         (rtp, rtcp)
@@ -978,14 +1023,14 @@ impl Derived {
 
         let rtp = Derived::AeadAes256Gcm {
             salt: rtp_salt,
-            enc: crypto.aead_aes_256_gcm().create_cipher(rtp_aes, true),
-            dec: crypto.aead_aes_256_gcm().create_cipher(rtp_aes, false),
+            enc: Lazy::new(crypto.aead_aes_256_gcm(), rtp_aes, true),
+            dec: Lazy::new(crypto.aead_aes_256_gcm(), rtp_aes, false),
         };
 
         let rtcp = Derived::AeadAes256Gcm {
             salt: rtcp_salt,
-            enc: crypto.aead_aes_256_gcm().create_cipher(rtcp_aes, true),
-            dec: crypto.aead_aes_256_gcm().create_cipher(rtcp_aes, false),
+            enc: Lazy::new(crypto.aead_aes_256_gcm(), rtcp_aes, true),
+            dec: Lazy::new(crypto.aead_aes_256_gcm(), rtcp_aes, false),
         };
 
         (rtp, rtcp)

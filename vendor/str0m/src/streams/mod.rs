@@ -339,17 +339,15 @@ impl Streams {
         rtx: Option<Ssrc>,
         midrid: MidRid,
     ) -> &mut StreamTx {
-        self.streams_tx
-            .entry(ssrc)
-            .or_insert_with(|| {
-                Box::new(StreamTx::new(
-                    ssrc,
-                    rtx,
-                    midrid,
-                    self.enable_stats,
-                    self.mtu_warn,
-                ))
-            })
+        self.streams_tx.entry(ssrc).or_insert_with(|| {
+            Box::new(StreamTx::new(
+                ssrc,
+                rtx,
+                midrid,
+                self.enable_stats,
+                self.mtu_warn,
+            ))
+        })
     }
 
     pub fn remove_stream_tx(&mut self, ssrc: Ssrc) -> bool {
@@ -661,7 +659,10 @@ impl Streams {
         // Snapshot each stream once, preferring media/RTX padding over the
         // fallback. No extra stream or retransmission-queue scan is needed.
         let mut media_padding = false;
-        let probe_tx = self.probe_tx.as_mut().filter(|_| self.probe_media.is_some());
+        let probe_tx = self
+            .probe_tx
+            .as_mut()
+            .filter(|_| self.probe_media.is_some());
         let mut probe_queue = probe_tx.map(|probe_tx| {
             let mut queue = probe_tx.queue_state(now);
             queue.midrid = MidRid(MID_PROBE, None);
