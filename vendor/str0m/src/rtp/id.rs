@@ -23,6 +23,12 @@ macro_rules! str_id {
             pub const fn from_array(a: [u8; $num]) -> $id {
                 $id(a)
             }
+
+            /// Switchyard: the id's bytes without their padding — what `Deref` gives as a
+            /// `str`, without checking UTF-8 at every packet that carries the id.
+            pub(crate) fn trimmed_bytes(&self) -> &[u8] {
+                self.0.trim_ascii()
+            }
         }
 
         impl fmt::Display for $id {
