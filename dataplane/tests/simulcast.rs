@@ -260,3 +260,34 @@ fn with_bandwidth_adaptation_a_narrow_link_gets_the_lowest_layer_and_a_wide_one_
         "estimates are counted"
     );
 }
+
+#[test]
+fn with_bandwidth_adaptation_a_narrow_path_that_widens_climbs_to_the_top_layer() {
+    let mut net = Net::new(1, 0.0);
+    net.bandwidth_adaptation = true;
+    net.throttle(net.clients.len() + 1, 300_000, 30_000);
+    let (p, subs) = simulcast_room(&mut net, vec![("narrow", SubscriptionCap::default())]);
+    let narrow = subs[0];
+    let mut publisher = SimulcastPublisher::new(&mut net, p, [150_000, 500_000, 1_200_000]);
+    // Long enough for padding to have failed on the narrow path and rested several times.
+    publisher.run(&mut net, 60);
+    assert_eq!(state_of(&mut net, "narrow").layer.as_deref(), Some("q"));
+    let (_, link) = net.links.iter_mut().find(|(c, _)| *c == narrow).unwrap();
+    link.rate_bps = 100_000_000;
+    let mut took = None;
+    for s in 1..=60 {
+        publisher.run(&mut net, 1);
+        let st = state_of(&mut net, "narrow");
+        println!(
+            "{s} s after widening: layer {:?}, estimate {:?}",
+            st.layer, st.estimated_bitrate_bps
+        );
+        if st.layer.as_deref() == Some("f") {
+            took = Some(s);
+            break;
+        }
+    }
+    let took = took.expect("the subscriber reached the top layer within 60 s of its path widening");
+    println!("top layer {took} s after the path widened");
+    continuous_and_switched_at_keyframes(&video_of(&net, narrow));
+}
