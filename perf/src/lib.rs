@@ -190,6 +190,15 @@ pub fn scalar_bilinear(
     }
 }
 
+/// How much slower the machine is now than when the baseline was taken, judged by a
+/// reference workload measured beside the figures (`base`: its baseline figure, `now`:
+/// this run's; higher is faster): the factor to scale the figures up by. Never below 1 — a
+/// faster run is not scaled down, as the reference's own spread would add to the figures'.
+/// `None` when `now` is not positive.
+pub fn slowdown(base: f64, now: f64) -> Option<f64> {
+    (now > 0.0).then(|| (base / now).max(1.0))
+}
+
 /// A number of a baseline's section (`section.key`), if the file has it.
 pub fn baseline_value(path: &std::path::Path, section: &str, key: &str) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;

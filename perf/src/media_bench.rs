@@ -771,20 +771,18 @@ fn compare(args: &Args, doc: &Value) -> anyhow::Result<()> {
             println!("  {name:<16} {got:>10.0} pkt per CPU-s (no baseline)");
             continue;
         };
-        let janus_now = window_of("janus").map(|j| f(j, &["packets_per_server_cpu_s"]));
-        let janus_base = base["media"]["janus_packets_per_server_cpu_s"][name].as_f64();
-        let speed = match (janus_now, janus_base) {
-            (Some(now), Some(b)) if now > 0.0 => (b / now).max(1.0),
-            _ => 1.0,
-        };
+        // Janus now and in the baseline.
+        let janus = window_of("janus")
+            .map(|j| f(j, &["packets_per_server_cpu_s"]))
+            .zip(base["media"]["janus_packets_per_server_cpu_s"][name].as_f64());
+        let speed = janus
+            .and_then(|(now, b)| switchyard_perf::slowdown(b, now))
+            .unwrap_or(1.0);
         let ratio = got * speed / want;
         let ok = ratio >= 1.0 - margin;
-        let scaled = match (janus_now, janus_base) {
-            (Some(now), Some(b)) => {
-                format!(" (Janus {now:.0} against its {b:.0}: scaled by {speed:.2})")
-            }
-            _ => String::new(),
-        };
+        let scaled = janus.map_or_else(String::new, |(now, b)| {
+            format!(" (Janus {now:.0} against its {b:.0}: scaled by {speed:.2})")
+        });
         println!(
             "  {name:<16} {got:>10.0} vs baseline {want:>10.0} pkt per CPU-s: {ratio:.2}x  {}{scaled}",
             if ok { "ok" } else { "REGRESSION" }

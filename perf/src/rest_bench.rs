@@ -479,9 +479,11 @@ async fn main() -> anyhow::Result<()> {
         // alike, a slower handler only its phase. A faster machine is not scaled down, as
         // healthz's own spread (about ±20 % between runs) would then add to the phases'.
         let healthz = report.healthz.best_round_per_server_cpu_s;
-        let speed = match b.healthz_per_server_cpu_s {
-            Some(base_h) if healthz > 0.0 => {
-                let speed = (base_h / healthz).max(1.0);
+        let scale = b
+            .healthz_per_server_cpu_s
+            .and_then(|base_h| Some((base_h, switchyard_perf::slowdown(base_h, healthz)?)));
+        let speed = match scale {
+            Some((base_h, speed)) => {
                 println!(
                     "best rounds; healthz {healthz:.0} req/server-cpu-s against the baseline's {base_h:.0}: figures scaled by {speed:.2}"
                 );
