@@ -63,8 +63,9 @@ enum State {
         best: u64,
         length: Duration,
     },
-    /// Not padding until this instant.
-    Resting(Instant),
+    /// Not padding until `until`; the failed trial's estimate stalled at `stalled` (its
+    /// best or later, if higher).
+    Resting { until: Instant, stalled: u64 },
 }
 
 impl State {
@@ -85,8 +86,6 @@ pub struct Padding {
     rest: Duration,
     /// The target last decided on: when a trial or a rest began, or the estimate reached it.
     target: u64,
-    /// The estimate when the last trial failed (its best or later, if higher).
-    stalled: u64,
 }
 
 impl Padding {
@@ -96,7 +95,6 @@ impl Padding {
             state: State::trying(now, 0, TRIAL),
             rest: FIRST_REST,
             target: 0,
-            stalled: 0,
         }
     }
 
@@ -110,7 +108,7 @@ impl Padding {
             if reached {
                 self.rest = FIRST_REST;
             }
-            if risen || matches!(self.state, State::Resting(_)) {
+            if risen || matches!(self.state, State::Resting { .. }) {
                 self.state = State::trying(now, estimate, TRIAL);
             }
             self.target = target;
@@ -131,25 +129,27 @@ impl Padding {
                 best,
                 ..
             } if now.saturating_duration_since(since) >= length => {
-                self.stalled = best.max(estimate);
-                self.state = State::Resting(now + self.rest);
+                self.state = State::Resting {
+                    until: now + self.rest,
+                    stalled: best.max(estimate),
+                };
                 self.rest = (self.rest * 2).min(LONGEST_REST);
                 self.target = target;
                 0
             }
             State::Trying { .. } => target,
-            State::Resting(until) if now >= until => {
-                self.state = State::trying(now, estimate.max(self.stalled), RETRIAL);
+            State::Resting { until, stalled } if now >= until => {
+                self.state = State::trying(now, estimate.max(stalled), RETRIAL);
                 self.target = target;
                 target
             }
-            State::Resting(_) => 0,
+            State::Resting { .. } => 0,
         }
     }
 
     /// Whether the path rests (no padding) now.
     pub fn resting(&self) -> bool {
-        matches!(self.state, State::Resting(_))
+        matches!(self.state, State::Resting { .. })
     }
 }
 
