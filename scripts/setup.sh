@@ -15,6 +15,7 @@ packages=(
   ffmpeg            # the load generator encodes its clips with libvpx, libx264, libopus
   janus             # the peer perf/run measures side by side
   iproute2          # perf/run's network namespace and veth pair
+  nftables          # e2e: random loss on a client's path (this kernel has no netem)
   util-linux        # taskset
   cmake             # the mixer's bundled libopus
   nasm              # openh264's assembly (without it the mixer's H.264 is ~3x slower)

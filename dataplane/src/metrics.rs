@@ -86,6 +86,10 @@ pub struct CoreMetrics {
     pub peers: AtomicU64,
     /// Publishers on the core now.
     pub publishers: AtomicU64,
+    /// ULPFEC packets received from publishers (inside video RED).
+    pub fec_received: AtomicU64,
+    /// Publishers' video packets lost on their way in and recovered from ULPFEC.
+    pub fec_recovered: AtomicU64,
     /// NACKs received from subscribers (answered from the send cache with RTX).
     pub nacks_received: AtomicU64,
     /// NACKs sent to publishers for packets lost on their way in.
@@ -245,7 +249,7 @@ type Field = fn(&CoreMetrics) -> &AtomicU64;
 /// Prometheus text for every core.
 pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, Field); 12] = [
+    let counters: [(&str, &str, Field); 14] = [
         (
             "switchyard_dataplane_packets_in_total",
             "Datagrams received",
@@ -278,6 +282,16 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             "switchyard_dataplane_handed_off_total",
             "Packets handed to other cores",
             |m| &m.handed_off,
+        ),
+        (
+            "switchyard_dataplane_fec_received_total",
+            "ULPFEC packets received from publishers (inside video RED)",
+            |m| &m.fec_received,
+        ),
+        (
+            "switchyard_dataplane_fec_recovered_total",
+            "Publishers' video packets lost on the way in and recovered from ULPFEC",
+            |m| &m.fec_recovered,
         ),
         (
             "switchyard_dataplane_nacks_received_total",

@@ -118,7 +118,22 @@ pub fn all_codecs_preferring(offer: &str) -> CodecConfig {
     for name in order {
         enable(&mut c, name, red);
     }
+    // Video RED with ULPFEC where the client offers both (browsers do): a publisher's
+    // video is unwrapped, and what it lost on the way in recovered, at its core.
+    c.enable_video_fec(offers_video_fec(offer));
     c
+}
+
+/// Whether an offer lists video RED and ULPFEC (`red/90000`, `ulpfec/90000`).
+pub fn offers_video_fec(offer: &str) -> bool {
+    let has = |name: &str| {
+        offer.lines().any(|l| {
+            l.strip_prefix("a=rtpmap:")
+                .and_then(|m| m.split_whitespace().nth(1))
+                .is_some_and(|enc| enc.trim_end_matches('\r').eq_ignore_ascii_case(name))
+        })
+    };
+    has("red/90000") && has("ulpfec/90000")
 }
 
 /// Exactly a publication's codecs (RED only when the client's `offer` lists it).
@@ -289,7 +304,10 @@ pub fn tracks(rtc: &Rtc, media: &[(Mid, MediaKind)]) -> (Vec<Track>, Vec<Payload
             .codec_config()
             .params()
             .iter()
-            .filter(|p| pts.contains(&p.pt()) && p.spec().codec != Codec::Rtx)
+            .filter(|p| {
+                let c = p.spec().codec;
+                pts.contains(&p.pt()) && c != Codec::Rtx && !c.is_video_fec()
+            })
             .copied()
             .collect();
         let Some(first) = negotiated.first() else {

@@ -125,9 +125,10 @@ enabled = true
 
 /**
  * Headless Chromium; `executablePath` another launcher (e.g. one inside a namespace),
- * `audioFile` a WAV its fake microphone plays instead of its beep.
+ * `audioFile` a WAV its fake microphone plays instead of its beep; `secureOrigin` an
+ * http origin given a secure context (camera and microphone).
  */
-export async function launchBrowser(executablePath = CHROMIUM, { audioFile, videoFile } = {}) {
+export async function launchBrowser(executablePath = CHROMIUM, { audioFile, videoFile, secureOrigin } = {}) {
   // playwright gives each launch a fresh, empty profile directory of its own.
   return chromium.launch({
     executablePath,
@@ -139,6 +140,8 @@ export async function launchBrowser(executablePath = CHROMIUM, { audioFile, vide
       "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
       ...(audioFile ? [`--use-file-for-fake-audio-capture=${audioFile}`] : []),
       ...(videoFile ? [`--use-file-for-fake-video-capture=${videoFile}`] : []),
+      // A page served from a namespace's host address may use the camera.
+      ...(secureOrigin ? [`--unsafely-treat-insecure-origin-as-secure=${secureOrigin}`] : []),
     ],
   });
 }
@@ -487,10 +490,27 @@ export function netns() {
         return "tbf";
       }
     },
+    /**
+     * Drops `percent` % of the UDP packets the namespace sends (the client → server
+     * direction) at random, with nftables (netem's loss where the kernel lacks netem).
+     * Returns how many it dropped so far when called again with no argument.
+     */
+    lose(percent) {
+      const table = `syloss${pid % 1000000}`;
+      if (percent !== undefined) {
+        try { sh("nft", "delete", "table", "inet", table); } catch {}
+        sh("nft", "add", "table", "inet", table);
+        sh("nft", "add", "chain", "inet", table, "pre", "{ type filter hook prerouting priority -300; }");
+        sh("nft", "add", "rule", "inet", table, "pre", "iifname", host, "meta", "l4proto", "udp", "numgen", "random", "mod", "100", "<", String(percent), "counter", "drop");
+      }
+      const m = sh("nft", "list", "table", "inet", table).match(/counter packets (\d+)/);
+      return m ? Number(m[1]) : 0;
+    },
     /** Raises the throttle's rate in place (what is queued stays queued). */
     widen(kbit) { return this.throttle(kbit, 400, "change"); },
     unthrottle() { try { sh("tc", "qdisc", "del", "dev", host, "root"); } catch {} },
     remove() {
+      try { sh("nft", "delete", "table", "inet", `syloss${pid % 1000000}`); } catch {}
       try { sh("ip", "netns", "del", ns); } catch {}
       try { sh("ip", "link", "del", host); } catch {}
       try { fs.unlinkSync(launcher); } catch {}

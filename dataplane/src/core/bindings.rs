@@ -256,6 +256,7 @@ impl Core {
                             layer_of: Vec::new(),
                             structure: Structure::default(),
                             dependency: None,
+                            fec: Vec::new(),
                         },
                         selection,
                     ));

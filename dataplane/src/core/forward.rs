@@ -3,6 +3,9 @@
 //! shedding past saturation (see [`crate::overload`]).
 
 use super::*;
+use crate::packet::ulpfec;
+use str0m::format::Codec;
+use str0m::rtp::{RtpHeader, RtpHeaderTail, SeqNo};
 
 impl Core {
     /// The driver reports how busy the core was over the last load window (0–1, see
@@ -58,6 +61,131 @@ impl Core {
     }
 
     pub(super) fn forward(&mut self, key: PeerKey, pkt: RtpPacket) {
+        let RtpPacket {
+            header,
+            seq_no,
+            payload,
+            timestamp,
+            ..
+        } = pkt;
+        let pkt = Received {
+            header,
+            seq: seq_no,
+            payload,
+            arrival: timestamp,
+        };
+        let red = self.peers.get(&key).is_some_and(|p| {
+            let pt = pkt.header.payload_type;
+            (p.rtc.codec_config().params().iter())
+                .any(|c| c.pt() == pt && c.spec().codec == Codec::Red)
+        });
+        if red {
+            self.receive_video_red(key, pkt);
+        } else {
+            self.pass_on(key, pkt, false);
+        }
+    }
+
+    /// A video RED packet: a media packet's payload, unwrapped, or an FEC packet, used
+    /// here and left out by every subscription (see [`ulpfec`]). The packets it let FEC
+    /// recover go on first (they are older).
+    fn receive_video_red(&mut self, key: PeerKey, mut pkt: Received) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let ssrc = pkt.header.ssrc;
+        let Some(mid) = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+            self.metrics.dropped(DropReason::NotRoutable);
+            return;
+        };
+        let Some(binding) = peer
+            .pubs
+            .iter_mut()
+            .find(|b| b.media.iter().any(|(m, _)| *m == mid))
+        else {
+            self.metrics.dropped(DropReason::NotRoutable);
+            return;
+        };
+        let inner = crate::packet::red::primary_with_pt(&pkt.payload).and_then(|(pt, b)| {
+            let p = peer
+                .rtc
+                .codec_config()
+                .params()
+                .iter()
+                .find(|p| *p.pt() == pt)?;
+            Some((*p, b))
+        });
+        let Some((inner, block)) = inner else {
+            self.metrics.dropped(DropReason::Malformed);
+            return;
+        };
+        let receiver = match binding.fec.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => &mut binding.fec[i].1,
+            None => {
+                binding.fec.push((ssrc, ulpfec::Receiver::default()));
+                let last = binding.fec.len() - 1;
+                &mut binding.fec[last].1
+            }
+        };
+        let fec = inner.spec().codec == Codec::Ulpfec;
+        let recovered = if fec {
+            CoreMetrics::add(&self.metrics.fec_received, 1);
+            match receiver.on_fec(*pkt.seq, block) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(%ssrc, error = %e, "ULPFEC packet not taken");
+                    self.metrics.dropped(DropReason::Malformed);
+                    Vec::new()
+                }
+            }
+        } else if inner.spec().codec.is_video() {
+            let protected = protected(&pkt.header, *inner.pt(), block);
+            let r = receiver.on_media(*pkt.seq, protected);
+            pkt.payload = Arc::from(block);
+            pkt.header.payload_type = inner.pt();
+            r
+        } else {
+            self.metrics.dropped(DropReason::CodecMismatch);
+            return;
+        };
+        // Recovered packets: read with the section's header extensions, and never asked
+        // for again (str0m does not NACK them).
+        let mut again = Vec::with_capacity(recovered.len());
+        if !recovered.is_empty() {
+            let exts = peer.rtc.media(mid).map(|m| m.remote_extmap().clone());
+            for (seq, p) in recovered {
+                let wire = p.to_packet(seq as u16, *ssrc);
+                let header = exts.as_ref().and_then(|e| RtpHeader::parse(&wire, e));
+                let Some(header) = header.filter(|h| h.header_len <= wire.len()) else {
+                    self.metrics.dropped(DropReason::Malformed);
+                    continue;
+                };
+                let mut end = wire.len();
+                if header.has_padding {
+                    let pad = wire.last().map_or(0, |n| usize::from(*n));
+                    end = end.saturating_sub(pad).max(header.header_len);
+                }
+                if let Some(rx) = peer.rtc.direct_api().stream_rx(&ssrc) {
+                    rx.mark_recovered(seq.into());
+                }
+                CoreMetrics::add(&self.metrics.fec_recovered, 1);
+                again.push(Received {
+                    payload: Arc::from(&wire[header.header_len..end]),
+                    header,
+                    seq: seq.into(),
+                    arrival: pkt.arrival,
+                });
+            }
+        }
+        for r in again {
+            self.pass_on(key, r, false);
+        }
+        self.pass_on(key, pkt, fec);
+    }
+
+    /// A publisher's packet (an FEC packet when `fec`: only its sequence number counts),
+    /// measured and handed to the publication's subscriptions.
+    fn pass_on(&mut self, key: PeerKey, pkt: Received, fec: bool) {
         // A dependency descriptor goes on with the payload (in the same buffer).
         let dependency = pkt
             .header
@@ -128,7 +256,7 @@ impl Core {
         let mut vp8 = None;
         let mut svc = None;
         let mut svc_sizes = [None; 8];
-        let (layer, keyframe, layers) = if kind == MediaKind::Video {
+        let (layer, keyframe, layers) = if kind == MediaKind::Video && !fec {
             let layer = match binding.layer_of.iter().find(|(s, _)| *s == ssrc) {
                 Some((_, l)) => *l,
                 None => {
@@ -180,7 +308,7 @@ impl Core {
                 }
                 _ => {}
             }
-            let (at, len) = (pkt.timestamp, pkt.payload.len());
+            let (at, len) = (pkt.arrival, pkt.payload.len());
             let layers = match &svc {
                 // A scalable stream: each operating point measured with the layers it
                 // includes.
@@ -223,12 +351,12 @@ impl Core {
             kind,
             params,
             ssrc: *ssrc,
-            seq: *pkt.seq_no,
+            seq: *pkt.seq,
             ts: pkt.header.timestamp,
             marker: pkt.header.marker,
             ext,
             payload: pkt.payload,
-            arrival: pkt.timestamp,
+            arrival: pkt.arrival,
             simulcast,
             layer,
             keyframe,
@@ -239,6 +367,7 @@ impl Core {
             structure: binding_structure,
             red: primary,
             dependency: dependency.filter(|_| !simulcast),
+            fec,
         });
         for core in &p.remote_cores {
             self.out
@@ -314,6 +443,11 @@ impl Core {
             self.metrics.dropped(DropReason::NotRoutable);
             return;
         };
+        // The publisher's FEC packet: no subscriber gets it, none sees a gap.
+        if pkt.fec {
+            out.rewriter.skip(pkt.ssrc, pkt.seq);
+            return;
+        }
         if pkt.simulcast {
             let switches = out.selector.switches();
             let forward = out
@@ -526,4 +660,35 @@ impl Core {
             self.drain(key, now);
         }
     }
+}
+
+/// A publisher's packet as forwarding reads it: from str0m, or recovered from FEC.
+pub(super) struct Received {
+    header: RtpHeader,
+    seq: SeqNo,
+    payload: Arc<[u8]>,
+    arrival: Instant,
+}
+
+/// What ULPFEC protects of a received video RED packet: its header as sent (the bytes
+/// after the fixed 12 come with video RED packets, see [`RtpHeaderTail`]) with the
+/// media payload type, and the RED packet's primary block. `None` when those bytes are
+/// not known (a retransmission), or the packet was padded.
+fn protected(h: &RtpHeader, media_pt: u8, block: &[u8]) -> Option<ulpfec::Protected> {
+    let tail = h.ext_vals.user_values.get::<RtpHeaderTail>()?;
+    if h.has_padding {
+        return None;
+    }
+    let cc = u8::try_from(h.csrc_count).ok()?.min(15);
+    let b0 = 0x80 | if h.has_extension { 0x10 } else { 0 } | cc;
+    let b1 = if h.marker { 0x80 } else { 0 } | (media_pt & 0x7f);
+    let mut body = Vec::with_capacity(tail.0.len() + block.len());
+    body.extend_from_slice(&tail.0);
+    body.extend_from_slice(block);
+    Some(ulpfec::Protected {
+        b0,
+        b1,
+        ts: h.timestamp,
+        body: body.into(),
+    })
 }

@@ -298,6 +298,8 @@ pub struct MediaPacket {
     /// The dependency descriptor as it came (not for simulcast: each layer has its
     /// own), for subscriptions that negotiated it.
     pub dependency: Option<Arc<peer::DependencyBytes>>,
+    /// A publisher's FEC packet: no subscription gets it, each closes the gap it leaves.
+    pub fec: bool,
 }
 
 /// What cores tell each other.
@@ -394,6 +396,8 @@ struct PubBinding {
     structure: Structure,
     /// The dependency descriptors' template structure in force (AV1 SVC).
     dependency: Option<crate::packet::dependency::Structure>,
+    /// FEC recovery of each video SSRC that came in video RED.
+    fec: Vec<(Ssrc, crate::packet::ulpfec::Receiver)>,
 }
 
 /// Sections of a peer on which the client plays one stream.

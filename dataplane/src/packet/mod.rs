@@ -7,7 +7,8 @@
 //! stream descriptions, the picture size a keyframe announces. Each codec's payload format
 //! has its own file: [`vp8`] (RFC 7741), [`vp9`] (RFC 9628), [`h264`] (RFC 6184, with an
 //! SPS reader), [`h265`] (RFC 7798), [`av1`] (the AOM RTP payload format, with the
-//! sequence header's size); [`red`] (RFC 2198) for audio; and [`dependency`], the
+//! sequence header's size); [`red`] (RFC 2198) for audio and video; [`ulpfec`] (RFC 5109),
+//! the forward error correction a browser sends inside video RED; and [`dependency`], the
 //! dependency descriptor header extension that says an AV1 packet's layers.
 //!
 //! Every reader takes untrusted bytes: a short or malformed payload gives "not a keyframe,
@@ -19,6 +20,7 @@ pub mod dependency;
 pub mod h264;
 pub mod h265;
 pub mod red;
+pub mod ulpfec;
 pub mod vp8;
 pub mod vp9;
 

@@ -1,9 +1,17 @@
-//! RED (RFC 2198) audio payloads: redundant copies of earlier frames ahead of the
-//! current one. A subscriber that negotiated RED gets the packet as it came; one that did
-//! not gets the primary (current) block alone.
+//! RED (RFC 2198) payloads: redundant copies of earlier frames ahead of the current one.
+//! For audio, a subscriber that negotiated RED gets the packet as it came; one that did
+//! not gets the primary (current) block alone. Video RED (what a browser sends with
+//! ULPFEC) is always unwrapped at the publisher's core: its primary block is a media
+//! packet's payload or an FEC packet (see [`super::ulpfec`]).
 
 /// The primary block of a RED payload, or `None` when the payload is malformed.
 pub fn primary(p: &[u8]) -> Option<&[u8]> {
+    primary_with_pt(p).map(|(_, b)| b)
+}
+
+/// The primary block of a RED payload and the payload type it says, or `None` when the
+/// payload is malformed.
+pub fn primary_with_pt(p: &[u8]) -> Option<(u8, &[u8])> {
     let mut i = 0;
     let mut redundant = 0usize;
     // Headers of redundant blocks: F = 1, PT (7), timestamp offset (14), length (10).
@@ -12,13 +20,12 @@ pub fn primary(p: &[u8]) -> Option<&[u8]> {
         if h & 0x80 == 0 {
             // The primary's header: F = 0, PT.
             i += 1;
-            break;
+            return Some((h & 0x7f, p.get(i + redundant..)?));
         }
         let b = p.get(i + 2..i + 4)?;
         redundant += (usize::from(b[0] & 0x03) << 8) | usize::from(b[1]);
         i += 4;
     }
-    p.get(i + redundant..)
 }
 
 #[cfg(test)]
@@ -36,5 +43,7 @@ mod tests {
         assert_eq!(primary(&[0x80 | 111, 0x0f]), None);
         assert_eq!(primary(&[0x80 | 111, 0x0f, 0x03, 0xff, 111, 1]), None);
         assert_eq!(primary(&[]), None);
+        // Video RED: one primary block, its payload type said.
+        assert_eq!(primary_with_pt(&[118, 5, 6]), Some((118, &[5u8, 6][..])));
     }
 }

@@ -10,6 +10,7 @@ use crate::config::KeyingMaterial;
 use crate::config_mod::RtcpReportIntervals;
 use crate::crypto::CryptoProvider;
 use crate::crypto::dtls::SrtpProfile;
+use crate::format::Codec;
 use crate::format::CodecConfig;
 use crate::format::PayloadParams;
 use crate::format::Vp9PacketizerMode;
@@ -22,7 +23,7 @@ use crate::pacer::PacerControl;
 use crate::pacer::{Pacer, PacerImpl};
 use crate::packet::{RedBlock, RedDecoder, red_same_pt_blocks};
 use crate::poll::Wake;
-use crate::rtp::{Extension, RawPacket};
+use crate::rtp::{Extension, RawPacket, RtpHeaderTail};
 use crate::rtp_::Direction;
 use crate::rtp_::ExtensionValues;
 use crate::rtp_::MediaTime;
@@ -856,6 +857,16 @@ impl Session {
         // One-shot conversion to Arc<[u8]>: a single allocation that copies
         // only the trimmed payload bytes out of the SRTP scratch buffer.
         let payload: Arc<[u8]> = Arc::from(data);
+
+        // Video RED (RTP mode): the header's bytes after its fixed 12 go with the packet,
+        // as they came, for the application's FEC recovery (ULPFEC protects them). Not for
+        // a retransmission: its extensions are the RTX packet's, not the original's.
+        let mut header = header;
+        if self.rtp_mode && !is_repair && params.spec().codec == Codec::Red {
+            if let Some(tail) = buf.get(12..header.header_len) {
+                header.ext_vals.user_values.set(RtpHeaderTail(tail.into()));
+            }
+        }
 
         let packet = stream.handle_rtp(now, header, payload, seq_no, receipt.time, rx_bytes);
 

@@ -85,9 +85,14 @@ pub enum Codec {
     #[doc(hidden)]
     Rtx,
     /// RFC 2198 redundant encoding (RED). Like `Rtx`, technically not a codec;
-    /// it appears in `a=rtpmap` lines and wraps a primary audio codec.
+    /// it appears in `a=rtpmap` lines and wraps a primary audio codec. On a video
+    /// m-line it is a payload format of its own (`red/90000`) that wraps any of the
+    /// line's codecs, or ULPFEC.
     #[doc(hidden)]
     Red,
+    /// RFC 5109 forward error correction (`ulpfec/90000`), carried inside video RED.
+    #[doc(hidden)]
+    Ulpfec,
     /// For RTP mode. No codec.
     #[doc(hidden)]
     Null,
@@ -109,6 +114,12 @@ impl Codec {
     pub fn is_video(&self) -> bool {
         use Codec::*;
         matches!(self, H266 | H265 | H264 | Vp8 | Vp9 | Av1)
+    }
+
+    /// Tells if this is one of the formats that protect video on a video m-line
+    /// (RED and ULPFEC): negotiated beside the video codecs, never a codec itself.
+    pub fn is_video_fec(&self) -> bool {
+        matches!(self, Codec::Red | Codec::Ulpfec)
     }
 
     /// Tells if this is the telephone-event RTP payload format.
@@ -145,6 +156,7 @@ impl<'a> From<&'a str> for Codec {
             "telephone-event" => Codec::Tele,
             "rtx" => Codec::Rtx, // resends
             "red" => Codec::Red, // RFC 2198 redundancy
+            "ulpfec" => Codec::Ulpfec, // RFC 5109 FEC
             _ => Codec::Unknown,
         }
     }
@@ -168,6 +180,7 @@ impl fmt::Display for Codec {
             Codec::Tele => write!(f, "telephone-event"),
             Codec::Rtx => write!(f, "rtx"),
             Codec::Red => write!(f, "red"),
+            Codec::Ulpfec => write!(f, "ulpfec"),
             Codec::Null => write!(f, "null"),
             Codec::Unknown => write!(f, "unknown"),
         }

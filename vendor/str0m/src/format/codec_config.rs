@@ -68,6 +68,10 @@ pub(crate) const PT_PCMA_RED: Pt = Pt::new_with_value(60);
 
 /// Default payload type for AMR-WB.
 pub(crate) const PT_AMR_WB: Pt = Pt::new_with_value(122);
+/// Default PT for video RED (RFC 2198), its RTX, and ULPFEC (RFC 5109).
+pub(crate) const PT_VIDEO_RED: Pt = Pt::new_with_value(116);
+pub(crate) const PT_VIDEO_RED_RTX: Pt = Pt::new_with_value(117);
+pub(crate) const PT_ULPFEC: Pt = Pt::new_with_value(118);
 
 /// Session config for all codecs.
 #[derive(Debug, Clone, Default)]
@@ -131,6 +135,9 @@ impl CodecConfig {
     ) {
         let (fb_transport_cc, fb_fir, fb_nack, fb_pli, fb_remb) = if codec.is_video() {
             (true, true, true, true, true)
+        } else if codec.is_video_fec() {
+            // Feedback is the protected codec's.
+            (false, false, false, false, false)
         } else {
             (true, false, false, false, false)
         };
@@ -368,6 +375,32 @@ impl CodecConfig {
         self.red_distances = sane.into_boxed_slice();
     }
 
+    /// Enable RED (`red/90000`, with RTX) and ULPFEC (`ulpfec/90000`) on video lines:
+    /// what a browser sends when it protects its video by forward error correction.
+    /// Only in RTP mode: packets arrive as they came, RED payload type and all.
+    pub fn enable_video_fec(&mut self, enabled: bool) {
+        self.params.retain(|c| !c.spec.codec.is_video_fec());
+        if !enabled {
+            return;
+        }
+        self.add_config(
+            PT_VIDEO_RED,
+            Some(PT_VIDEO_RED_RTX),
+            Codec::Red,
+            Frequency::NINETY_KHZ,
+            None,
+            FormatParams::default(),
+        );
+        self.add_config(
+            PT_ULPFEC,
+            None,
+            Codec::Ulpfec,
+            Frequency::NINETY_KHZ,
+            None,
+            FormatParams::default(),
+        );
+    }
+
     /// Add a default VP8 payload type.
     pub fn enable_vp8(&mut self, enabled: bool) {
         self.params.retain(|c| c.spec.codec != Codec::Vp8);
@@ -575,7 +608,7 @@ impl CodecConfig {
 
         self.params.iter().filter(move |p| {
             if kind == MediaKind::Video {
-                p.spec.codec.is_video()
+                p.spec.codec.is_video() || p.spec.codec.is_video_fec()
             } else {
                 p.spec.codec.is_audio()
                     || (p.spec.codec.is_tele()

@@ -378,6 +378,7 @@ impl CodecPacketizer {
             Codec::Tele => CodecPacketizer::Tele(TelephoneEventPacketizer),
             Codec::Rtx => panic!("Cant instantiate packetizer for RTX codec"),
             Codec::Red => panic!("Cant instantiate packetizer for RED codec"),
+            Codec::Ulpfec => panic!("Cant instantiate packetizer for ULPFEC"),
             Codec::Unknown => panic!("Cant instantiate packetizer for unknown codec"),
         }
     }
@@ -429,6 +430,7 @@ impl From<Codec> for CodecDepacketizer {
             Codec::Tele => CodecDepacketizer::Tele(TelephoneEventDepacketizer::default()),
             Codec::Rtx => panic!("Cant instantiate depacketizer for RTX codec"),
             Codec::Red => panic!("Cant instantiate depacketizer for RED codec"),
+            Codec::Ulpfec => panic!("Cant instantiate depacketizer for ULPFEC"),
             Codec::Unknown => panic!("Cant instantiate depacketizer for unknown codec"),
         }
     }

@@ -126,7 +126,8 @@ impl RtpHeader {
         Some(&buf[..unpadded_len])
     }
 
-    pub(crate) fn parse(buf: &[u8], exts: &ExtensionMap) -> Option<RtpHeader> {
+    /// Parses an RTP header (with its extensions, by `exts`) from the start of `buf`.
+    pub fn parse(buf: &[u8], exts: &ExtensionMap) -> Option<RtpHeader> {
         let orig_len = buf.len();
         if buf.len() < 12 {
             trace!("RTP header too short < 12: {}", buf.len());
@@ -930,3 +931,9 @@ mod test {
         assert_eq!(Ok(vec![]), truncate(vec![]));
     }
 }
+
+/// The bytes of a received packet's header after its fixed 12 (CSRCs and the extension
+/// block) exactly as they came, in [`ExtensionValues::user_values`] of video RED packets
+/// in RTP mode: forward error correction (ULPFEC, RFC 5109) protects them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtpHeaderTail(pub Box<[u8]>);

@@ -17,7 +17,7 @@ pub use mtime::Frequency;
 pub use mtime::MediaTime;
 
 mod header;
-pub use header::RtpHeader;
+pub use header::{RtpHeader, RtpHeaderTail};
 pub(crate) use header::{extend_u7, extend_u8, extend_u15, extend_u16, extend_u32};
 
 mod srtp;

@@ -404,6 +404,11 @@ impl MediaLine {
                 c.codec.is_audio()
                     || c.codec.is_video()
                     || (c.codec.is_tele() && self.pts.contains(pt))
+                    // Video RED and ULPFEC are payload formats of their own on a video
+                    // line (audio RED is folded onto its codec below).
+                    || (c.codec.is_video_fec()
+                        && self.typ == MediaType::Video
+                        && self.pts.contains(pt))
             })
             .filter_map(|(pt, c)| {
                 let mut p = PayloadParams::new(*pt, None, (*c).into());

@@ -501,6 +501,15 @@ impl StreamRx {
     /// Record that `seq_no` was rebuilt from RED redundancy. It was never on the wire, so it is
     /// not counted as received (reception reports still show the loss), but it must neither be
     /// NACKed nor recovered again.
+    /// Packet `seq_no` was recovered by the application (from forward error correction):
+    /// it is not NACKed, and a retransmission of it that comes later is not delivered.
+    /// Reception reports still count it lost (it was lost on the wire).
+    pub fn mark_recovered(&mut self, seq_no: SeqNo) {
+        if let Some(register) = &mut self.register {
+            register.mark_recovered(seq_no);
+        }
+    }
+
     pub(crate) fn mark_red_recovered(&mut self, seq_no: SeqNo, time: u64) {
         if let Some(register) = &mut self.register {
             register.mark_recovered(seq_no);
