@@ -162,6 +162,8 @@ pub struct Receiver {
     media: BTreeMap<u64, Option<Protected>>,
     fec: VecDeque<Fec>,
     newest: u64,
+    /// The first sequence number seen: nothing before it is known to be missing.
+    first: Option<u64>,
 }
 
 impl Receiver {
@@ -198,6 +200,14 @@ impl Receiver {
 
     fn see(&mut self, seq: u64) {
         self.newest = self.newest.max(seq);
+        self.first = Some(self.first.map_or(seq, |f| f.min(seq)));
+    }
+
+    /// The oldest packet whose absence means it is missing (older ones may have been
+    /// received and let go).
+    fn floor(&self) -> u64 {
+        let window = self.newest.saturating_sub(WINDOW - 1);
+        self.first.map_or(window, |f| f.max(window))
     }
 
     fn prune(&mut self) {
@@ -214,7 +224,13 @@ impl Receiver {
 
     fn group(&self, f: &Fec) -> Group {
         let (mut missing, mut unknown) = (None, 0);
+        let floor = self.floor();
         for s in f.protected() {
+            if s < floor {
+                // Let go of (or before the first packet): the group cannot be summed.
+                unknown += 1;
+                continue;
+            }
             match self.media.get(&s) {
                 None if missing.is_some() => return Group::Waiting,
                 None => missing = Some(s),
@@ -296,44 +312,55 @@ impl Receiver {
     }
 }
 
+/// An FEC payload (level 0, without a RED header) protecting `group`: packets by
+/// sequence number, in order, the first one the base, spanning at most 48 (a 48-bit mask
+/// when more than 16). What a sender builds (RFC 5109 section 7); the tests send it.
+pub fn encode(group: &[(u16, &Protected)]) -> Vec<u8> {
+    let Some(base) = group.first().map(|(s, _)| *s) else {
+        return Vec::new();
+    };
+    let span = group
+        .iter()
+        .map(|(s, _)| s.wrapping_sub(base))
+        .max()
+        .unwrap_or(0);
+    let long = span >= 16;
+    let bits = if long { 48 } else { 16 };
+    let protection = group.iter().map(|(_, p)| p.body.len()).max().unwrap_or(0);
+    let (mut b0, mut b1, mut ts, mut len) = (0u8, 0u8, 0u32, 0u16);
+    let mut body = vec![0u8; protection];
+    let mut mask = 0u64;
+    for (s, p) in group {
+        b0 ^= p.b0;
+        b1 ^= p.b1;
+        ts ^= p.ts;
+        len ^= p.body.len() as u16;
+        for (d, x) in body.iter_mut().zip(p.body.iter()) {
+            *d ^= x;
+        }
+        let i = u64::from(s.wrapping_sub(base)).min(bits - 1);
+        mask |= 1 << (bits - 1 - i);
+    }
+    // E = 0; L says the mask's length.
+    b0 = (b0 & 0x3f) | if long { 0x40 } else { 0 };
+    let mut v = vec![b0, b1];
+    v.extend_from_slice(&base.to_be_bytes());
+    v.extend_from_slice(&ts.to_be_bytes());
+    v.extend_from_slice(&len.to_be_bytes());
+    v.extend_from_slice(&(protection as u16).to_be_bytes());
+    if long {
+        v.extend_from_slice(&((mask >> 32) as u16).to_be_bytes());
+        v.extend_from_slice(&(mask as u32).to_be_bytes());
+    } else {
+        v.extend_from_slice(&(mask as u16).to_be_bytes());
+    }
+    v.extend_from_slice(&body);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An FEC payload protecting `group` (level 0), as RFC 5109 section 7 builds it.
-    fn encode(group: &[(u16, &Protected)], long: bool) -> Vec<u8> {
-        let base = group[0].0;
-        let protection = group.iter().map(|(_, p)| p.body.len()).max().unwrap();
-        let (mut b0, mut b1, mut ts, mut len) = (0u8, 0u8, 0u32, 0u16);
-        let mut body = vec![0u8; protection];
-        let mut mask = 0u64;
-        let bits = if long { 48 } else { 16 };
-        for (s, p) in group {
-            b0 ^= p.b0;
-            b1 ^= p.b1;
-            ts ^= p.ts;
-            len ^= p.body.len() as u16;
-            for (d, x) in body.iter_mut().zip(p.body.iter()) {
-                *d ^= x;
-            }
-            mask |= 1 << (bits - 1 - u64::from(s.wrapping_sub(base)));
-        }
-        // E = 0, L as asked.
-        b0 = (b0 & 0x3f) | if long { 0x40 } else { 0 };
-        let mut v = vec![b0, b1];
-        v.extend_from_slice(&base.to_be_bytes());
-        v.extend_from_slice(&ts.to_be_bytes());
-        v.extend_from_slice(&len.to_be_bytes());
-        v.extend_from_slice(&(protection as u16).to_be_bytes());
-        if long {
-            v.extend_from_slice(&((mask >> 32) as u16).to_be_bytes());
-            v.extend_from_slice(&(mask as u32).to_be_bytes());
-        } else {
-            v.extend_from_slice(&(mask as u16).to_be_bytes());
-        }
-        v.extend_from_slice(&body);
-        v
-    }
 
     fn packet(i: u8, len: usize, marker: bool) -> Protected {
         // One-byte header extensions (X set): 0xBEDE, 1 word, then the payload.
@@ -357,7 +384,7 @@ mod tests {
             .enumerate()
             .map(|(i, p)| (1000 + i as u16, p))
             .collect();
-        let fec = encode(&group, false);
+        let fec = encode(&group);
         let mut r = Receiver::default();
         // Packet 1002 is lost; the FEC packet comes after the group.
         for s in [0usize, 1, 3] {
@@ -381,7 +408,7 @@ mod tests {
             .enumerate()
             .map(|(i, p)| (7 + i as u16, p))
             .collect();
-        let fec = encode(&group, false);
+        let fec = encode(&group);
         let mut r = Receiver::default();
         assert!(r.on_media(7, Some(ps[0].clone())).is_empty());
         // Two missing: nothing yet.
@@ -401,8 +428,8 @@ mod tests {
             .map(|(i, p)| (65530u16.wrapping_add(i as u16), p))
             .collect();
         // FEC A protects packets 0..20 (long mask), FEC B 0..40.
-        let a = encode(&all[..20], true);
-        let b = encode(&all, true);
+        let a = encode(&all[..20]);
+        let b = encode(&all);
         let mut r = Receiver::default();
         let ext = |i: usize| 65530u64 + i as u64;
         // Lost: 3 and 25.
@@ -427,7 +454,7 @@ mod tests {
             .enumerate()
             .map(|(i, p)| (100 + i as u16, p))
             .collect();
-        let fec = encode(&group, false);
+        let fec = encode(&group);
         let mut r = Receiver::default();
         r.on_media(100, Some(ps[0].clone()));
         // 101 came as a retransmission: received, but not as FEC saw it.
@@ -456,12 +483,33 @@ mod tests {
             .enumerate()
             .map(|(i, p)| (20 + i as u16, p))
             .collect();
-        let fec = encode(&group, false);
+        let fec = encode(&group);
         let mut long = ps[0].clone();
         long.body = vec![7u8; 200].into();
         r.on_media(20, Some(long));
         assert!(r.on_fec(22, &fec).unwrap().is_empty());
         assert!(r.fec.is_empty());
+    }
+
+    #[test]
+    fn a_group_reaching_before_what_is_kept_recovers_nothing() {
+        let ps: Vec<Protected> = (0..2).map(|i| packet(i, 30, false)).collect();
+        let group: Vec<(u16, &Protected)> = ps
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (50 + i as u16, p))
+            .collect();
+        let fec = encode(&group);
+        let mut r = Receiver::default();
+        // The stream was first seen at 51: 50 is not known to be missing.
+        r.on_media(51, Some(ps[1].clone()));
+        assert!(r.on_fec(52, &fec).unwrap().is_empty());
+        // An FEC packet for one packet let go long ago does not bring it back.
+        let one = encode(&group[..1]);
+        for s in 52..700 {
+            r.on_media(s, Some(packet(3, 10, false)));
+        }
+        assert!(r.on_fec(700, &one).unwrap().is_empty());
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct Client {
     pub mids: Vec<(Mid, MediaKind)>,
 }
 
+/// Sees a datagram from a client (by index) to a core; `false` drops it.
+pub type Intercept = Box<dyn FnMut(usize, &[u8]) -> bool>;
+
 /// Cores and clients on one virtual network.
 pub struct Net {
     pub now: Instant,
@@ -43,6 +46,8 @@ pub struct Net {
     pub core_events: Vec<CoreEvent>,
     /// Drop every datagram from a client to a core whose index is in this list.
     pub blackhole: Vec<usize>,
+    /// Sees every datagram from a client (by index) to a core; `false` drops it.
+    pub intercept: Option<Intercept>,
     /// Called with `true` just before a core handles a client's datagram and with `false`
     /// once its outbox is taken (the allocation test counts in between).
     pub around_core_input: Option<fn(bool)>,
@@ -109,6 +114,7 @@ impl Net {
             created: Vec::new(),
             core_events: Vec::new(),
             blackhole: Vec::new(),
+            intercept: None,
             around_core_input: None,
             around_core: None,
             lossy_clients: Vec::new(),
@@ -430,6 +436,11 @@ impl Net {
                             continue;
                         }
                         let data: Vec<u8> = t.contents.into();
+                        if let Some(see) = self.intercept.as_mut() {
+                            if !see(ci, &data) {
+                                continue;
+                            }
+                        }
                         if let Some(hook) = self.around_core_input {
                             hook(true);
                         }
@@ -568,9 +579,26 @@ impl Net {
 
     /// Writes one RTP packet from an RTP-mode client (for codecs str0m cannot packetize).
     pub fn write_rtp(&mut self, client: usize, kind: MediaKind, seq: u64, ts: u32, payload: &[u8]) {
-        let c = &mut self.clients[client];
+        let c = &self.clients[client];
         let mid = c.mids.iter().find(|(_, k)| *k == kind).unwrap().0;
         let pt = c.rtc.media(mid).unwrap().remote_pts()[0];
+        self.write_rtp_as(client, kind, pt, seq, ts, payload, true);
+    }
+
+    /// Writes one RTP packet of payload type `pt` from an RTP-mode client.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_rtp_as(
+        &mut self,
+        client: usize,
+        kind: MediaKind,
+        pt: Pt,
+        seq: u64,
+        ts: u32,
+        payload: &[u8],
+        marker: bool,
+    ) {
+        let c = &mut self.clients[client];
+        let mid = c.mids.iter().find(|(_, k)| *k == kind).unwrap().0;
         let mut api = c.rtc.direct_api();
         if api.stream_tx_by_mid(mid, None).is_none() {
             let ssrc = api.new_ssrc();
@@ -578,7 +606,8 @@ impl Net {
         }
         let tx = api.stream_tx_by_mid(mid, None).unwrap();
         tx.write_rtp(
-            str0m::rtp::RtpWrite::new(pt, seq.into(), ts, self.now, payload.to_vec()).marker(true),
+            str0m::rtp::RtpWrite::new(pt, seq.into(), ts, self.now, payload.to_vec())
+                .marker(marker),
         );
         self.pump_client(client);
     }

@@ -1,0 +1,180 @@
+//! Video RED and ULPFEC from a publisher, on a virtual network and clock: the answer
+//! takes them, the publication does not list them, a RED-wrapped VP8 packet reaches the
+//! subscriber unwrapped, a packet lost on the way in comes back from the FEC packet that
+//! follows it (header extensions as sent), and the FEC packet itself leaves no gap in the
+//! subscriber's sequence numbers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
+
+mod common;
+
+use common::{pt_of, publish, subscribe, Net};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use str0m::format::Codec;
+use str0m::media::MediaKind;
+use str0m::Rtc;
+use switchyard_dataplane::packet::ulpfec::{self, Protected};
+
+/// A publisher's datagram seen on its way: sequence number and bytes.
+type Captured = (u16, Vec<u8>);
+
+/// Sequence number of the packet lost on the way in.
+const LOST: u16 = 103;
+
+/// A VP8 payload: descriptor (start of partition 0), then a keyframe's first bytes when
+/// `key`, then filler that differs per packet.
+fn vp8(i: u8, key: bool) -> Vec<u8> {
+    let mut v = vec![0x10];
+    if key {
+        v.extend_from_slice(&[0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
+    } else {
+        v.extend_from_slice(&[0x51, 0x02, 0x00]);
+    }
+    v.extend((0..300 + 40 * usize::from(i)).map(|k| (k as u8) ^ i));
+    v
+}
+
+/// The bytes ULPFEC protects of a captured (SRTP) datagram whose payload is `media`
+/// with payload type `pt`: the header is in the clear.
+fn protected_of(datagram: &[u8], pt: u8, media: &[u8]) -> Protected {
+    let cc = usize::from(datagram[0] & 0x0f);
+    let mut len = 12 + 4 * cc;
+    if datagram[0] & 0x10 != 0 {
+        let words = u16::from_be_bytes([datagram[len + 2], datagram[len + 3]]);
+        len += 4 + 4 * usize::from(words);
+    }
+    let mut body = datagram[12..len].to_vec();
+    body.extend_from_slice(media);
+    Protected {
+        b0: datagram[0],
+        b1: (datagram[1] & 0x80) | pt,
+        ts: u32::from_be_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]),
+        body: body.into(),
+    }
+}
+
+/// Lets `ms` of network time pass (str0m's pacer sends what was written).
+fn settle(net: &mut Net, ms: u64) {
+    let until = net.now + Duration::from_millis(ms);
+    while net.now < until {
+        net.step(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_lost_video_packet_is_recovered_from_the_publishers_ulpfec() {
+    let mut net = Net::new(1, 0.0);
+    let mut config = Rtc::builder().set_rtp_mode(true);
+    config.codec_config().enable_video_fec(true);
+    let (p, offer) = net.client_with("publisher", true, config);
+    assert!(offer.contains("ulpfec/90000"), "{offer}");
+    let (_, specs) = net
+        .connect(0, p, offer, "pub", publish(true, true), vec![])
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(p)));
+    let vmid = net.clients[p].mids[1].0;
+    // The answer took RED and ULPFEC; the publication lists neither (players get VP8).
+    let (red, fec, vp8_pt) = (
+        pt_of(&net, p, vmid, Codec::Red),
+        pt_of(&net, p, vmid, Codec::Ulpfec),
+        pt_of(&net, p, vmid, Codec::Vp8),
+    );
+    assert!(specs[0]
+        .params
+        .iter()
+        .all(|c| !c.spec().codec.is_video_fec()));
+    let (s, offer) = net.client("sub", false, true);
+    net.connect(0, s, offer, "sub", subscribe("sub"), specs.clone())
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
+    assert!(!net.clients[s]
+        .rtc
+        .codec_config()
+        .params()
+        .iter()
+        .any(|c| c.spec().codec == Codec::Ulpfec));
+
+    // Every RED datagram of the publisher is seen (its header is in the clear); LOST is
+    // dropped on the way.
+    let seen: Rc<RefCell<Vec<Captured>>> = Rc::default();
+    let log = seen.clone();
+    let red_pt = *red;
+    net.intercept = Some(Box::new(move |client, d| {
+        if client != p || d.len() < 12 || d[1] & 0x7f != red_pt {
+            return true;
+        }
+        let seq = u16::from_be_bytes([d[2], d[3]]);
+        log.borrow_mut().push((seq, d.to_vec()));
+        seq != LOST
+    }));
+
+    // Four VP8 packets of one picture in RED (the primary block's header: its PT), then
+    // an FEC packet (in RED) protecting all four.
+    let media: Vec<Vec<u8>> = (0..4).map(|i| vp8(i, i == 0)).collect();
+    for (i, m) in media.iter().enumerate() {
+        let mut payload = vec![*vp8_pt];
+        payload.extend_from_slice(m);
+        net.write_rtp_as(
+            p,
+            MediaKind::Video,
+            red,
+            101 + i as u64,
+            9000,
+            &payload,
+            i == 3,
+        );
+    }
+    settle(&mut net, 50);
+    let captured = seen.borrow().clone();
+    assert_eq!(captured.len(), 4, "the four media packets went out");
+    let protected: Vec<(u16, Protected)> = captured
+        .iter()
+        .zip(&media)
+        .map(|((seq, d), m)| (*seq, protected_of(d, *vp8_pt, m)))
+        .collect();
+    let group: Vec<(u16, &Protected)> = protected.iter().map(|(s, p)| (*s, p)).collect();
+    let mut payload = vec![*fec];
+    payload.extend_from_slice(&ulpfec::encode(&group));
+    net.write_rtp_as(p, MediaKind::Video, red, 105, 9000, &payload, false);
+    settle(&mut net, 50);
+    // The next picture.
+    let next = vp8(9, false);
+    let mut payload = vec![*vp8_pt];
+    payload.extend_from_slice(&next);
+    net.write_rtp_as(p, MediaKind::Video, red, 106, 12000, &payload, true);
+    settle(&mut net, 300);
+
+    // In sequence order (the recovered packet is sent when the FEC packet comes, after
+    // the one that follows it; the subscriber's jitter buffer puts it back in place).
+    let mut got: Vec<(u64, Vec<u8>, bool)> = net
+        .rtp_packets(s)
+        .iter()
+        .filter(|r| r.payload.len() > 100)
+        .map(|r| (*r.seq_no, r.payload.to_vec(), r.header.marker))
+        .collect();
+    got.sort_by_key(|g| g.0);
+    let want: Vec<&Vec<u8>> = media.iter().chain([&next]).collect();
+    // Each payload by its place among what was sent (None: not sent like this).
+    let places: Vec<Option<usize>> = got
+        .iter()
+        .map(|(_, p, _)| want.iter().position(|w| *w == p))
+        .collect();
+    assert_eq!(
+        places,
+        [Some(0), Some(1), Some(2), Some(3), Some(4)],
+        "plain VP8, the lost packet recovered in its place"
+    );
+    // Consecutive: neither the loss nor the FEC packet leaves a gap.
+    for w in got.windows(2) {
+        assert_eq!(w[1].0, w[0].0 + 1);
+    }
+    // Recovered with its header as sent: the marker bit (from the FEC sum) on the
+    // picture's last packet only.
+    let markers: Vec<bool> = got.iter().map(|g| g.2).collect();
+    assert_eq!(markers, [false, false, false, true, true]);
+    let m = &net.metrics[0];
+    assert_eq!(m.fec_received.load(Ordering::Relaxed), 1);
+    assert_eq!(m.fec_recovered.load(Ordering::Relaxed), 1);
+}
