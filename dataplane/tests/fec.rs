@@ -110,8 +110,22 @@ fn a_lost_video_packet_is_recovered_from_the_publishers_ulpfec() {
         seq != LOST
     }));
 
-    // Four VP8 packets of one picture in RED (the primary block's header: its PT), then
-    // an FEC packet (in RED) protecting all four.
+    // The stream is sending FEC: an FEC packet (in RED, the primary block's header its
+    // PT) for a packet from before the stream began, which recovers nothing.
+    let before = Protected {
+        b0: 0x80,
+        b1: *vp8_pt,
+        ts: 6000,
+        body: vp8(7, false).into(),
+    };
+    let mut payload = vec![*fec];
+    payload.extend_from_slice(&ulpfec::encode(&[(99, &before)]));
+    net.write_rtp_as(p, MediaKind::Video, red, 100, 6000, &payload, false);
+    settle(&mut net, 50);
+    assert!(seen.borrow().iter().any(|(s, _)| *s == 100));
+    seen.borrow_mut().clear();
+
+    // Four VP8 packets of one picture in RED, then an FEC packet protecting all four.
     let media: Vec<Vec<u8>> = (0..4).map(|i| vp8(i, i == 0)).collect();
     for (i, m) in media.iter().enumerate() {
         let mut payload = vec![*vp8_pt];
@@ -175,6 +189,6 @@ fn a_lost_video_packet_is_recovered_from_the_publishers_ulpfec() {
     let markers: Vec<bool> = got.iter().map(|g| g.2).collect();
     assert_eq!(markers, [false, false, false, true, true]);
     let m = &net.metrics[0];
-    assert_eq!(m.fec_received.load(Ordering::Relaxed), 1);
+    assert_eq!(m.fec_received.load(Ordering::Relaxed), 2);
     assert_eq!(m.fec_recovered.load(Ordering::Relaxed), 1);
 }

@@ -139,7 +139,11 @@ impl Core {
                 }
             }
         } else if inner.spec().codec.is_video() {
-            let protected = protected(&pkt.header, *inner.pt(), block);
+            let protected = if receiver.wants_bytes(*pkt.seq) {
+                protected(&pkt.header, *inner.pt(), block)
+            } else {
+                None
+            };
             let r = receiver.on_media(*pkt.seq, protected);
             pkt.payload = Arc::from(block);
             pkt.header.payload_type = inner.pt();

@@ -20,8 +20,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-/// How far back (in sequence numbers) media packets are kept for recovery.
-pub const WINDOW: u64 = 512;
+/// How far back (in sequence numbers) media packets are kept for recovery: four times
+/// the most one FEC packet protects (48).
+pub const WINDOW: u64 = 192;
+
+/// A stream that has sent no FEC packet for this many packets (or never) is not sent
+/// FEC: its packets' bytes are not kept (browsers wrap every packet in RED once ULPFEC is
+/// negotiated, and add FEC only when loss and round trip call for it).
+pub const DORMANT: u64 = 2048;
 
 /// At most this many FEC packets wait for their groups (a flood of them is cut).
 pub const MAX_PENDING_FEC: usize = 64;
@@ -164,9 +170,17 @@ pub struct Receiver {
     newest: u64,
     /// The first sequence number seen: nothing before it is known to be missing.
     first: Option<u64>,
+    /// The sequence number of the last FEC packet.
+    last_fec: Option<u64>,
 }
 
 impl Receiver {
+    /// Whether media packet `seq`'s bytes are worth keeping: the stream has sent FEC
+    /// lately. Otherwise [`Receiver::on_media`] is told `None` (saving the copy).
+    pub fn wants_bytes(&self, seq: u64) -> bool {
+        self.last_fec.is_some_and(|f| seq <= f + DORMANT)
+    }
+
     /// A media packet arrived (its protected bytes, or `None` when they are not known as
     /// sent). Returns the packets it let FEC recover.
     pub fn on_media(&mut self, seq: u64, p: Option<Protected>) -> Vec<(u64, Protected)> {
@@ -187,6 +201,7 @@ impl Receiver {
     pub fn on_fec(&mut self, seq: u64, payload: &[u8]) -> Result<Vec<(u64, Protected)>, FecError> {
         let fec = Fec::parse(seq, payload)?;
         self.see(seq);
+        self.last_fec = Some(self.last_fec.map_or(seq, |f| f.max(seq)));
         if fec.newest() + WINDOW <= self.newest {
             return Ok(Vec::new());
         }
@@ -510,6 +525,24 @@ mod tests {
             r.on_media(s, Some(packet(3, 10, false)));
         }
         assert!(r.on_fec(700, &one).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bytes_are_kept_only_while_the_stream_sends_fec() {
+        let mut r = Receiver::default();
+        assert!(!r.wants_bytes(1));
+        let ps: Vec<Protected> = (0..2).map(|i| packet(i, 30, false)).collect();
+        let group: Vec<(u16, &Protected)> = ps
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (1 + i as u16, p))
+            .collect();
+        r.on_media(1, None);
+        r.on_media(2, None);
+        r.on_fec(3, &encode(&group)).unwrap();
+        assert!(r.wants_bytes(4));
+        assert!(r.wants_bytes(3 + DORMANT));
+        assert!(!r.wants_bytes(4 + DORMANT));
     }
 
     #[test]
