@@ -42,10 +42,15 @@ test("lost video packets of a publisher are recovered from its ULPFEC", async ()
     const fec = (await metric(svc, "fec_received_total")) - start.fec;
     const recovered = (await metric(svc, "fec_recovered_total")) - start.recovered;
     const malformed = await metricValue(svc.metrics, "switchyard_dataplane_drops_total", 'reason="malformed"');
-    console.log(`after ${((Date.now() - t0) / 1000).toFixed(0)} s of 5 % loss: ${dropped} packets dropped on the way in, ${fec} FEC packets received, ${recovered} packets recovered; player decoded ${after.frames - before.frames} frames in 10 s (${after.freezes - before.freezes} freezes)`);
+    // A recovered packet that came back with another payload type than its codec's
+    // would be dropped as a codec mismatch.
+    const mismatched = await metricValue(svc.metrics, "switchyard_dataplane_drops_total", 'reason="codec_mismatch"');
+    const lost = await player.evaluate(async () => { for (const s of (await window.sy.pcs[0].getStats()).values()) if (s.type === "inbound-rtp" && s.kind === "video") return s.packetsLost; return -1; });
+    console.log(`after ${((Date.now() - t0) / 1000).toFixed(0)} s of 5 % loss: ${dropped} packets dropped on the way in, ${fec} FEC packets received, ${recovered} packets recovered; player decoded ${after.frames - before.frames} frames in 10 s (${after.freezes - before.freezes} freezes), lost ${lost} video packets in all; ${mismatched} codec mismatches`);
     assert.ok(fec > 0);
     // Every FEC packet was taken (a misread header would count as malformed).
     assert.equal(malformed, 0);
+    assert.equal(mismatched, 0);
     // The player goes on decoding what the server forwards, recovered packets and all.
     assert.ok(after.frames - before.frames > 50, `player decoded ${after.frames - before.frames} frames in 10 s`);
     assert.ok(after.width > 0);
