@@ -1,8 +1,9 @@
 //! Micro-benchmarks of the forwarding path's hot functions: SRTP protect/unprotect with
 //! each crypto backend str0m offers without a system library (aws-lc-rs, which the
 //! dataplane uses, and RustCrypto), the RTP sequence/timestamp rewrite,
-//! and the routing lookups a datagram goes through (classify, peer by address,
-//! subscribers by publication).
+//! the routing lookups a datagram goes through (classify, peer by address,
+//! subscribers by publication), and ULPFEC: keeping a protected packet, and recovering one
+//! from a group of ten.
 //!
 //! `cargo bench -p switchyard-dataplane --bench hot_path`
 
@@ -15,6 +16,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use str0m::crypto::{AeadAes128Gcm, Aes128CmSha1_80};
 use switchyard_dataplane::demux::{classify, PacketClass};
+use switchyard_dataplane::packet::ulpfec::{self, Protected};
 use switchyard_dataplane::rewrite::Rewriter;
 
 const PAYLOAD: usize = 1160;
@@ -217,5 +219,54 @@ fn routing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, srtp, rewrite, routing);
+fn fec(c: &mut Criterion) {
+    // Ten packets of 1,160 bytes after a 20-byte header tail, one FEC packet over them.
+    let packets: Vec<Protected> = (0..10u8)
+        .map(|i| Protected {
+            b0: 0x90,
+            b1: 96 | if i == 9 { 0x80 } else { 0 },
+            ts: 9000,
+            body: vec![i; 20 + PAYLOAD].into(),
+        })
+        .collect();
+    let group: Vec<(u16, &Protected)> = packets.iter().zip(100u16..).map(|(p, s)| (s, p)).collect();
+    let fec = ulpfec::encode(&group);
+    let mut g = c.benchmark_group("ulpfec");
+    g.throughput(Throughput::Elements(1));
+    // What every packet of a stream that sends FEC costs: its bytes copied and kept.
+    let mut seq = 1000u64;
+    let mut r = ulpfec::Receiver::default();
+    r.on_fec(999, &fec).ok();
+    g.bench_function("keep_one_packet", |b| {
+        b.iter(|| {
+            seq += 1;
+            let p = Protected {
+                body: packets[0].body.to_vec().into(),
+                ..packets[0].clone()
+            };
+            black_box(r.on_media(seq, Some(p)))
+        })
+    });
+    // Nine of ten arrived, then the FEC packet: the tenth comes back.
+    g.bench_function("recover_one_of_ten", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut r = ulpfec::Receiver::default();
+                for (i, p) in packets.iter().enumerate().skip(1) {
+                    r.on_media(100 + i as u64, Some(p.clone()));
+                }
+                r
+            },
+            |r| {
+                let got = r.on_fec(110, black_box(&fec)).unwrap_or_default();
+                assert_eq!(got.len(), 1);
+                black_box(got)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, srtp, rewrite, routing, fec);
 criterion_main!(benches);

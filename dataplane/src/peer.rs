@@ -147,12 +147,14 @@ pub fn only(params: &[PayloadParams], offer: &str) -> CodecConfig {
     c
 }
 
-/// Whether an offer lists a RED (RFC 2198) payload type.
+/// Whether an offer lists an audio RED (RFC 2198) payload type (not video's
+/// `red/90000`).
 pub fn offers_red(offer: &str) -> bool {
     offer.lines().any(|l| {
         l.strip_prefix("a=rtpmap:")
             .and_then(|m| m.split_whitespace().nth(1))
-            .is_some_and(|enc| enc.to_ascii_lowercase().starts_with("red/"))
+            .map(|enc| enc.trim_end_matches('\r').to_ascii_lowercase())
+            .is_some_and(|enc| enc.starts_with("red/") && enc != "red/90000")
     })
 }
 
@@ -408,6 +410,20 @@ mod tests {
             .collect();
         names.dedup();
         assert_eq!(&names[..3], &[Codec::Vp9, Codec::Vp8, Codec::Av1]);
+        // Video RED and ULPFEC only where both are offered; audio RED apart from them.
+        let video_fec = "a=rtpmap:116 red/90000\r\na=rtpmap:118 ulpfec/90000\r\n";
+        assert!(offers_video_fec(video_fec));
+        assert!(!offers_red(video_fec));
+        assert!(!offers_video_fec("a=rtpmap:116 red/90000\r\n"));
+        assert!(offers_red("a=rtpmap:63 red/48000/2\r\n"));
+        let fec = |o: &str| {
+            all_codecs_preferring(o)
+                .params()
+                .iter()
+                .filter(|p| p.spec().codec.is_video_fec())
+                .count()
+        };
+        assert_eq!((fec(video_fec), fec("")), (2, 0));
         // Without an offer: Switchyard's own order, every codec.
         let all = all_codecs().params().len();
         assert_eq!(all_codecs_preferring("").params().len(), all);

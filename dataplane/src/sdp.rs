@@ -16,7 +16,8 @@ pub struct Section {
     pub mid: Option<String>,
     /// Whether its port is 0 already.
     pub rejected: bool,
-    /// Whether it lists a RED (RFC 2198) payload type.
+    /// Whether it is an audio section that lists a RED (RFC 2198) payload type (video
+    /// RED is unwrapped at the publisher's core, never passed on).
     pub red: bool,
 }
 
@@ -55,7 +56,8 @@ pub fn sections(sdp: &str) -> Result<Vec<Section>, SdpError> {
             last.mid = Some(mid.trim().to_string());
         } else if let (Some(map), Some(last)) = (line.strip_prefix("a=rtpmap:"), out.last_mut()) {
             let encoding = map.split_whitespace().nth(1).unwrap_or("");
-            last.red |= encoding.to_ascii_lowercase().starts_with("red/");
+            last.red |= last.kind == Some(MediaKind::Audio)
+                && encoding.to_ascii_lowercase().starts_with("red/");
         }
     }
     Ok(out)

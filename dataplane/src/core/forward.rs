@@ -122,6 +122,10 @@ impl Core {
         let receiver = match binding.fec.iter().position(|(s, _)| *s == ssrc) {
             Some(i) => &mut binding.fec[i].1,
             None => {
+                // A stream per simulcast layer; one that a renegotiation replaced goes.
+                if binding.fec.len() >= MAX_LAYERS {
+                    binding.fec.remove(0);
+                }
                 binding.fec.push((ssrc, ulpfec::Receiver::default()));
                 let last = binding.fec.len() - 1;
                 &mut binding.fec[last].1
