@@ -247,12 +247,12 @@ fn fec(c: &mut Criterion) {
             black_box(r.on_media(seq, Some(p)))
         })
     });
-    // Nine of ten arrived, then the FEC packet: the tenth comes back.
+    // Nine of ten arrived, then the FEC packet: the sixth comes back.
     g.bench_function("recover_one_of_ten", |b| {
         b.iter_batched_ref(
             || {
                 let mut r = ulpfec::Receiver::default();
-                for (i, p) in packets.iter().enumerate().skip(1) {
+                for (i, p) in packets.iter().enumerate().filter(|(i, _)| *i != 5) {
                     r.on_media(100 + i as u64, Some(p.clone()));
                 }
                 r
