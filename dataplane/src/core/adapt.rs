@@ -148,7 +148,9 @@ impl Core {
         // Below what it wants for a while: ask for a probe. str0m probes when the desired
         // rate rises above the estimate, so every other round raises it a little, and
         // the estimate can climb faster than additive increase after an early dip.
-        let short = peer.estimate.is_some_and(|e| e * 10 < desired * 8);
+        // Short is anything below what the last up switch needs (`desired` less its 5 %):
+        // an estimate just under it would otherwise wait on additive increase alone.
+        let short = peer.estimate.is_some_and(|e| e * 21 < desired * 20);
         if short && now >= peer.next_probe {
             peer.next_probe = now + PROBE_EVERY;
             peer.probe_round = !peer.probe_round;
