@@ -90,16 +90,8 @@ pub fn all_codecs() -> CodecConfig {
 /// (for SVC) or H.264 first publishes in it.
 pub fn all_codecs_preferring(offer: &str) -> CodecConfig {
     let mut order: Vec<&str> = Vec::new();
-    for line in offer.lines() {
-        let Some(map) = line.trim_end_matches('\r').strip_prefix("a=rtpmap:") else {
-            continue;
-        };
-        let name = map
-            .split_whitespace()
-            .nth(1)
-            .and_then(|enc| enc.split('/').next())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+    for enc in encodings(offer) {
+        let name = enc.split('/').next().unwrap_or("");
         if let Some(known) = CODECS.iter().find(|c| **c == name) {
             if !order.contains(known) {
                 order.push(known);
@@ -124,15 +116,20 @@ pub fn all_codecs_preferring(offer: &str) -> CodecConfig {
     c
 }
 
+/// The encodings an SDP's `a=rtpmap` lines name, lower case (`vp8/90000`,
+/// `red/48000/2`), in order.
+fn encodings(sdp: &str) -> impl Iterator<Item = String> + '_ {
+    sdp.lines().filter_map(|l| {
+        l.trim_end_matches('\r')
+            .strip_prefix("a=rtpmap:")
+            .and_then(|m| m.split_whitespace().nth(1))
+            .map(|enc| enc.to_ascii_lowercase())
+    })
+}
+
 /// Whether an offer lists video RED and ULPFEC (`red/90000`, `ulpfec/90000`).
 pub fn offers_video_fec(offer: &str) -> bool {
-    let has = |name: &str| {
-        offer.lines().any(|l| {
-            l.strip_prefix("a=rtpmap:")
-                .and_then(|m| m.split_whitespace().nth(1))
-                .is_some_and(|enc| enc.trim_end_matches('\r').eq_ignore_ascii_case(name))
-        })
-    };
+    let has = |name: &str| encodings(offer).any(|enc| enc == name);
     has("red/90000") && has("ulpfec/90000")
 }
 
@@ -150,12 +147,7 @@ pub fn only(params: &[PayloadParams], offer: &str) -> CodecConfig {
 /// Whether an offer lists an audio RED (RFC 2198) payload type (not video's
 /// `red/90000`).
 pub fn offers_red(offer: &str) -> bool {
-    offer.lines().any(|l| {
-        l.strip_prefix("a=rtpmap:")
-            .and_then(|m| m.split_whitespace().nth(1))
-            .map(|enc| enc.trim_end_matches('\r').to_ascii_lowercase())
-            .is_some_and(|enc| enc.starts_with("red/") && enc != "red/90000")
-    })
+    encodings(offer).any(|enc| enc.starts_with("red/") && enc != "red/90000")
 }
 
 /// A packet's dependency descriptor as it came (see [`crate::packet::dependency`]): read
