@@ -74,35 +74,18 @@ impl Core {
             payload,
             arrival: timestamp,
         };
-        let red = self.peers.get(&key).is_some_and(|p| {
-            let pt = pkt.header.payload_type;
-            (p.rtc.codec_config().params().iter())
-                .any(|c| c.pt() == pt && c.spec().codec == Codec::Red)
-        });
-        if red {
-            self.receive_video_red(key, pkt);
-        } else {
-            self.pass_on(key, pkt, false);
-        }
+        self.pass_on(key, pkt, false);
     }
 
-    /// A video RED packet: a media packet's payload, unwrapped, or an FEC packet, used
-    /// here and left out by every subscription (see [`ulpfec`]). The packets it let FEC
-    /// recover go on first (they are older).
+    /// A video RED packet (from [`Core::pass_on`]): a media packet's payload, unwrapped,
+    /// or an FEC packet, used here and left out by every subscription (see [`ulpfec`]).
+    /// The packets it let FEC recover go on first (they are older).
     fn receive_video_red(&mut self, key: PeerKey, mut pkt: Received) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
         let ssrc = pkt.header.ssrc;
-        let Some(mid) = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
-            self.metrics.dropped(DropReason::NotRoutable);
-            return;
-        };
-        let Some(binding) = peer
-            .pubs
-            .iter_mut()
-            .find(|b| b.media.iter().any(|(m, _)| *m == mid))
-        else {
+        let Some((mid, binding)) = section_of(&mut peer.rtc, &mut peer.pubs, ssrc) else {
             self.metrics.dropped(DropReason::NotRoutable);
             return;
         };
@@ -209,15 +192,7 @@ impl Core {
             return;
         };
         let ssrc = pkt.header.ssrc;
-        let Some(mid) = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
-            self.metrics.dropped(DropReason::NotRoutable);
-            return;
-        };
-        let Some(binding) = peer
-            .pubs
-            .iter_mut()
-            .find(|b| b.media.iter().any(|(m, _)| *m == mid))
-        else {
+        let Some((mid, binding)) = section_of(&mut peer.rtc, &mut peer.pubs, ssrc) else {
             self.metrics.dropped(DropReason::NotRoutable);
             return;
         };
@@ -243,6 +218,12 @@ impl Core {
             self.metrics.dropped(DropReason::CodecMismatch);
             return;
         };
+        // Video RED is unwrapped first (an FEC packet comes back with `fec`, its payload
+        // type still RED's).
+        if params.spec().codec == Codec::Red && !fec {
+            self.receive_video_red(key, pkt);
+            return;
+        }
         // RED: its primary block, for subscribers that did not negotiate RED.
         let primary = if red {
             match crate::packet::red::primary(&pkt.payload) {
@@ -668,6 +649,19 @@ impl Core {
             self.drain(key, now);
         }
     }
+}
+
+/// The publishing section a received stream belongs to: its mid and its binding.
+fn section_of<'a>(
+    rtc: &mut Rtc,
+    pubs: &'a mut [PubBinding],
+    ssrc: Ssrc,
+) -> Option<(Mid, &'a mut PubBinding)> {
+    let mid = rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid())?;
+    let binding = pubs
+        .iter_mut()
+        .find(|b| b.media.iter().any(|(m, _)| *m == mid))?;
+    Some((mid, binding))
 }
 
 /// A publisher's packet as forwarding reads it: from str0m, or recovered from FEC.
