@@ -377,6 +377,14 @@ pub fn encode(group: &[(u16, &Protected)]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// `ps` numbered from `first` on (wrapping), as [`encode`] takes a group.
+    fn numbered(ps: &[Protected], first: u16) -> Vec<(u16, &Protected)> {
+        ps.iter()
+            .zip(0u16..)
+            .map(|(p, i)| (first.wrapping_add(i), p))
+            .collect()
+    }
+
     fn packet(i: u8, len: usize, marker: bool) -> Protected {
         // One-byte header extensions (X set): 0xBEDE, 1 word, then the payload.
         let mut body = vec![0xbe, 0xde, 0x00, 0x01, 0x10, i, 0, 0];
@@ -394,11 +402,7 @@ mod tests {
         let ps: Vec<Protected> = (0..4)
             .map(|i| packet(i, 100 + 37 * i as usize, i == 3))
             .collect();
-        let group: Vec<(u16, &Protected)> = ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (1000 + i as u16, p))
-            .collect();
+        let group = numbered(&ps, 1000);
         let fec = encode(&group);
         let mut r = Receiver::default();
         // Packet 1002 is lost; the FEC packet comes after the group.
@@ -418,11 +422,7 @@ mod tests {
         let ps: Vec<Protected> = (0..3)
             .map(|i| packet(i, 50 * (i as usize + 1), false))
             .collect();
-        let group: Vec<(u16, &Protected)> = ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (7 + i as u16, p))
-            .collect();
+        let group = numbered(&ps, 7);
         let fec = encode(&group);
         let mut r = Receiver::default();
         assert!(r.on_media(7, Some(ps[0].clone())).is_empty());
@@ -437,11 +437,7 @@ mod tests {
         let ps: Vec<Protected> = (0..40)
             .map(|i| packet(i, 20 + i as usize, i % 5 == 4))
             .collect();
-        let all: Vec<(u16, &Protected)> = ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (65530u16.wrapping_add(i as u16), p))
-            .collect();
+        let all = numbered(&ps, 65530);
         // FEC A protects packets 0..20 (long mask), FEC B 0..40.
         let a = encode(&all[..20]);
         let b = encode(&all);
@@ -464,11 +460,7 @@ mod tests {
     #[test]
     fn a_packet_whose_bytes_are_unknown_stops_recovery_instead_of_corrupting_it() {
         let ps: Vec<Protected> = (0..3).map(|i| packet(i, 80, false)).collect();
-        let group: Vec<(u16, &Protected)> = ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (100 + i as u16, p))
-            .collect();
+        let group = numbered(&ps, 100);
         let fec = encode(&group);
         let mut r = Receiver::default();
         r.on_media(100, Some(ps[0].clone()));
@@ -493,11 +485,7 @@ mod tests {
         assert_eq!(r.on_fec(5, &p).unwrap_err(), FecError::TooLong);
         // A group member longer than the protection length does not add up.
         let ps: Vec<Protected> = (0..2).map(|i| packet(i, 10, false)).collect();
-        let group: Vec<(u16, &Protected)> = ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (20 + i as u16, p))
-            .collect();
+        let group = numbered(&ps, 20);
         let fec = encode(&group);
         let mut long = ps[0].clone();
         long.body = vec![7u8; 200].into();
@@ -509,11 +497,7 @@ mod tests {
     #[test]
     fn a_group_reaching_before_what_is_kept_recovers_nothing() {
         let ps: Vec<Protected> = (0..2).map(|i| packet(i, 30, false)).collect();
-        let group: Vec<(u16, &Protected)> = ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (50 + i as u16, p))
-            .collect();
+        let group = numbered(&ps, 50);
         let fec = encode(&group);
         let mut r = Receiver::default();
         // The stream was first seen at 51: 50 is not known to be missing.
@@ -532,11 +516,7 @@ mod tests {
         let mut r = Receiver::default();
         assert!(!r.wants_bytes(1));
         let ps: Vec<Protected> = (0..2).map(|i| packet(i, 30, false)).collect();
-        let group: Vec<(u16, &Protected)> = ps
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (1 + i as u16, p))
-            .collect();
+        let group = numbered(&ps, 1);
         r.on_media(1, None);
         r.on_media(2, None);
         r.on_fec(3, &encode(&group)).unwrap();
