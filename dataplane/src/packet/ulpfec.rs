@@ -328,49 +328,15 @@ impl Receiver {
 }
 
 /// An FEC payload (level 0, without a RED header) protecting `group`: packets by
-/// sequence number, in order, the first one the base, spanning at most 48 (a 48-bit mask
-/// when more than 16). What a sender builds (RFC 5109 section 7); the tests send it.
+/// sequence number, the first one the base, spanning at most 48 (a 48-bit mask when more
+/// than 16). What a sender builds (RFC 5109 section 7), with str0m's encoder, the one
+/// subscriptions are protected with; the tests send it.
 pub fn encode(group: &[(u16, &Protected)]) -> Vec<u8> {
-    let Some(base) = group.first().map(|(s, _)| *s) else {
-        return Vec::new();
-    };
-    let span = group
-        .iter()
-        .map(|(s, _)| s.wrapping_sub(base))
-        .max()
-        .unwrap_or(0);
-    let long = span >= 16;
-    let bits = if long { 48 } else { 16 };
-    let protection = group.iter().map(|(_, p)| p.body.len()).max().unwrap_or(0);
-    let (mut b0, mut b1, mut ts, mut len) = (0u8, 0u8, 0u32, 0u16);
-    let mut body = vec![0u8; protection];
-    let mut mask = 0u64;
-    for (s, p) in group {
-        b0 ^= p.b0;
-        b1 ^= p.b1;
-        ts ^= p.ts;
-        len ^= p.body.len() as u16;
-        for (d, x) in body.iter_mut().zip(p.body.iter()) {
-            *d ^= x;
-        }
-        let i = u64::from(s.wrapping_sub(base)).min(bits - 1);
-        mask |= 1 << (bits - 1 - i);
+    let mut e = str0m::rtp::UlpfecEncoder::new();
+    for (seq, p) in group {
+        e.add(*seq, p.b0, p.b1, p.ts, &[&p.body]);
     }
-    // E = 0; L says the mask's length.
-    b0 = (b0 & 0x3f) | if long { 0x40 } else { 0 };
-    let mut v = vec![b0, b1];
-    v.extend_from_slice(&base.to_be_bytes());
-    v.extend_from_slice(&ts.to_be_bytes());
-    v.extend_from_slice(&len.to_be_bytes());
-    v.extend_from_slice(&(protection as u16).to_be_bytes());
-    if long {
-        v.extend_from_slice(&((mask >> 32) as u16).to_be_bytes());
-        v.extend_from_slice(&(mask as u32).to_be_bytes());
-    } else {
-        v.extend_from_slice(&(mask as u16).to_be_bytes());
-    }
-    v.extend_from_slice(&body);
-    v
+    e.finish_to_vec().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -536,5 +502,44 @@ mod tests {
             r.media.first_key_value().map(|(s, _)| *s),
             Some(2000 - WINDOW)
         );
+    }
+
+    // str0m's encoder, which sends subscriptions their FEC (its own tests are not built).
+    #[test]
+    fn one_packet_xors_to_itself() {
+        let mut e = str0m::rtp::UlpfecEncoder::new();
+        e.add(7, 0x90, 0x80 | 96, 3000, &[&[1, 2], &[3, 4, 5]]);
+        let v = e.finish_to_vec().unwrap();
+        assert_eq!(&v[..2], &[0x10, 0x80 | 96]);
+        assert_eq!(&v[2..4], &7u16.to_be_bytes());
+        assert_eq!(&v[4..8], &3000u32.to_be_bytes());
+        assert_eq!(&v[8..10], &5u16.to_be_bytes());
+        assert_eq!(&v[10..12], &5u16.to_be_bytes());
+        assert_eq!(&v[12..14], &0x8000u16.to_be_bytes());
+        assert_eq!(&v[14..], &[1, 2, 3, 4, 5]);
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn a_wide_group_takes_the_long_mask_and_a_far_packet_starts_anew() {
+        let mut e = str0m::rtp::UlpfecEncoder::new();
+        e.add(65_530, 0x80, 96, 1, &[&[0xff; 9]]);
+        e.add(14, 0x80, 96, 2, &[&[0x0f; 20]]);
+        assert_eq!(e.len(), 2);
+        let v = e.finish_to_vec().unwrap();
+        assert_eq!(v[0] & 0x40, 0x40, "L set");
+        assert_eq!(&v[14..18], &(1u32 << 27).to_be_bytes()[..]);
+        assert_eq!(v.len(), 18 + 20);
+        assert_eq!(v[18], 0xf0);
+        assert_eq!(v[18 + 19], 0x0f);
+        e.add(1, 0x80, 96, 1, &[&[1]]);
+        e.add(49, 0x80, 96, 1, &[&[2]]);
+        assert_eq!(e.len(), 1, "49 is past the mask: a new group");
+        assert_eq!(
+            e.finish(&mut [0; 4]),
+            0,
+            "too short a buffer drops the group"
+        );
+        assert!(e.is_empty());
     }
 }

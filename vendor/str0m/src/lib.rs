@@ -796,8 +796,9 @@ pub mod rtp {
     pub use crate::rtp_::{Extension, ExtensionMap, ExtensionSerializer};
 
     pub use crate::packet::{
-        RedBlock, RedDecoder, RedEncoder, RedundantBlock, Vp8Descriptor, Vp8DescriptorError,
-        Vp8Patch, Vp8PatchBuilder, Vp8PatchError,
+        RedBlock, RedDecoder, RedEncoder, RedundantBlock, ULPFEC_MAX_OVERHEAD, ULPFEC_MAX_SPAN,
+        UlpfecEncoder, Vp8Descriptor, Vp8DescriptorError, Vp8Patch, Vp8PatchBuilder,
+        Vp8PatchError,
     };
     pub use crate::rtp_::{RtpHeader, RtpHeaderTail, SeqNo, Ssrc, VideoOrientation};
     pub use crate::streams::{

@@ -52,6 +52,9 @@ mod red;
 pub(crate) use red::{MAX_RED_RECOVERY_DEPTH, RedSender, red_same_pt_blocks};
 pub use red::{RedBlock, RedDecoder, RedEncoder, RedundantBlock};
 
+mod ulpfec;
+pub use ulpfec::{ULPFEC_MAX_OVERHEAD, ULPFEC_MAX_SPAN, UlpfecEncoder};
+
 mod vp8;
 pub use vp8::Vp8CodecExtra;
 pub use vp8::Vp8Descriptor;

@@ -59,6 +59,9 @@ pub struct RtpPacket {
 
     vp8_patch: Option<Vp8Patch>,
 
+    /// Its part in video forward error correction, when written with one.
+    pub(crate) fec: FecRole,
+
     /// str0m server timestamp.
     ///
     /// This timestamp has nothing to do with RTP itself. For outgoing packets, this is when
@@ -76,6 +79,20 @@ pub struct RtpPacket {
     /// This is often false for audio, but might also be false for discardable frames when
     /// using temporal encoding as in a VP8 simulcast situation.
     pub(crate) nackable: bool,
+}
+
+/// A written packet's part in video forward error correction (RED with ULPFEC).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum FecRole {
+    /// A plain packet.
+    #[default]
+    None,
+    /// Media inside RED, one block of this payload type, protected by the stream's
+    /// ULPFEC.
+    Protected(Pt),
+    /// An ULPFEC packet of this payload type (inside RED) over the protected packets
+    /// sent since the last one.
+    Fec(Pt),
 }
 
 /// Event when an encoded stream is considered paused/unpaused.
@@ -110,6 +127,7 @@ impl RtpPacket {
             },
             payload: Arc::default(), // This payload is never used. See RtpHeader::create_padding_packet
             vp8_patch: None,
+            fec: FecRole::None,
             nackable: false,
             last_sender_info: None,
             timestamp: already_happened(),

@@ -17,6 +17,7 @@ use crate::stats::{MediaIngressStats, RemoteEgressStats, StatsSnapshot};
 use crate::util::{InstantExt, SystemTimeExt};
 use crate::util::{already_happened, calculate_rtt};
 
+use super::FecRole;
 use super::RtpPacket;
 use super::StreamPaused;
 use super::register::ReceiverRegister;
@@ -636,6 +637,7 @@ impl StreamRx {
             header,
             payload,
             vp8_patch: None,
+            fec: FecRole::None,
             nackable: false,
             last_sender_info: self.sender_info.as_ref().map(|l| l.info),
             timestamp: now,

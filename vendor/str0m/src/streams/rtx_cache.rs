@@ -85,6 +85,7 @@ mod test {
     use crate::rtp_::RtpHeader;
 
     use super::*;
+    use crate::streams::FecRole;
 
     fn after(now: Instant, millis: u64) -> Instant {
         now + Duration::from_millis(millis)
@@ -97,6 +98,7 @@ mod test {
             time: MediaTime::from_90khz(0),
             payload: millis.to_be_bytes().into(),
             vp8_patch: None,
+            fec: FecRole::None,
             timestamp: after(now, millis),
             last_sender_info: None,
             nackable: true,

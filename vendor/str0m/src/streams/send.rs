@@ -14,7 +14,7 @@ use crate::media::MediaKind;
 use crate::pacer::QueuePriority;
 use crate::pacer::QueueSnapshot;
 use crate::pacer::QueueState;
-use crate::packet::Vp8Patch;
+use crate::packet::{UlpfecEncoder, Vp8Patch};
 use crate::rtp_::MidRid;
 use crate::rtp_::{Bitrate, Descriptions, Extension, ExtensionMap, ExtensionValues, Frequency};
 use crate::rtp_::{MAX_BLANK_PADDING_PAYLOAD_SIZE, Sdes, SdesType};
@@ -26,7 +26,7 @@ use crate::stats::StatsSnapshot;
 use crate::util::value_history::ValueHistory;
 use crate::util::{InstantExt, already_happened, not_happening};
 
-use super::RtpPacket;
+use super::{FecRole, RtpPacket};
 use super::rtx_cache::RtxCache;
 use super::send_queue::SendQueue;
 use super::send_stats::StreamTxStats;
@@ -179,6 +179,10 @@ pub struct StreamTx {
 
     /// MTU warn threshold; used to cap spurious-padding RTX cache lookups.
     mtu_warn: usize,
+
+    /// Switchyard: the running XOR of the RED packets sent since the last ULPFEC packet,
+    /// made with the first packet written with [`RtpWrite::red`].
+    ulpfec: Option<UlpfecEncoder>,
 }
 
 /// RTP packet data to enqueue on a direct RTP send stream.
@@ -200,6 +204,7 @@ pub struct RtpWrite {
     csrc_count: usize,
     csrc: [u32; 15],
     vp8_patch: Option<Vp8Patch>,
+    fec: FecRole,
 }
 
 impl RtpWrite {
@@ -305,6 +310,7 @@ impl RtpWrite {
             csrc_count: 0,
             csrc: [0; 15],
             vp8_patch: None,
+            fec: FecRole::None,
         }
     }
 
@@ -349,6 +355,26 @@ impl RtpWrite {
         self.vp8_patch = Some(patch);
         self
     }
+
+    /// Sends the payload inside RED (RFC 2198), as one block of payload type `media_pt`;
+    /// the write's own payload type is the video RED one (`red/90000`). The stream's ULPFEC
+    /// protects the packet as sent (see [`RtpWrite::ulpfec`]); a resend carries the RED
+    /// header too (RTX of RED).
+    pub fn red(mut self, media_pt: Pt) -> Self {
+        self.fec = FecRole::Protected(media_pt);
+        self
+    }
+
+    /// Makes this an ULPFEC packet (RFC 5109, level 0) of payload type `ulpfec_pt` inside
+    /// RED (the write's payload type is RED's), protecting every packet written with
+    /// [`RtpWrite::red`] on this stream since the last one, as they were sent. Its payload
+    /// is built when it is sent (the write's own is ignored: give an empty one); it is
+    /// never resent, and not sent at all when no packet waits for protection.
+    pub fn ulpfec(mut self, ulpfec_pt: Pt) -> Self {
+        self.fec = FecRole::Fec(ulpfec_pt);
+        self.nackable = false;
+        self
+    }
 }
 
 impl StreamTx {
@@ -390,6 +416,7 @@ impl StreamTx {
             remote_acked_ssrc: false,
             remote_acked_rtx_ssrc: false,
             mtu_warn,
+            ulpfec: None,
         }
     }
 
@@ -506,7 +533,11 @@ impl StreamTx {
             csrc_count,
             csrc,
             vp8_patch,
+            fec,
         } = rtp;
+
+        // An FEC packet is never resent.
+        let nackable = nackable && !matches!(fec, FecRole::Fec(_));
 
         let first_call = self.rtp_and_wallclock.is_none();
 
@@ -541,6 +572,7 @@ impl StreamTx {
             header,
             payload,
             vp8_patch,
+            fec,
             nackable,
             // The overall idea for str0m is to only drive time forward from handle_input. If we
             // used a "now" argument to write_rtp(), we effectively get a second point that also need
@@ -579,6 +611,17 @@ impl StreamTx {
         let ssrc_rtx = self.rtx;
         let remote_acked_ssrc = self.remote_acked_ssrc;
         let remote_acked_rtx_ssrc = self.remote_acked_rtx_ssrc;
+
+        // An ULPFEC packet with nothing to protect is not sent (the packets it would have
+        // covered all went before it in the queue).
+        let head_is_fec = self
+            .send_queue
+            .peek()
+            .is_some_and(|p| matches!(p.fec, FecRole::Fec(_)));
+        if head_is_fec && self.ulpfec.as_ref().is_none_or(|e| e.is_empty()) {
+            self.send_queue.pop(now);
+            return None;
+        }
 
         let (next, is_padding) = if let Some(next) = self.poll_packet_resend(now) {
             (next, false)
@@ -736,9 +779,21 @@ impl StreamTx {
         }
 
         let pkt = &next.pkt;
+        let fec_role = pkt.fec;
 
         let body_len = match next.kind {
+            // Built below, once the stream is free to be borrowed.
+            NextPacketKind::Regular if matches!(fec_role, FecRole::Fec(_)) => 0,
             NextPacketKind::Regular | NextPacketKind::Resend(_) => {
+                // Inside RED: its one-byte header (the last block, F clear) first.
+                let red_len = match fec_role {
+                    FecRole::Protected(media_pt) => {
+                        body_out[0] = *media_pt & 0x7f;
+                        body_out = &mut body_out[1..];
+                        1
+                    }
+                    _ => 0,
+                };
                 let body_len = pkt.payload.len();
                 if let Some(patch) = pkt.vp8_patch.as_ref() {
                     patch.copy_to(pkt.payload.as_ref(), &mut body_out[..body_len]);
@@ -751,7 +806,7 @@ impl StreamTx {
                 // to protect_rtp), and RTP-level padding breaks SFUs that
                 // re-marshal forwarded packets without it while keeping the P
                 // bit (observed with LiveKit -> Chrome, str0m issue #1014)
-                body_len + original_seq_len
+                red_len + body_len + original_seq_len
             }
             NextPacketKind::Blank(len) => {
                 let len = RtpHeader::create_padding_packet(
@@ -787,8 +842,37 @@ impl StreamTx {
         }
 
         let seq_no = next.seq_no;
-        if next.kind == NextPacketKind::Regular {
+        let kind = next.kind;
+        if kind == NextPacketKind::Regular {
             self.last_sent_seq_no = seq_no;
+        }
+
+        // ULPFEC: a protected packet joins the group as sent (its media payload type, no
+        // RED header); an FEC packet's payload is the group's XOR.
+        let mut body_len = body_len;
+        match (kind, fec_role) {
+            (NextPacketKind::Regular, FecRole::Protected(media_pt)) => {
+                let enc = self.ulpfec.get_or_insert_with(UlpfecEncoder::new);
+                let b1 = (buf[1] & 0x80) | (*media_pt & 0x7f);
+                enc.add(
+                    header.sequence_number,
+                    buf[0],
+                    b1,
+                    header.timestamp,
+                    &[&buf[12..header_len], &buf[header_len + 1..]],
+                );
+            }
+            (NextPacketKind::Regular, FecRole::Fec(ulpfec_pt)) => {
+                buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+                buf[header_len] = *ulpfec_pt & 0x7f;
+                let n = self
+                    .ulpfec
+                    .as_mut()
+                    .map_or(0, |e| e.finish(&mut buf[header_len + 1..]));
+                body_len = 1 + n;
+                buf.truncate(header_len + body_len);
+            }
+            _ => {}
         }
 
         self.last_used = now;

@@ -221,6 +221,7 @@ mod test {
     use crate::rtp_::RtpHeader;
 
     use super::*;
+    use crate::streams::FecRole;
 
     #[test]
     fn peek_pop_no_timestamp() {
@@ -232,6 +233,7 @@ mod test {
             header: RtpHeader::default(),
             payload: [].into(),
             vp8_patch: None,
+            fec: FecRole::None,
             timestamp: Instant::now(),
             last_sender_info: None,
             nackable: true,
@@ -268,6 +270,7 @@ mod test {
             header: RtpHeader::default(),
             payload: [42, 42].into(),
             vp8_patch: None,
+            fec: FecRole::None,
             timestamp: start,
             last_sender_info: None,
             nackable: true,
@@ -306,6 +309,7 @@ mod test {
             header: RtpHeader::default(),
             payload: [0; 10].into(),
             vp8_patch: None,
+            fec: FecRole::None,
             timestamp: start,
             last_sender_info: None,
             nackable: true,
@@ -316,6 +320,7 @@ mod test {
             header: RtpHeader::default(),
             payload: [1; 10].into(),
             vp8_patch: None,
+            fec: FecRole::None,
             timestamp: start,
             last_sender_info: None,
             nackable: true,
@@ -326,6 +331,7 @@ mod test {
             header: RtpHeader::default(),
             payload: [1; 10].into(),
             vp8_patch: None,
+            fec: FecRole::None,
             timestamp: start,
             last_sender_info: None,
             nackable: true,
