@@ -31,6 +31,7 @@ pub mod overload;
 pub mod packet;
 pub mod padding;
 pub mod peer;
+pub mod protection;
 pub mod rewrite;
 pub mod sdp;
 pub mod setup;

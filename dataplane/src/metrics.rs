@@ -90,6 +90,8 @@ pub struct CoreMetrics {
     pub fec_received: AtomicU64,
     /// Publishers' video packets lost on their way in and recovered from ULPFEC.
     pub fec_recovered: AtomicU64,
+    /// ULPFEC packets sent to subscribers whose paths lose packets.
+    pub fec_sent: AtomicU64,
     /// NACKs received from subscribers (answered from the send cache with RTX).
     pub nacks_received: AtomicU64,
     /// NACKs sent to publishers for packets lost on their way in.
@@ -249,7 +251,7 @@ type Field = fn(&CoreMetrics) -> &AtomicU64;
 /// Prometheus text for every core.
 pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, Field); 14] = [
+    let counters: [(&str, &str, Field); 15] = [
         (
             "switchyard_dataplane_packets_in_total",
             "Datagrams received",
@@ -292,6 +294,11 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             "switchyard_dataplane_fec_recovered_total",
             "Publishers' video packets lost on the way in and recovered from ULPFEC",
             |m| &m.fec_recovered,
+        ),
+        (
+            "switchyard_dataplane_fec_sent_total",
+            "ULPFEC packets sent to subscribers whose paths lose packets (inside video RED)",
+            |m| &m.fec_sent,
         ),
         (
             "switchyard_dataplane_nacks_received_total",

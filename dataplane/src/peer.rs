@@ -14,7 +14,7 @@ use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::{Codec, CodecConfig, PayloadParams};
-use str0m::media::{MediaKind as StrKind, Mid, Rid, Rids};
+use str0m::media::{MediaKind as StrKind, Mid, Pt, Rid, Rids};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionSerializer, ExtensionValues, Ssrc};
 use str0m::{Candidate, Rtc};
 use switchyard_dataplane_api::{ErrorCode, MediaKind, RpcError, Track};
@@ -133,7 +133,9 @@ pub fn offers_video_fec(offer: &str) -> bool {
     has("red/90000") && has("ulpfec/90000")
 }
 
-/// Exactly a publication's codecs (RED only when the client's `offer` lists it).
+/// Exactly a publication's codecs (RED only when the client's `offer` lists it), and
+/// video RED with ULPFEC where the client offers both, for protecting its video (see
+/// [`crate::protection`]).
 pub fn only(params: &[PayloadParams], offer: &str) -> CodecConfig {
     let mut c = CodecConfig::new_from_payload_params(params.to_vec());
     let opus = params.iter().any(|p| p.spec().codec == Codec::Opus);
@@ -141,7 +143,39 @@ pub fn only(params: &[PayloadParams], offer: &str) -> CodecConfig {
         // str0m would answer RED to a client that did not offer it.
         c.enable_opus(true, false);
     }
+    let video = params.iter().any(|p| p.spec().codec.is_video());
+    if video && offers_video_fec(offer) {
+        c.enable_video_fec(true);
+        // Not where the publication's own payload types already use RED's or ULPFEC's
+        // numbers (a client other than a browser may).
+        let mut pts: Vec<u8> = c
+            .params()
+            .iter()
+            .flat_map(|p| [Some(p.pt()), p.resend()])
+            .flatten()
+            .map(|pt| *pt)
+            .collect();
+        let all = pts.len();
+        pts.sort_unstable();
+        pts.dedup();
+        if pts.len() != all {
+            c.enable_video_fec(false);
+        }
+    }
     c
+}
+
+/// The video RED and ULPFEC payload types section `mid` negotiated, if both.
+pub fn negotiated_video_fec(rtc: &Rtc, mid: Mid) -> Option<(Pt, Pt)> {
+    let pts = rtc.media(mid)?.remote_pts();
+    let find = |codec: Codec| {
+        rtc.codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == codec && pts.contains(&p.pt()))
+            .map(|p| p.pt())
+    };
+    Some((find(Codec::Red)?, find(Codec::Ulpfec)?))
 }
 
 /// Whether an offer lists an audio RED (RFC 2198) payload type (not video's

@@ -16,6 +16,10 @@
 //! before them, so the subscriber sees no gap to NACK. The skipped numbers of the last
 //! [`SKIP_WINDOW`] packets are kept exactly (a late packet is placed right); older ones
 //! only as a count.
+//!
+//! It may also add packets of its own (FEC packets protecting the subscriber's stream):
+//! [`Rewriter::insert_after`] gives one the number after the newest packet, and later
+//! packets move up by one; a late packet still lands in its own slot.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -53,6 +57,11 @@ pub struct Rewriter {
     skipped: VecDeque<u64>,
     /// … and how many older ones there were.
     skipped_before: u64,
+    /// Input sequence numbers of the current source after which a packet of the
+    /// subscription's own went out, ascending, within [`SKIP_WINDOW`] of the newest …
+    inserted: VecDeque<u64>,
+    /// … and how many older ones there were.
+    inserted_before: u64,
 }
 
 impl Rewriter {
@@ -66,6 +75,8 @@ impl Rewriter {
             last: None,
             skipped: VecDeque::new(),
             skipped_before: 0,
+            inserted: VecDeque::new(),
+            inserted_before: 0,
         }
     }
 
@@ -93,6 +104,39 @@ impl Rewriter {
         self.skipped_before + self.skipped.partition_point(|s| *s < seq) as u64
     }
 
+    /// How many packets of the subscription's own went out before `seq`.
+    fn inserted_below(&self, seq: u64) -> u64 {
+        self.inserted_before + self.inserted.partition_point(|s| *s < seq) as u64
+    }
+
+    /// A packet of the subscription's own goes out right after packet `seq` of `ssrc`,
+    /// which must be the newest one sent: returns its extended outgoing sequence number
+    /// (later packets move up by one), or `None` when `seq` is not the newest.
+    pub fn insert_after(&mut self, ssrc: u32, seq: u64) -> Option<u64> {
+        let src = self.source.filter(|s| s.ssrc == ssrc)?;
+        if seq < src.first_in_seq || self.inserted.back().is_some_and(|b| *b >= seq) {
+            return None;
+        }
+        let out = self.outgoing(&src, seq);
+        let (last, ts, at) = self.last?;
+        if last != out {
+            return None;
+        }
+        self.inserted.push_back(seq);
+        while self.inserted.front().is_some_and(|f| f + SKIP_WINDOW < seq) {
+            self.inserted.pop_front();
+            self.inserted_before += 1;
+        }
+        self.last = Some((out + 1, ts, at));
+        Some(out + 1)
+    }
+
+    fn outgoing(&self, src: &Source, seq: u64) -> u64 {
+        seq.wrapping_add(src.seq_offset)
+            .wrapping_sub(self.skipped_below(seq))
+            .wrapping_add(self.inserted_below(seq))
+    }
+
     /// Rewrites one packet from `ssrc` with extended sequence number `seq` and timestamp
     /// `ts`, arriving at `now`. `None` means drop it (older than the subscription).
     pub fn rewrite(&mut self, ssrc: u32, seq: u64, ts: u32, now: Instant) -> Option<Rewritten> {
@@ -103,14 +147,13 @@ impl Rewriter {
         if seq < src.first_in_seq {
             return None;
         }
-        if self.skipped.back().is_some_and(|b| seq + SKIP_WINDOW < *b) {
-            // Too late to be placed among the skipped ones.
+        let late = |v: &VecDeque<u64>| v.back().is_some_and(|b| seq + SKIP_WINDOW < *b);
+        if late(&self.skipped) || late(&self.inserted) {
+            // Too late to be placed among the skipped or added ones.
             return None;
         }
         let out = Rewritten {
-            seq: seq
-                .wrapping_add(src.seq_offset)
-                .wrapping_sub(self.skipped_below(seq)),
+            seq: self.outgoing(&src, seq),
             ts: ts.wrapping_add(src.ts_offset),
         };
         match self.last {
@@ -148,6 +191,8 @@ impl Rewriter {
         self.source = Some(src);
         self.skipped.clear();
         self.skipped_before = 0;
+        self.inserted.clear();
+        self.inserted_before = 0;
         src
     }
 }
@@ -251,6 +296,29 @@ mod tests {
         }
         let after = r.rewrite(2, 9_002 + 2 * SKIP_WINDOW, 0, t0).unwrap();
         assert_eq!(after.seq, 507);
+    }
+
+    #[test]
+    fn added_packets_move_later_ones_up_and_late_ones_keep_their_slot() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000, 100);
+        assert_eq!(r.rewrite(1, 10, 0, t0).unwrap().seq, 100);
+        assert_eq!(r.insert_after(1, 10), Some(101));
+        assert_eq!(r.insert_after(1, 10), None, "one after each packet");
+        assert_eq!(r.insert_after(2, 10), None, "not the current source");
+        // 11 is lost upstream; 12 comes, a packet of our own after it.
+        assert_eq!(r.rewrite(1, 12, 0, t0).unwrap().seq, 103);
+        assert_eq!(r.insert_after(1, 11), None, "11 is not the newest");
+        assert_eq!(r.insert_after(1, 12), Some(104));
+        r.skip(1, 13);
+        assert_eq!(r.rewrite(1, 14, 0, t0).unwrap().seq, 105);
+        // The repair of 11 lands in its slot, between the two added packets.
+        assert_eq!(r.rewrite(1, 11, 0, t0).unwrap().seq, 102);
+        assert_eq!(r.insert_after(1, 11), None);
+        // A new source continues after the last packet, added ones included.
+        assert_eq!(r.insert_after(1, 14), Some(106));
+        assert_eq!(r.rewrite(2, 500, 0, t0).unwrap().seq, 107);
+        assert_eq!(r.rewrite(2, 501, 0, t0).unwrap().seq, 108);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct Section {
     /// Whether it is an audio section that lists a RED (RFC 2198) payload type (video
     /// RED is unwrapped at the publisher's core, never passed on).
     pub red: bool,
+    /// Whether some payload type of it asks for NACKs (`a=rtcp-fb:<pt> nack`, not
+    /// `nack pli`).
+    pub nack: bool,
 }
 
 /// Why an offer was refused before str0m saw it.
@@ -51,9 +54,13 @@ pub fn sections(sdp: &str) -> Result<Vec<Section>, SdpError> {
                 mid: None,
                 rejected,
                 red: false,
+                nack: false,
             });
         } else if let (Some(mid), Some(last)) = (line.strip_prefix("a=mid:"), out.last_mut()) {
             last.mid = Some(mid.trim().to_string());
+        } else if let (Some(fb), Some(last)) = (line.strip_prefix("a=rtcp-fb:"), out.last_mut()) {
+            let mut words = fb.split_whitespace().skip(1);
+            last.nack |= words.next() == Some("nack") && words.next().is_none();
         } else if let (Some(map), Some(last)) = (line.strip_prefix("a=rtpmap:"), out.last_mut()) {
             let encoding = map.split_whitespace().nth(1).unwrap_or("");
             last.red |= last.kind == Some(MediaKind::Audio)
@@ -148,6 +155,15 @@ mod tests {
         assert_eq!(s[0].kind, Some(MediaKind::Audio));
         assert_eq!(s[1].mid.as_deref(), Some("1"));
         assert_eq!(s[2].kind, None);
+    }
+
+    #[test]
+    fn reads_which_sections_ask_for_nacks() {
+        let video = |fb: &str| format!("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n{fb}");
+        let nack = |fb: &str| sections(&video(fb)).unwrap()[0].nack;
+        assert!(nack("a=rtcp-fb:96 nack\r\n"));
+        assert!(!nack("a=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 goog-remb\r\n"));
+        assert!(!nack(""));
     }
 
     #[test]

@@ -1,8 +1,13 @@
-//! Video RED and ULPFEC from a publisher, on a virtual network and clock: the answer
-//! takes them, the publication does not list them, a RED-wrapped VP8 packet reaches the
-//! subscriber unwrapped, a packet lost on the way in comes back from the FEC packet that
-//! follows it (header extensions as sent), and the FEC packet itself leaves no gap in the
-//! subscriber's sequence numbers.
+//! Video RED and ULPFEC, on a virtual network and clock.
+//!
+//! From a publisher: the answer takes them, the publication does not list them, a
+//! RED-wrapped VP8 packet reaches the subscriber unwrapped, a packet lost on the way in
+//! comes back from the FEC packet that follows it (header extensions as sent), and the
+//! FEC packet itself leaves no gap in the subscriber's sequence numbers.
+//!
+//! To a subscriber: one whose path loses packets (and that does not NACK) gets its video
+//! inside RED with FEC packets of its own, from which it rebuilds what it lost, byte for
+//! byte; one on a clean path gets plain video.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic
 
 mod common;
@@ -14,8 +19,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use str0m::format::Codec;
 use str0m::media::MediaKind;
+use str0m::rtp::RtpHeaderTail;
 use str0m::Rtc;
-use switchyard_dataplane::packet::ulpfec::{self, Protected};
+use switchyard_dataplane::packet::ulpfec::{self, Protected, Receiver};
 
 /// A publisher's datagram seen on its way: sequence number and bytes.
 type Captured = (u16, Vec<u8>);
@@ -191,4 +197,159 @@ fn a_lost_video_packet_is_recovered_from_the_publishers_ulpfec() {
     let m = &net.metrics[0];
     assert_eq!(m.fec_received.load(Ordering::Relaxed), 2);
     assert_eq!(m.fec_recovered.load(Ordering::Relaxed), 1);
+}
+
+/// A VP8 packet of about 800 bytes (the lossy path drops every tenth datagram over 500):
+/// a frame's first starts partition 0 (a keyframe's when `key`), filler numbered `n`.
+fn vp8_numbered(n: u32, first: bool, key: bool) -> Vec<u8> {
+    let mut v = vec![if first { 0x10 } else { 0x00 }];
+    if key {
+        v.extend_from_slice(&[0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
+    } else if first {
+        v.extend_from_slice(&[0x51, 0x02, 0x00]);
+    }
+    v.extend_from_slice(&n.to_be_bytes());
+    v.extend((0..800u32).map(|k| (k.wrapping_mul(7) ^ n) as u8));
+    v
+}
+
+#[test]
+fn a_lossy_subscriber_gets_fec_of_its_own_and_rebuilds_what_it_lost() {
+    let mut net = Net::new(1, 0.0);
+    let (p, specs) = net.publisher(true);
+    // Two players offering video RED and ULPFEC, without NACK (FEC alone repairs).
+    let mut players = Vec::new();
+    for name in ["lossy", "clean"] {
+        let mut config = Rtc::builder().set_rtp_mode(true);
+        config.codec_config().enable_video_fec(true);
+        let (s, offer) = net.client_with(name, false, config);
+        let offer: String = offer
+            .split_inclusive("\r\n")
+            .filter(|l| !(l.starts_with("a=rtcp-fb:") && l.trim_end().ends_with(" nack")))
+            .collect();
+        net.connect(0, s, offer, name, subscribe(name), specs.clone())
+            .unwrap();
+        assert!(net.run_until(Duration::from_secs(5), |n| n.connected(s)));
+        players.push(s);
+    }
+    let (lossy, clean) = (players[0], players[1]);
+    net.lossy_clients.push(lossy);
+    let vmid = net.clients[lossy].mids[1].0;
+    let (red, fec, vp8_pt) = (
+        pt_of(&net, lossy, vmid, Codec::Red),
+        pt_of(&net, lossy, vmid, Codec::Ulpfec),
+        pt_of(&net, lossy, vmid, Codec::Vp8),
+    );
+    let pub_vp8 = {
+        let pmid = net.clients[p].mids[1].0;
+        pt_of(&net, p, pmid, Codec::Vp8)
+    };
+
+    // 8 s of video: 30 frames a second, 3 packets each.
+    let mut sent = Vec::new();
+    for frame in 0..240u32 {
+        for k in 0..3u32 {
+            let n = frame * 3 + k;
+            let payload = vp8_numbered(n, k == 0, frame == 0 && k == 0);
+            let ts = 3000 * frame;
+            net.write_rtp_as(
+                p,
+                MediaKind::Video,
+                pub_vp8,
+                1000 + u64::from(n),
+                ts,
+                &payload,
+                k == 2,
+            );
+            sent.push(payload);
+        }
+        for s in &players {
+            let vmid = net.clients[*s].mids[1].0;
+            if let Some(rx) = net.clients[*s]
+                .rtc
+                .direct_api()
+                .stream_rx_by_mid(vmid, None)
+            {
+                rx.suppress_nack(true);
+            }
+        }
+        settle(&mut net, 33);
+    }
+
+    // What the lossy player got, as its FEC receiver would take it.
+    let mut receiver = Receiver::default();
+    let (mut direct, mut fec_packets, mut recovered) = (Vec::new(), 0, Vec::new());
+    for r in net.rtp_packets(lossy) {
+        if r.header.payload_type != red {
+            continue;
+        }
+        let (inner, block) = (r.payload[0] & 0x7f, &r.payload[1..]);
+        let seq = *r.seq_no;
+        if inner == *fec {
+            fec_packets += 1;
+            recovered.extend(receiver.on_fec(seq, block).unwrap());
+            continue;
+        }
+        assert_eq!(inner, *vp8_pt, "RED wraps the player's VP8");
+        direct.push(block.to_vec());
+        let tail = r.header.ext_vals.user_values.get::<RtpHeaderTail>();
+        let protected = tail.map(|t| Protected {
+            b0: 0x80 | if r.header.has_extension { 0x10 } else { 0 },
+            b1: if r.header.marker { 0x80 } else { 0 } | inner,
+            ts: r.header.timestamp,
+            body: [&t.0[..], block].concat().into(),
+        });
+        recovered.extend(receiver.on_media(seq, protected));
+    }
+    let m = &net.metrics[0];
+    let fec_sent = m.fec_sent.load(Ordering::Relaxed);
+    eprintln!(
+        "lossy player: {} RED media packets, {fec_packets} FEC packets ({fec_sent} sent), \
+         {} datagrams dropped on the way, {} packets rebuilt",
+        direct.len(),
+        net.downstream_dropped,
+        recovered.len()
+    );
+    // Every packet missing since the first in RED was an FEC packet or is rebuilt.
+    let seqs: Vec<u64> = net
+        .rtp_packets(lossy)
+        .iter()
+        .filter(|r| r.header.payload_type == red)
+        .map(|r| *r.seq_no)
+        .collect();
+    let (first, last) = (seqs[0], seqs[seqs.len() - 1]);
+    let missing = (first..=last).filter(|s| !seqs.contains(s)).count() as u64;
+    assert_eq!(missing, fec_sent - fec_packets + recovered.len() as u64);
+    assert!(fec_packets >= 20, "FEC goes to the lossy player");
+    assert!(recovered.len() >= 10, "it rebuilds what it lost");
+    for (seq, p) in &recovered {
+        // The VP8 payload after the header's extension block, as the publisher sent it.
+        let ext_len = if p.b0 & 0x10 != 0 {
+            4 + 4 * usize::from(u16::from_be_bytes([p.body[2], p.body[3]]))
+        } else {
+            0
+        };
+        let payload = &p.body[ext_len..];
+        let n = sent.iter().position(|s| s.as_slice() == payload);
+        let n = n.unwrap_or_else(|| panic!("packet {seq} rebuilt with bytes never sent"));
+        assert!(
+            !direct.iter().any(|d| d.as_slice() == payload),
+            "{seq} was not lost"
+        );
+        assert_eq!(
+            p.b1 & 0x80 != 0,
+            n % 3 == 2,
+            "{seq}: the marker bit as sent"
+        );
+        assert_eq!(p.b1 & 0x7f, *vp8_pt);
+    }
+    // The clean path reports no loss: plain VP8, no FEC.
+    let clean_red = net
+        .rtp_packets(clean)
+        .iter()
+        .filter(|r| r.header.payload_type == red)
+        .count();
+    let clean_all = net.rtp_packets(clean).len();
+    assert_eq!(clean_red, 0, "{clean_all} packets, none in RED");
+    assert!(clean_all >= 700);
 }

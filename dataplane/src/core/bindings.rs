@@ -2,6 +2,7 @@
 //! binding, closing a peer — and keeping the routing tables in step with each.
 
 use super::*;
+use crate::protection::Protection;
 
 impl Core {
     pub(super) fn create_peer(
@@ -294,6 +295,22 @@ impl Core {
                             red: answered.red.contains(mid)
                                 && offered_red.contains(&mid.to_string()),
                             dependency: peer::negotiated_dependency(&peer.rtc, *mid),
+                            fec: peer::negotiated_video_fec(&peer.rtc, *mid)
+                                .filter(|_| *kind == MediaKind::Video)
+                                .map(|(red, ulpfec)| {
+                                    let nack = sections.iter().any(|s| {
+                                        s.nack && s.mid.as_deref() == Some(&*mid.to_string())
+                                    });
+                                    Box::new(OutFec {
+                                        red,
+                                        ulpfec,
+                                        protection: Protection::new(nack),
+                                        report: None,
+                                        next_check: now,
+                                        newest: None,
+                                        empty: Arc::from([]),
+                                    })
+                                }),
                         });
                     }
                     let home = spec.map(|s| s.home).unwrap_or(self.index);

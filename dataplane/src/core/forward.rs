@@ -545,32 +545,44 @@ impl Core {
         if let Some(d) = pkt.dependency.as_ref().filter(|_| out.dependency) {
             ext.user_values.set_arc(d.clone());
         }
-        let mut write = RtpWrite::new(pt, rw.seq.into(), rw.ts, pkt.arrival, payload)
-            .marker(marker)
-            .ext_vals(ext)
-            .nackable(nackable);
+        // Video protected with ULPFEC goes inside RED.
+        let fec = match out.fec.as_deref_mut() {
+            Some(f) if pkt.kind == MediaKind::Video => {
+                protect(&mut peer.rtc, ssrc, f, rw.seq, now).then_some(f)
+            }
+            _ => None,
+        };
+        let mut write = match &fec {
+            Some(f) => RtpWrite::new(f.red, rw.seq.into(), rw.ts, pkt.arrival, payload).red(pt),
+            None => RtpWrite::new(pt, rw.seq.into(), rw.ts, pkt.arrival, payload),
+        }
+        .marker(marker)
+        .ext_vals(ext)
+        .nackable(nackable);
         // VP8's picture numbers continue across sources as the sequence numbers do.
         if let Some(patch) = pkt.vp8.and_then(|d| out.picture_ids.rewrite(pkt.ssrc, &d)) {
             write = write.vp8_patch(patch);
         }
         // Encrypted at once where str0m can (no pacer in the way); else queued, and the
         // peer drained as after any write.
-        let queued = match peer.rtc.write_rtp_now(ssrc, write, now) {
-            WriteNow::Sent(t) => {
-                self.out.transmits.push(Datagram {
-                    from: t.source,
-                    to: t.destination,
-                    data: t.contents.into(),
-                });
-                false
-            }
-            WriteNow::Queued => true,
-            WriteNow::NoStream => {
-                self.metrics.dropped(DropReason::NotRoutable);
-                return;
-            }
+        let Some(mut queued) = send_now(&mut peer.rtc, &mut self.out.transmits, ssrc, write, now)
+        else {
+            self.metrics.dropped(DropReason::NotRoutable);
+            return;
         };
         CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
+        // After every few protected packets, an FEC packet over them, numbered next.
+        let fec = fec.and_then(|f| f.protection.on_media(marker).then_some(f));
+        if let Some(f) = fec {
+            if let Some(seq) = out.rewriter.insert_after(pkt.ssrc, pkt.seq) {
+                f.newest = Some(seq);
+                let write = RtpWrite::new(f.red, seq.into(), rw.ts, pkt.arrival, f.empty.clone())
+                    .ulpfec(f.ulpfec);
+                let sent = send_now(&mut peer.rtc, &mut self.out.transmits, ssrc, write, now);
+                queued |= sent == Some(true);
+                CoreMetrics::add(&self.metrics.fec_sent, 1);
+            }
+        }
         if queued {
             CoreMetrics::add(&self.metrics.rtp_queued, 1);
             self.drain(key, now);
@@ -649,6 +661,52 @@ impl Core {
             self.drain(key, now);
         }
     }
+}
+
+/// Writes `write` to send stream `ssrc` and encrypts it at once where str0m can (then it
+/// joins `transmits`). `Some(true)` when it was queued instead (the peer must be drained),
+/// `None` when there is no such stream.
+fn send_now(
+    rtc: &mut Rtc,
+    transmits: &mut Vec<Datagram>,
+    ssrc: Ssrc,
+    write: RtpWrite,
+    now: Instant,
+) -> Option<bool> {
+    match rtc.write_rtp_now(ssrc, write, now) {
+        WriteNow::Sent(t) => {
+            transmits.push(Datagram {
+                from: t.source,
+                to: t.destination,
+                data: t.contents.into(),
+            });
+            Some(false)
+        }
+        WriteNow::Queued => Some(true),
+        WriteNow::NoStream => None,
+    }
+}
+
+/// Whether a subscription's video packet numbered `seq` goes protected: its path has
+/// lately lost packets (the receiver reports on send stream `ssrc`, read every
+/// [`REPORT_CHECK`]) and it is the newest packet (a late one goes plain).
+fn protect(rtc: &mut Rtc, ssrc: Ssrc, f: &mut OutFec, seq: u64, now: Instant) -> bool {
+    if now >= f.next_check {
+        f.next_check = now + REPORT_CHECK;
+        let report = rtc
+            .direct_api()
+            .stream_tx(&ssrc)
+            .and_then(|s| s.last_report());
+        if let Some((at, lost, rtt)) = report.filter(|r| f.report != Some(*r.0)) {
+            f.report = Some(*at);
+            f.protection.on_report(lost, rtt);
+        }
+    }
+    let newest = f.newest.is_none_or(|n| seq > n);
+    if newest {
+        f.newest = Some(seq);
+    }
+    newest && f.protection.active()
 }
 
 /// The publishing section a received stream belongs to: its mid and its binding.

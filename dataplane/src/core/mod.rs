@@ -379,7 +379,32 @@ struct OutTrack {
     red: bool,
     /// Its section negotiated the dependency descriptor (it goes through as it came).
     dependency: bool,
+    /// Its video section negotiated RED and ULPFEC: protected while its path loses.
+    fec: Option<Box<OutFec>>,
 }
+
+/// A subscription's video protection with ULPFEC (see [`crate::protection`]).
+struct OutFec {
+    /// The subscriber's video RED payload type …
+    red: Pt,
+    /// … and its ULPFEC one.
+    ulpfec: Pt,
+    protection: crate::protection::Protection,
+    /// The last receiver report read (its extended highest sequence number).
+    report: Option<u64>,
+    /// When to look for a new receiver report.
+    next_check: Instant,
+    /// The newest outgoing sequence number written: a late packet (a repair landing in
+    /// its slot) goes plain, outside the FEC groups.
+    newest: Option<u64>,
+    /// The FEC writes' payload (str0m builds theirs as they are sent): empty, shared, so
+    /// that an FEC packet allocates nothing.
+    empty: Arc<[u8]>,
+}
+
+/// How often a protected subscription looks for a new receiver report (browsers send
+/// one about every second).
+const REPORT_CHECK: Duration = Duration::from_millis(250);
 
 /// Sections of a peer on which the client publishes one stream.
 struct PubBinding {

@@ -441,6 +441,14 @@ impl StreamTx {
         self.pt_for_padding = Some(pt);
     }
 
+    /// Switchyard: the last reception report the remote sent about this stream — its
+    /// extended highest sequence number received (a new report has a new one, or at least
+    /// comes later), the fraction of packets lost since the report before (out of 256) —
+    /// and the round trip time it gave.
+    pub fn last_report(&self) -> Option<(SeqNo, u8, Option<Duration>)> {
+        self.stats.last_report()
+    }
+
     /// The (primary) SSRC of this encoded stream.
     pub fn ssrc(&self) -> Ssrc {
         self.ssrc

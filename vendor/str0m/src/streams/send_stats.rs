@@ -84,6 +84,13 @@ impl StreamTxStats {
         self.firs += 1;
     }
 
+    /// The last reception report: its extended highest sequence number, the fraction lost
+    /// (out of 256) and the round trip time it gave.
+    pub(crate) fn last_report(&self) -> Option<(SeqNo, u8, Option<Duration>)> {
+        let (seq, rr) = self.last_rr.as_ref()?;
+        Some((*seq, rr.fraction_lost, self.rtt))
+    }
+
     pub fn update_with_rr(&mut self, now: Instant, last_sent_seq_no: SeqNo, r: ReceptionReport) {
         let ntp_time = now.to_ntp_duration();
         let rtt = calculate_rtt(ntp_time, r.last_sr_delay, r.last_sr_time);
