@@ -14,7 +14,7 @@ use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::{Codec, CodecConfig, PayloadParams};
-use str0m::media::{MediaKind as StrKind, Mid, Pt, Rid, Rids};
+use str0m::media::{Frequency, MediaKind as StrKind, Mid, Pt, Rid, Rids};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionSerializer, ExtensionValues, Ssrc};
 use str0m::{Candidate, Rtc};
 use switchyard_dataplane_api::{ErrorCode, MediaKind, RpcError, Track};
@@ -145,21 +145,31 @@ pub fn only(params: &[PayloadParams], offer: &str) -> CodecConfig {
     }
     let video = params.iter().any(|p| p.spec().codec.is_video());
     if video && offers_video_fec(offer) {
-        c.enable_video_fec(true);
-        // Not where the publication's own payload types already use RED's or ULPFEC's
-        // numbers (a client other than a browser may).
-        let mut pts: Vec<u8> = c
-            .params()
+        // On payload types the publication's codecs leave free (browsers number codecs
+        // differently from str0m's defaults: Chromium's H.264 may be on 116, str0m's RED
+        // number); the answer takes the client's own numbers.
+        let used: Vec<u8> = params
             .iter()
             .flat_map(|p| [Some(p.pt()), p.resend()])
             .flatten()
             .map(|pt| *pt)
             .collect();
-        let all = pts.len();
-        pts.sort_unstable();
-        pts.dedup();
-        if pts.len() != all {
-            c.enable_video_fec(false);
+        let mut free = (96..=127u8).chain(35..=63).filter(|pt| !used.contains(pt));
+        if let (Some(red), Some(rtx), Some(ulpfec)) = (free.next(), free.next(), free.next()) {
+            let at = |pt: u8, resend: Option<u8>, codec: Codec, c: &mut CodecConfig| {
+                let format = str0m::format::FormatParams::default();
+                let resend = resend.map(Pt::from);
+                c.add_config(
+                    pt.into(),
+                    resend,
+                    codec,
+                    Frequency::NINETY_KHZ,
+                    None,
+                    format,
+                );
+            };
+            at(red, Some(rtx), Codec::Red, &mut c);
+            at(ulpfec, None, Codec::Ulpfec, &mut c);
         }
     }
     c
@@ -450,6 +460,38 @@ mod tests {
                 .count()
         };
         assert_eq!((fec(video_fec), fec("")), (2, 0));
+        // A player of one publication: RED (and its RTX) and ULPFEC on numbers the
+        // publication leaves free, whatever its codecs use.
+        let mut publication = CodecConfig::empty();
+        publication.add_h264(116.into(), Some(96.into()), true, 0x42e01f);
+        publication.enable_opus(true, false);
+        let params = publication.params().to_vec();
+        let player = only(&params, video_fec);
+        let pts: Vec<u8> = player
+            .params()
+            .iter()
+            .flat_map(|p| [Some(p.pt()), p.resend()])
+            .flatten()
+            .map(|pt| *pt)
+            .collect();
+        let mut unique = pts.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), pts.len(), "{pts:?}");
+        let fecs = |c: &CodecConfig| {
+            c.params()
+                .iter()
+                .filter(|p| p.spec().codec.is_video_fec())
+                .count()
+        };
+        assert_eq!(fecs(&player), 2);
+        assert_eq!(fecs(&only(&params, "")), 0);
+        let audio: Vec<PayloadParams> = params
+            .iter()
+            .filter(|p| !p.spec().codec.is_video())
+            .copied()
+            .collect();
+        assert_eq!(fecs(&only(&audio, video_fec)), 0, "no video, no video FEC");
         // Without an offer: Switchyard's own order, every codec.
         let all = all_codecs().params().len();
         assert_eq!(all_codecs_preferring("").params().len(), all);

@@ -1,18 +1,23 @@
 //! When and how much a subscription's video is protected with ULPFEC (sans-IO).
 //!
 //! A subscriber that negotiated video RED and ULPFEC (`red/90000`, `ulpfec/90000`; browsers
-//! offer both) gets forward error correction on its own stream when its path loses
-//! packets: str0m sends its video inside RED and, after every few packets, an FEC packet
-//! over them as they went out (see `str0m::rtp::RtpWrite::ulpfec`). The subscriber recovers
-//! one lost packet per group without asking for it again — what a path with a long round
-//! trip, or a player without NACK, needs.
+//! offer both) gets its video inside RED from the start, as a browser sends it (Chromium's
+//! receiver drops frames for seconds when a stream moves from plain packets to RED), and
+//! forward error correction on its own stream when its path loses packets: after every few
+//! frames, an FEC packet over their packets as they went out (see
+//! `str0m::rtp::RtpWrite::ulpfec`).
+//! The subscriber recovers one lost packet per group without asking for it again — what a
+//! path with a long round trip, or a player without NACK, needs.
 //!
 //! The subscriber's receiver reports say how much its path loses (the fraction lost
 //! counts what the network lost, before FEC repaired it, so protection that works does not
 //! switch itself off). Nothing is added while the loss stays under [`ON_LOSS`]; above it
-//! one FEC packet goes after every [`Protection::group`] media packets, fewer the more is
-//! lost, and after a frame's last packet once half a group waits (so a frame's end is not
-//! left waiting for the next frame). A subscriber that NACKs with a round trip under
+//! one FEC packet goes after the frame that brings the packets waiting for protection to
+//! [`Protection::group`], fewer the more is lost. Only between frames: an FEC packet's
+//! sequence number inside a frame leaves Chromium unable to put the frame together (its
+//! packets must be numbered one after another), so Chromium's own sender does the same. A
+//! frame longer than the group (a keyframe) is protected by one FEC packet, over its last
+//! 48 packets at most. A subscriber that NACKs with a round trip under
 //! [`NACK_ENOUGH_RTT`] gets none: a resend arrives sooner than the overhead is worth (as
 //! browsers decide for their own sending). Protection stops after [`OFF_AFTER`] reports in
 //! a row under the threshold.
@@ -61,7 +66,7 @@ impl Protection {
         self.group
     }
 
-    /// Whether media goes inside RED, protected.
+    /// Whether media is protected.
     pub fn active(&self) -> bool {
         self.group > 0
     }
@@ -93,7 +98,7 @@ impl Protection {
             return false;
         }
         self.pending = self.pending.saturating_add(1);
-        let due = self.pending >= self.group || (marker && 2 * self.pending >= self.group);
+        let due = marker && self.pending >= self.group;
         if due {
             self.pending = 0;
         }
@@ -133,14 +138,17 @@ mod tests {
     }
 
     #[test]
-    fn an_fec_packet_after_each_group_or_half_a_group_at_a_frame_end() {
+    fn an_fec_packet_only_between_frames_once_a_group_waits() {
         let mut p = Protection::new(false);
         p.on_report(percent(5), None);
-        let due: Vec<bool> = (0..6).map(|_| p.on_media(false)).collect();
-        assert_eq!(due, [false, false, false, false, false, true]);
-        assert!(!p.on_media(false));
-        assert!(!p.on_media(true), "2 of 6 at a frame end: not yet");
-        assert!(p.on_media(true), "3 of 6 at a frame end");
+        // Frames of four packets, groups of six: after every second frame.
+        let due: Vec<bool> = (0..16).map(|i| p.on_media(i % 4 == 3)).collect();
+        let at: Vec<usize> = (0..16).filter(|i| due[*i]).collect();
+        assert_eq!(at, [7, 15]);
+        // A keyframe of 30 packets: one, after its last.
+        let due: Vec<bool> = (0..30).map(|i| p.on_media(i == 29)).collect();
+        assert_eq!(due.iter().filter(|d| **d).count(), 1);
+        assert!(due[29]);
     }
 
     #[test]

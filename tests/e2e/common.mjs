@@ -492,16 +492,18 @@ export function netns() {
     },
     /**
      * Drops `percent` % of the UDP packets the namespace sends (the client → server
-     * direction) at random, with nftables (netem's loss where the kernel lacks netem).
-     * Returns how many it dropped so far when called again with no argument.
+     * direction; with `inward`, those it receives) at random, with nftables (netem's loss
+     * where the kernel lacks netem). Returns how many it dropped so far when called again
+     * with no argument.
      */
-    lose(percent) {
+    lose(percent, inward = false) {
       const table = `syloss${pid % 1000000}`;
       if (percent !== undefined) {
         try { sh("nft", "delete", "table", "inet", table); } catch {}
         sh("nft", "add", "table", "inet", table);
-        sh("nft", "add", "chain", "inet", table, "pre", "{ type filter hook prerouting priority -300; }");
-        sh("nft", "add", "rule", "inet", table, "pre", "iifname", host, "meta", "l4proto", "udp", "numgen", "random", "mod", "100", "<", String(percent), "counter", "drop");
+        const [hook, dir, prio] = inward ? ["postrouting", "oifname", "300"] : ["prerouting", "iifname", "-300"];
+        sh("nft", "add", "chain", "inet", table, "lossy", `{ type filter hook ${hook} priority ${prio}; }`);
+        sh("nft", "add", "rule", "inet", table, "lossy", dir, host, "meta", "l4proto", "udp", "numgen", "random", "mod", "100", "<", String(percent), "counter", "drop");
       }
       const m = sh("nft", "list", "table", "inet", table).match(/counter packets (\d+)/);
       return m ? Number(m[1]) : 0;

@@ -61,3 +61,60 @@ test("lost video packets of a publisher are recovered from its ULPFEC", async ()
     net.remove();
   }
 });
+
+// The other way: players whose path loses 5 % of what reaches them. Both turn NACK off
+// (so only FEC can repair a loss: without it a lost packet leaves its frame undecodable
+// until Chromium asks for a keyframe, three seconds later); the first offers video RED
+// and ULPFEC, the second only VP8. The server sends the first its video inside RED with
+// FEC packets of its own, sized by the loss its receiver reports show, and the second
+// plain VP8. (Chromium's getStats counts no ULPFEC for video: what shows that the FEC
+// works is that the first player keeps decoding through its losses.)
+test("a player whose path loses packets gets ULPFEC of its own", async () => {
+  const net = netns();
+  let svc, host, inside;
+  try {
+    svc = await startService({ interfaces: ["lo", net.host], apiAddress: "0.0.0.0" });
+    const room = `fec-${Math.random().toString(36).slice(2, 8)}`;
+    const port = new URL(svc.api).port;
+    host = await launchBrowser();
+    inside = await launchBrowser(net.chromium, { secureOrigin: `http://${net.hostIp}:${port}` });
+    const pub = await host.newPage();
+    pub.on("pageerror", e => console.error("page error:", e));
+    await pub.goto(svc.api + "/");
+    const { stream } = await pub.evaluate((room) => window.sy.publish(room, "alice", { codec: "vp8" }).then(p => ({ stream: p.stream })), room);
+    const players = [];
+    for (const [user, opts] of [["fec", { fecOnly: true }], ["plain", { fecOnly: true, codec: "vp8" }]]) {
+      const page = await inside.newPage();
+      page.on("pageerror", e => console.error("page error:", e));
+      await page.goto(`http://${net.hostIp}:${port}/`);
+      await page.evaluate(([room, s, opts]) => window.sy.play(room, "bob", s, "", opts).then(() => true), [room, stream, opts]);
+      players.push(page);
+    }
+    for (const p of players) await eventually(async () => (await videoIn(p)).frames > 30, 30000, "both players decoding");
+
+    net.lose(5, true);
+    const t0 = Date.now();
+    const sent0 = await metric(svc, "fec_sent_total");
+    // The first receiver report showing the loss turns protection on.
+    await eventually(async () => (await metric(svc, "fec_sent_total")) - sent0 >= 20, 30000, "20 FEC packets sent");
+    const before = await Promise.all(players.map(videoIn));
+    await sleep(20000);
+    const after = await Promise.all(players.map(videoIn));
+    const dropped = net.lose();
+    const sent = (await metric(svc, "fec_sent_total")) - sent0;
+    const d = (k, i) => after[i][k] - before[i][k];
+    const line = (i) => `${d("packets", i)} packets, ${d("lost", i)} lost, ${d("nacks", i)} NACKs, ${d("frames", i)} frames, ${d("freezes", i)} freezes (${d("frozen", i).toFixed(1)} s), ${d("plis", i)} PLIs`;
+    console.log(`after ${((Date.now() - t0) / 1000).toFixed(0)} s of 5 % loss toward the players (${dropped} packets dropped, ${sent} FEC packets sent); over the last 20 s: FEC player ${line(0)}; plain player ${line(1)}`);
+    assert.ok(sent > 0);
+    assert.equal(after[0].nacks + after[1].nacks, 0, "neither player NACKs");
+    assert.ok(d("lost", 0) >= 20, `the FEC player's path lost ${d("lost", 0)} packets`);
+    // Recovered, they cost no frame: unrecovered, each would freeze the picture for
+    // seconds (as it did when FEC packets went inside frames: 21–56 frames in 20 s).
+    assert.ok(d("frames", 0) >= 100, `the FEC player decoded ${d("frames", 0)} frames in 20 s`);
+  } finally {
+    await inside?.close();
+    await host?.close();
+    await svc?.stop();
+    net.remove();
+  }
+});

@@ -545,15 +545,19 @@ impl Core {
         if let Some(d) = pkt.dependency.as_ref().filter(|_| out.dependency) {
             ext.user_values.set_arc(d.clone());
         }
-        // Video protected with ULPFEC goes inside RED.
+        // Video to a subscriber that negotiated RED and ULPFEC goes inside RED (as a
+        // browser sends it), protected while its path loses packets.
         let fec = match out.fec.as_deref_mut() {
             Some(f) if pkt.kind == MediaKind::Video => {
-                protect(&mut peer.rtc, ssrc, f, rw.seq, now).then_some(f)
+                let protected = protect(&mut peer.rtc, ssrc, f, rw.seq, now);
+                Some((f, protected))
             }
             _ => None,
         };
         let mut write = match &fec {
-            Some(f) => RtpWrite::new(f.red, rw.seq.into(), rw.ts, pkt.arrival, payload).red(pt),
+            Some((f, protected)) => {
+                RtpWrite::new(f.red, rw.seq.into(), rw.ts, pkt.arrival, payload).red(pt, *protected)
+            }
             None => RtpWrite::new(pt, rw.seq.into(), rw.ts, pkt.arrival, payload),
         }
         .marker(marker)
@@ -572,7 +576,8 @@ impl Core {
         };
         CoreMetrics::add(&self.metrics.rtp_forwarded, 1);
         // After every few protected packets, an FEC packet over them, numbered next.
-        let fec = fec.and_then(|f| f.protection.on_media(marker).then_some(f));
+        let fec = fec
+            .and_then(|(f, protected)| (protected && f.protection.on_media(marker)).then_some(f));
         if let Some(f) = fec {
             if let Some(seq) = out.rewriter.insert_after(pkt.ssrc, pkt.seq) {
                 f.newest = Some(seq);
@@ -689,7 +694,7 @@ fn send_now(
 
 /// Whether a subscription's video packet numbered `seq` goes protected: its path has
 /// lately lost packets (the receiver reports on send stream `ssrc`, read every
-/// [`REPORT_CHECK`]) and it is the newest packet (a late one goes plain).
+/// [`REPORT_CHECK`]) and it is the newest packet (a late one goes unprotected).
 fn protect(rtc: &mut Rtc, ssrc: Ssrc, f: &mut OutFec, seq: u64, now: Instant) -> bool {
     if now >= f.next_check {
         f.next_check = now + REPORT_CHECK;

@@ -379,7 +379,8 @@ struct OutTrack {
     red: bool,
     /// Its section negotiated the dependency descriptor (it goes through as it came).
     dependency: bool,
-    /// Its video section negotiated RED and ULPFEC: protected while its path loses.
+    /// Its video section negotiated RED and ULPFEC: its video goes inside RED, protected
+    /// while its path loses packets.
     fec: Option<Box<OutFec>>,
 }
 
@@ -395,7 +396,7 @@ struct OutFec {
     /// When to look for a new receiver report.
     next_check: Instant,
     /// The newest outgoing sequence number written: a late packet (a repair landing in
-    /// its slot) goes plain, outside the FEC groups.
+    /// its slot) goes unprotected, outside the FEC groups.
     newest: Option<u64>,
     /// The FEC writes' payload (str0m builds theirs as they are sent): empty, shared, so
     /// that an FEC packet allocates nothing.

@@ -87,6 +87,8 @@ pub(crate) enum FecRole {
     /// A plain packet.
     #[default]
     None,
+    /// Media inside RED, one block of this payload type.
+    Red(Pt),
     /// Media inside RED, one block of this payload type, protected by the stream's
     /// ULPFEC.
     Protected(Pt),

@@ -181,7 +181,7 @@ pub struct StreamTx {
     mtu_warn: usize,
 
     /// Switchyard: the running XOR of the RED packets sent since the last ULPFEC packet,
-    /// made with the first packet written with [`RtpWrite::red`].
+    /// made with the first protected packet (see [`RtpWrite::red`]).
     ulpfec: Option<UlpfecEncoder>,
 }
 
@@ -357,17 +357,25 @@ impl RtpWrite {
     }
 
     /// Sends the payload inside RED (RFC 2198), as one block of payload type `media_pt`;
-    /// the write's own payload type is the video RED one (`red/90000`). The stream's ULPFEC
-    /// protects the packet as sent (see [`RtpWrite::ulpfec`]); a resend carries the RED
-    /// header too (RTX of RED).
-    pub fn red(mut self, media_pt: Pt) -> Self {
-        self.fec = FecRole::Protected(media_pt);
+    /// the write's own payload type is the video RED one (`red/90000`). A resend carries
+    /// the RED header too (RTX of RED). With `protected`, the stream's ULPFEC protects the
+    /// packet as sent (see [`RtpWrite::ulpfec`]).
+    ///
+    /// A receiver that negotiated RED and ULPFEC should get every video packet inside RED,
+    /// protected or not, as browsers send it: Chromium's receiver drops frames for seconds
+    /// when a stream moves from plain packets to RED.
+    pub fn red(mut self, media_pt: Pt, protected: bool) -> Self {
+        self.fec = if protected {
+            FecRole::Protected(media_pt)
+        } else {
+            FecRole::Red(media_pt)
+        };
         self
     }
 
     /// Makes this an ULPFEC packet (RFC 5109, level 0) of payload type `ulpfec_pt` inside
     /// RED (the write's payload type is RED's), protecting every packet written with
-    /// [`RtpWrite::red`] on this stream since the last one, as they were sent. Its payload
+    /// [`RtpWrite::red`] (protected) on this stream since the last one, as they were sent. Its payload
     /// is built when it is sent (the write's own is ignored: give an empty one); it is
     /// never resent, and not sent at all when no packet waits for protection.
     pub fn ulpfec(mut self, ulpfec_pt: Pt) -> Self {
@@ -795,7 +803,7 @@ impl StreamTx {
             NextPacketKind::Regular | NextPacketKind::Resend(_) => {
                 // Inside RED: its one-byte header (the last block, F clear) first.
                 let red_len = match fec_role {
-                    FecRole::Protected(media_pt) => {
+                    FecRole::Red(media_pt) | FecRole::Protected(media_pt) => {
                         body_out[0] = *media_pt & 0x7f;
                         body_out = &mut body_out[1..];
                         1
