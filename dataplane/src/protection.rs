@@ -1,13 +1,14 @@
 //! When and how much a subscription's video is protected with ULPFEC (sans-IO).
 //!
 //! A subscriber that negotiated video RED and ULPFEC (`red/90000`, `ulpfec/90000`; browsers
-//! offer both) gets its video inside RED from the start, as a browser sends it (Chromium's
-//! receiver drops frames for seconds when a stream moves from plain packets to RED), and
-//! forward error correction on its own stream when its path loses packets: after every few
-//! frames, an FEC packet over their packets as they went out (see
-//! `str0m::rtp::RtpWrite::ulpfec`).
-//! The subscriber recovers one lost packet per group without asking for it again — what a
-//! path with a long round trip, or a player without NACK, needs.
+//! offer both) gets its VP8 or VP9 inside RED from the start, as a browser sends it:
+//! Chromium's receiver drops frames for seconds when a stream moves from plain packets to
+//! RED. Other codecs go plain: they carry no picture numbers, so a receiver could not tell
+//! a lost FEC packet from lost media (browsers send them no ULPFEC either). When its path
+//! loses packets, the subscriber also gets forward error correction on its own stream:
+//! after every few frames, an FEC packet over their packets as they went out (see
+//! `str0m::rtp::RtpWrite::ulpfec`). It recovers one lost packet per group without asking
+//! for it again — what a path with a long round trip, or a player without NACK, needs.
 //!
 //! The subscriber's receiver reports say how much its path loses (the fraction lost
 //! counts what the network lost, before FEC repaired it, so protection that works does not

@@ -545,10 +545,13 @@ impl Core {
         if let Some(d) = pkt.dependency.as_ref().filter(|_| out.dependency) {
             ext.user_values.set_arc(d.clone());
         }
-        // Video to a subscriber that negotiated RED and ULPFEC goes inside RED (as a
-        // browser sends it), protected while its path loses packets.
+        // VP8 and VP9 to a subscriber that negotiated RED and ULPFEC go inside RED (as a
+        // browser sends them), protected while its path loses packets. Not codecs without
+        // picture numbers (H.264, AV1 without Chromium's trials): their receiver cannot
+        // tell a lost FEC packet from lost media, so browsers send them no ULPFEC either.
+        let fec_codec = matches!(pkt.params.spec().codec, Codec::Vp8 | Codec::Vp9);
         let fec = match out.fec.as_deref_mut() {
-            Some(f) if pkt.kind == MediaKind::Video => {
+            Some(f) if pkt.kind == MediaKind::Video && fec_codec => {
                 let protected = protect(&mut peer.rtc, ssrc, f, rw.seq, now);
                 Some((f, protected))
             }

@@ -9,8 +9,9 @@
 //!
 //! ULPFEC protects the publisher's own sequence numbers and timestamps, which each
 //! subscription rewrites, so it is not passed on: the publisher's core recovers what it
-//! can and forwards the recovered packets like any other; subscribers get plain video,
-//! repaired by NACK and RTX.
+//! can and forwards the recovered packets like any other. A subscriber that negotiated
+//! RED and ULPFEC gets FEC of its own, over its own stream as sent, when its path loses
+//! packets ([`crate::protection`]; str0m builds it).
 //!
 //! A [`Receiver`] is kept per publisher video stream (SSRC). It is fed every media packet
 //! with the bytes FEC protects ([`Protected`]), or with `None` for a packet whose bytes
