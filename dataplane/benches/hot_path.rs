@@ -265,6 +265,34 @@ fn fec(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // A player's protection (str0m's encoder): what each protected packet costs as it is
+    // sent (its bytes XORed into the group), and the FEC packet written after ten.
+    let mut e = str0m::rtp::UlpfecEncoder::new();
+    let mut n = 0u16;
+    g.bench_function("protect_one_packet", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(1);
+            if n % 10 == 0 {
+                e = str0m::rtp::UlpfecEncoder::new();
+            }
+            let p = &packets[usize::from(n % 10)];
+            e.add(n, p.b0, p.b1, p.ts, &[black_box(&p.body[..20]), &p.body[20..]]);
+        })
+    });
+    let mut out = vec![0u8; 1500];
+    g.bench_function("write_fec_over_ten", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut e = str0m::rtp::UlpfecEncoder::new();
+                for (i, p) in packets.iter().enumerate() {
+                    e.add(100 + i as u16, p.b0, p.b1, p.ts, &[&p.body]);
+                }
+                e
+            },
+            |e| black_box(e.finish(&mut out)),
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 
