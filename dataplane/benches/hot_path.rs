@@ -276,7 +276,13 @@ fn fec(c: &mut Criterion) {
                 e = str0m::rtp::UlpfecEncoder::new();
             }
             let p = &packets[usize::from(n % 10)];
-            e.add(n, p.b0, p.b1, p.ts, &[black_box(&p.body[..20]), &p.body[20..]]);
+            e.add(
+                n,
+                p.b0,
+                p.b1,
+                p.ts,
+                &[black_box(&p.body[..20]), &p.body[20..]],
+            );
         })
     });
     let mut out = vec![0u8; 1500];

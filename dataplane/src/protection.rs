@@ -85,10 +85,13 @@ impl Protection {
             return;
         }
         self.calm = 0;
-        // One group in about three holds a loss at this rate: mostly one, which FEC
-        // repairs. 5 % → 6 packets per FEC packet, 10 % → 3.
+        // With NACK behind it, one group in about three holds a loss at this rate
+        // (mostly one, which FEC repairs; NACK the rest): 5 % → 6 packets per FEC packet,
+        // 10 % → 3. Without NACK, FEC is the only repair and a group it cannot repair
+        // costs a keyframe: twice as much (5 % → 3).
+        let budget: u16 = if self.nack { 77 } else { 38 };
         let group =
-            (77 / u16::from(fraction_lost)).clamp(u16::from(MIN_GROUP), u16::from(MAX_GROUP));
+            (budget / u16::from(fraction_lost)).clamp(u16::from(MIN_GROUP), u16::from(MAX_GROUP));
         self.group = group as u8;
     }
 
@@ -117,7 +120,10 @@ mod tests {
 
     #[test]
     fn loss_turns_it_on_sized_by_the_loss_and_calm_turns_it_off() {
-        let mut p = Protection::new(false);
+        let mut without_nack = Protection::new(false);
+        without_nack.on_report(percent(5), None);
+        assert_eq!(without_nack.group(), 3, "FEC alone: more of it");
+        let mut p = Protection::new(true);
         assert!(!p.active());
         assert!(!p.on_media(true), "nothing before a report shows loss");
         p.on_report(0, None);
@@ -140,7 +146,7 @@ mod tests {
 
     #[test]
     fn an_fec_packet_only_between_frames_once_a_group_waits() {
-        let mut p = Protection::new(false);
+        let mut p = Protection::new(true);
         p.on_report(percent(5), None);
         // Frames of four packets, groups of six: after every second frame.
         let due: Vec<bool> = (0..16).map(|i| p.on_media(i % 4 == 3)).collect();
