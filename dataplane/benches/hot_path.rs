@@ -272,7 +272,7 @@ fn fec(c: &mut Criterion) {
     g.bench_function("protect_one_packet", |b| {
         b.iter(|| {
             n = n.wrapping_add(1);
-            if n % 10 == 0 {
+            if n.is_multiple_of(10) {
                 e = str0m::rtp::UlpfecEncoder::new();
             }
             let p = &packets[usize::from(n % 10)];
