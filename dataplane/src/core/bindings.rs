@@ -106,11 +106,14 @@ impl Core {
     ) -> Result<(PeerCreated, Vec<PublicationSpec>), RpcError> {
         let sections =
             sdp::sections(offer).map_err(|e| RpcError::new(ErrorCode::BadSdp, e.to_string()))?;
-        let offered_red: Vec<String> = sections
-            .iter()
-            .filter(|s| s.red)
-            .filter_map(|s| s.mid.clone())
-            .collect();
+        let offered = |has: fn(&sdp::Section) -> bool| -> Vec<String> {
+            sections
+                .iter()
+                .filter(|s| has(s))
+                .filter_map(|s| s.mid.clone())
+                .collect()
+        };
+        let (offered_red, offered_nack) = (offered(|s| s.red), offered(|s| s.nack));
         for b in bindings {
             let taken = match b {
                 Binding::Publish { publication, .. } => {
@@ -298,9 +301,7 @@ impl Core {
                             fec: peer::negotiated_video_fec(&peer.rtc, *mid)
                                 .filter(|_| *kind == MediaKind::Video)
                                 .map(|(red, ulpfec)| {
-                                    let nack = sections.iter().any(|s| {
-                                        s.nack && s.mid.as_deref() == Some(&*mid.to_string())
-                                    });
+                                    let nack = offered_nack.contains(&mid.to_string());
                                     Box::new(OutFec {
                                         red,
                                         ulpfec,
