@@ -32,6 +32,7 @@ pub mod packet;
 pub mod padding;
 pub mod peer;
 pub mod protection;
+pub mod recycle;
 pub mod rewrite;
 pub mod sdp;
 pub mod setup;

@@ -1,7 +1,9 @@
 //! Heap allocations on the forwarding path, counted by a global allocator: a publisher's
 //! packets are handled by the core (decrypt, route, rewrite, encrypt for each subscriber,
 //! the outbox taken) while every allocation is counted, for one subscriber and for eight.
-//! The difference is what each extra forwarded copy costs. Each allocation is charged to
+//! The difference is what each extra forwarded copy costs; a second test holds the
+//! subscribers fixed and doubles the packets, so that what a packet itself costs is
+//! seen apart from the periodic RTCP (it must be nothing). Each allocation is charged to
 //! the innermost of Switchyard's code or str0m's on its stack (from a backtrace), so the
 //! test can hold Switchyard's own share of the per-copy cost at zero and str0m's at what
 //! it needs today: its handling of the subscribers' RTCP, about 0.1 per copy (the
@@ -53,6 +55,17 @@ fn attribute() {
         })
         .unwrap_or(OTHER);
     ALLOCATIONS[owner].fetch_add(1, Ordering::Relaxed);
+    // ALLOC_SITES=1 prints where each counted allocation came from (its innermost
+    // frames of Switchyard or str0m), to find what a regression added.
+    if std::env::var_os("ALLOC_SITES").is_some() {
+        let frames: Vec<&str> = trace
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("at ") && (l.contains("str0m") || l.contains("switchyard")))
+            .take(4)
+            .collect();
+        eprintln!("allocation at {}", frames.join(" <- "));
+    }
     ATTRIBUTING.with(|a| a.set(false));
 }
 
@@ -90,9 +103,21 @@ fn count(on: bool) {
 /// Sends `frames` frames (audio every 20 ms, a two-packet video frame every 40 ms) and
 /// returns (allocations inside the core by owner, packets the core forwarded).
 fn measure(net: &mut Net, publisher: usize, first: u64, frames: u64) -> ([u64; 3], u64) {
+    measure_sized(net, publisher, first, frames, 1800)
+}
+
+/// [`measure`] with video frames of `size` bytes (1,800: two packets).
+fn measure_sized(
+    net: &mut Net,
+    publisher: usize,
+    first: u64,
+    frames: u64,
+    size: usize,
+) -> ([u64; 3], u64) {
+    let frame = vec![0x10; size];
     counted(net, |net| {
         for i in first..first + frames {
-            net.frame(publisher, i, &[0x10; 1800]);
+            net.frame(publisher, i, &frame);
         }
     })
 }
@@ -134,6 +159,40 @@ fn forwarding_allocates_nothing_of_its_own_per_copy() {
         per_room.push((allocs, forwarded));
     }
     check_per_copy(&per_room, 0.3);
+}
+
+/// The goal itself: in steady state, receiving a packet and forwarding it to every
+/// subscriber allocates nothing at all — not Switchyard, not str0m (decryption, parsing,
+/// the payload shared with every send queue and retransmission cache, each copy's
+/// encryption). Two rooms of eight subscribers run the same time span with video frames
+/// of two and of six packets; what is left in both (the periodic RTCP, the same in both)
+/// cancels out, and the difference over the extra packets is what a packet costs.
+#[test]
+fn forwarding_a_packet_allocates_nothing_in_steady_state() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut runs = Vec::new();
+    for size in [1800usize, 6600] {
+        let (mut net, p, _) = common::one_publisher_room(8);
+        measure_sized(&mut net, p, 0, 300, size);
+        let (allocs, forwarded) = measure_sized(&mut net, p, 300, 100, size);
+        println!(
+            "8 subscribers, video frames of {size} B: {forwarded} packets forwarded, \
+             allocations by Switchyard {}, str0m {}, other {}",
+            allocs[OURS], allocs[STR0M], allocs[OTHER]
+        );
+        runs.push((allocs.iter().sum::<u64>(), forwarded));
+    }
+    let ((a_small, f_small), (a_big, f_big)) = (runs[0], runs[1]);
+    assert!(
+        f_big >= f_small + 8 * 150,
+        "forwarded {f_small} and {f_big}"
+    );
+    let per_packet = (a_big as f64 - a_small as f64) / (f_big - f_small) as f64;
+    println!("each extra forwarded copy: {per_packet:.4} allocations");
+    assert!(
+        per_packet <= 0.005,
+        "forwarding allocates {per_packet:.4} times per copy in steady state"
+    );
 }
 
 /// The same with a simulcast publication (three layers, each subscription choosing one)

@@ -316,7 +316,7 @@ impl Core {
         let Some(slot) = seat.and_then(|i| sel.slots.get(i)).cloned() else {
             return;
         };
-        let out = Arc::new(MediaPacket {
+        let out = self.packets.make(MediaPacket {
             publication: slot.clone(),
             params: pkt.params,
             ext: pkt.ext.clone(),

@@ -132,7 +132,7 @@ impl Core {
                 None
             };
             let r = receiver.on_media(*pkt.seq, protected);
-            pkt.payload = Arc::from(block);
+            pkt.payload = Payload::reused(block);
             pkt.header.payload_type = inner.pt();
             r
         } else {
@@ -161,7 +161,7 @@ impl Core {
                 }
                 CoreMetrics::add(&self.metrics.fec_recovered, 1);
                 again.push(Received {
-                    payload: Arc::from(&wire[header.header_len..end]),
+                    payload: Payload::reused(&wire[header.header_len..end]),
                     header,
                     seq: seq.into(),
                     arrival: pkt.arrival,
@@ -335,7 +335,7 @@ impl Core {
             video_orientation: pkt.header.ext_vals.video_orientation,
             ..Default::default()
         };
-        let packet = Arc::new(MediaPacket {
+        let packet = self.packets.make(MediaPacket {
             publication: publication.clone(),
             kind,
             params,
@@ -532,7 +532,7 @@ impl Core {
             return;
         };
         let payload = match (&pkt.red, as_red) {
-            (Some(primary), false) => primary.clone(),
+            (Some(primary), false) => Payload::from(primary.clone()),
             _ => pkt.payload.clone(),
         };
         let Some(rw) = out.rewriter.rewrite(pkt.ssrc, pkt.seq, pkt.ts, now) else {
@@ -734,7 +734,7 @@ fn section_of<'a>(
 pub(super) struct Received {
     header: RtpHeader,
     seq: SeqNo,
-    payload: Arc<[u8]>,
+    payload: Payload,
     arrival: Instant,
 }
 

@@ -34,6 +34,7 @@ use crate::layers::{Cap, LayerMeter, LayerSelector, Layers, KEYFRAME_RETRY, MAX_
 use crate::metrics::{CoreMetrics, DropReason};
 use crate::overload::Shedder;
 use crate::peer::{self, Setup};
+use crate::recycle::Recycler;
 use crate::rewrite::Rewriter;
 use crate::sdp;
 use crate::svc::{Structure, SvcFilter, SvcPacket};
@@ -45,7 +46,7 @@ use str0m::config::DtlsCert;
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::rtp::{ExtensionValues, Payload, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, WriteNow};
 use switchyard_dataplane_api::{
     Binding, ErrorCode, LayerState, MediaKind, PeerCreate, PeerCreated, PeerOffer, RpcError,
@@ -272,7 +273,7 @@ pub struct MediaPacket {
     /// Header extension values to carry on (audio level, orientation).
     pub ext: ExtensionValues,
     /// The payload, shared by every subscription.
-    pub payload: Arc<[u8]>,
+    pub payload: Payload,
     /// When it arrived.
     pub arrival: Instant,
     /// Whether the publication's video is simulcast (then each subscription picks a layer).
@@ -571,7 +572,13 @@ pub struct Core {
     deferred: Vec<Deferred>,
     /// Active-speaker selections ranked on this core.
     selections: HashMap<Arc<str>, Selection>,
+    /// The shared packets handed to subscriptions and cores, their allocations reused.
+    packets: Recycler<MediaPacket>,
 }
+
+/// The most shared packets a core keeps for reuse (a packet is held only while it is
+/// fanned out and queued to other cores).
+const RECYCLED_PACKETS: usize = 1024;
 
 /// An active-speaker selection: its slot streams and who fills them.
 struct Selection {
@@ -628,6 +635,7 @@ impl Core {
             next_binding: 0,
             deferred: Vec::new(),
             selections: HashMap::new(),
+            packets: Recycler::new(RECYCLED_PACKETS),
             loss: LossInjector {
                 percent: settings.test_loss_percent,
                 state: 0x9E37_79B9_7F4A_7C15 ^ u64::from(index),

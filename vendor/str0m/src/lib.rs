@@ -729,6 +729,8 @@ mod dtls;
 mod pool;
 pub use pool::recycle_datagram;
 
+mod payload;
+
 use crate::crypto::dtls::DtlsOutput;
 use crate::crypto::{CryptoProvider, DtlsError, from_feature_flags};
 use crate::dtls::is_would_block;
@@ -801,6 +803,7 @@ pub mod rtp {
         Vp8PatchError,
     };
     pub use crate::rtp_::{RtpHeader, RtpHeaderTail, SeqNo, Ssrc, VideoOrientation};
+    pub use crate::payload::{MAX_SLOTS, Payload, SLOT_CAPACITY, reused_buffers};
     pub use crate::streams::{
         RtpPacket, RtpWrite, StreamPaused, StreamRx, StreamTx, StreamTxQueueInfo,
     };

@@ -3,6 +3,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::payload::Payload;
 use crate::Event;
 use crate::bwe::BweKind;
 use crate::bwe_::Bwe;
@@ -854,9 +855,13 @@ impl Session {
         };
         self.media_bytes_rx += rx_bytes as u64;
 
-        // One-shot conversion to Arc<[u8]>: a single allocation that copies
-        // only the trimmed payload bytes out of the SRTP scratch buffer.
-        let payload: Arc<[u8]> = Arc::from(data);
+        // The trimmed payload bytes copied out of the SRTP scratch buffer into a buffer
+        // reused from this thread's ring (see `payload.rs`): no allocation in steady state.
+        let payload = if params.spec().codec.is_audio() {
+            Payload::reused_audio(data)
+        } else {
+            Payload::reused(data)
+        };
 
         // Video RED (RTP mode): the header's bytes after its fixed 12 go with the packet,
         // as they came, for the application's FEC recovery (ULPFEC protects them). Not for
@@ -895,7 +900,7 @@ impl Session {
         for (rec_header, rec_payload, rec_seq, rec_time) in red_recovered {
             // make_rtp_packet (not handle_rtp): recovered packets must not inflate RX stats.
             let rec_packet =
-                stream.make_rtp_packet(now, rec_header, rec_payload, rec_seq, rec_time);
+                stream.make_rtp_packet(now, rec_header, rec_payload.into(), rec_seq, rec_time);
             let media = self.medias.iter_mut().find(|m| m.mid() == mid).unwrap();
             media.depayload(
                 stream.rid(),

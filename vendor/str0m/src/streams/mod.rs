@@ -1,6 +1,5 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt::{self};
-use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -10,6 +9,7 @@ use crate::format::PayloadParams;
 use crate::media::{KeyframeRequest, MID_PROBE, Media, SenderFeedback};
 use crate::pacer::QueueState;
 use crate::packet::Vp8Patch;
+use crate::payload::Payload;
 use crate::rtp_::MidRid;
 use crate::rtp_::Ssrc;
 use crate::rtp_::{Bitrate, Pt};
@@ -55,7 +55,7 @@ pub struct RtpPacket {
     pub header: RtpHeader,
 
     /// RTP payload. This contains no header.
-    pub payload: Arc<[u8]>,
+    pub payload: Payload,
 
     vp8_patch: Option<Vp8Patch>,
 
@@ -127,7 +127,7 @@ impl RtpPacket {
                 payload_type: BLANK_PACKET_DEFAULT_PT,
                 ..Default::default()
             },
-            payload: Arc::default(), // This payload is never used. See RtpHeader::create_padding_packet
+            payload: Payload::default(), // This payload is never used. See RtpHeader::create_padding_packet
             vp8_patch: None,
             fec: FecRole::None,
             nackable: false,

@@ -1,7 +1,7 @@
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::payload::Payload;
 use crate::config_mod::RtcpReportIntervals;
 use crate::media::KeyframeRequestKind;
 use crate::packet::MAX_RED_RECOVERY_DEPTH;
@@ -593,7 +593,7 @@ impl StreamRx {
         &mut self,
         now: Instant,
         header: RtpHeader,
-        payload: Arc<[u8]>,
+        payload: Payload,
         seq_no: SeqNo,
         time: MediaTime,
         wire_payload_len: usize,
@@ -615,7 +615,7 @@ impl StreamRx {
         &mut self,
         now: Instant,
         header: RtpHeader,
-        payload: Arc<[u8]>,
+        payload: Payload,
         seq_no: SeqNo,
         time: MediaTime,
     ) -> RtpPacket {

@@ -1,5 +1,4 @@
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -12,6 +11,7 @@ use crate::media::KeyframeRequestKind;
 use crate::media::Media;
 use crate::media::MediaKind;
 use crate::pacer::QueuePriority;
+use crate::payload::Payload;
 use crate::pacer::QueueSnapshot;
 use crate::pacer::QueueState;
 use crate::packet::{UlpfecEncoder, Vp8Patch};
@@ -200,7 +200,7 @@ pub struct RtpWrite {
     marker: bool,
     ext_vals: ExtensionValues,
     nackable: bool,
-    payload: Arc<[u8]>,
+    payload: Payload,
     csrc_count: usize,
     csrc: [u32; 15],
     vp8_patch: Option<Vp8Patch>,
@@ -296,7 +296,7 @@ impl RtpWrite {
         seq_no: SeqNo,
         time: u32,
         wallclock: Instant,
-        payload: impl Into<Arc<[u8]>>,
+        payload: impl Into<Payload>,
     ) -> Self {
         Self {
             pt,
