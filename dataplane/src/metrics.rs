@@ -109,6 +109,9 @@ pub struct CoreMetrics {
     /// Per forwarded copy of a sampled datagram: the time from the datagram's arrival
     /// (the kernel's receive timestamp) to the copy being handed to the kernel.
     pub forward_latency: LatencyHistogram,
+    /// How long each wake of the core's timer kept the core busy (the peers' timeouts and
+    /// sending what they produced): forwarding waits that long.
+    pub timer_work: LatencyHistogram,
     /// Simulcast layer switches of subscriptions (the first picture is not one).
     pub layer_switches: AtomicU64,
     /// Each bandwidth estimate of a peer with bandwidth adaptation, as it comes.
@@ -379,6 +382,11 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
     for (i, m) in cores.iter().enumerate() {
         m.forward_latency.render(&mut out, name, i);
     }
+    let name = "switchyard_dataplane_timer_work_seconds";
+    let _ = writeln!(out, "# HELP {name} How long each wake of the core's timer kept the core busy with the peers' timeouts (RTCP, ICE, retransmission timers) and sending what they produced; forwarding on that core waits meanwhile.\n# TYPE {name} histogram");
+    for (i, m) in cores.iter().enumerate() {
+        m.timer_work.render(&mut out, name, i);
+    }
     let name = "switchyard_dataplane_bandwidth_estimate_bps";
     let _ = writeln!(out, "# HELP {name} Bandwidth estimates towards clients with bandwidth adaptation, in bits per second, each counted as it comes.\n# TYPE {name} histogram");
     for (i, m) in cores.iter().enumerate() {
@@ -438,6 +446,10 @@ mod tests {
             text.contains(&format!("{name}_count{{core=\"0\"}} 5")),
             "{text}"
         );
+        m.timer_work.record(std::time::Duration::from_micros(40));
+        let text = render(std::slice::from_ref(&m));
+        let line = "switchyard_dataplane_timer_work_seconds_bucket{core=\"0\",le=\"0.00005\"} 1";
+        assert!(text.contains(line), "{line} missing in\n{text}");
         m.bandwidth_estimate.record(320_000);
         m.bandwidth_estimate.record(50_000_000);
         let text = render(&[m]);
