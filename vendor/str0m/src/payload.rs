@@ -29,7 +29,7 @@ use std::sync::Arc;
 /// Ethernet-sized datagram. Each buffer is as large as the largest payload it has held.
 pub const SLOT_CAPACITY: usize = 1500;
 
-/// The most buffers one thread's ring holds (at most 12 MiB of payloads per thread).
+/// The most buffers one of a thread's two rings holds (at most 12 MiB of payloads each).
 pub const MAX_SLOTS: usize = 8192;
 
 /// How many slots past the cursor are looked at before the ring grows.
