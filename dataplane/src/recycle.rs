@@ -48,6 +48,9 @@ impl<T> Recycler<T> {
             let at = if n == 0 { 0 } else { self.next };
             self.slots.insert(at, made.clone());
             self.next = (at + 1) % (n + 1);
+        } else if n > 0 {
+            // Full, and these held: look further on next time.
+            self.next = (self.next + PROBES) % n;
         }
         made
     }
@@ -122,5 +125,22 @@ mod tests {
             held.iter().map(|v| **v).collect::<Vec<_>>(),
             [0, 1, 2, 3, 4]
         );
+    }
+
+    #[test]
+    fn a_full_ring_finds_a_free_slot_beyond_held_ones() {
+        let mut r = Recycler::new(8);
+        let mut values: Vec<_> = (0..8u32).map(|i| Some(r.make(i))).collect();
+        // The first four stay held; the last four are let go.
+        for v in &mut values[4..] {
+            *v = None;
+        }
+        let _ = r.make(100); // past the held ones: allocated alone
+        let again = r.make(101);
+        assert_eq!((r.len(), *again), (8, 101));
+        // ...and the next one reuses a slot that was let go.
+        assert!(r.slots.iter().any(|s| Arc::ptr_eq(s, &again)));
+        // A held value is untouched.
+        assert_eq!(values[0].as_deref(), Some(&0));
     }
 }

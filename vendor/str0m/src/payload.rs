@@ -78,6 +78,8 @@ impl Ring {
             }
         }
         if n >= MAX_SLOTS {
+            // Full, and these held: look further on next time.
+            self.next = (self.next + PROBES) % n;
             return None;
         }
         let slot = Arc::new(data.to_vec());
