@@ -71,7 +71,9 @@ test("three participants on the conference page see and hear each other", { time
     // Mute: the others hear of it; unmute likewise.
     await pages[1].click("#mute-video");
     await pages[0].waitForFunction((id) => window.conf.log.some(l => l === `stream ${id.slice(-6)}: video.status = inactive`), publications[1], { timeout: 5000 });
-    assert.equal(await pages[1].textContent("#mute-video"), "Start camera");
+    // The muting page relabels its button when the portal acknowledges, which can come
+    // after the others have heard of the change: wait for it rather than race it.
+    await pages[1].waitForFunction(() => document.getElementById("mute-video").textContent === "Start camera", null, { timeout: 5000 });
     await pages[1].click("#mute-video");
     await pages[2].waitForFunction((id) => window.conf.log.some(l => l === `stream ${id.slice(-6)}: video.status = active`), publications[1], { timeout: 5000 });
 
