@@ -20,7 +20,7 @@
 //!
 //! Forwarding allocates nothing in steady state: a received payload is decrypted into a
 //! buffer of str0m's per-thread ring (`str0m::rtp::Payload`), the packet every
-//! subscription shares comes from the core's [`recycle::Recycler`], and each copy is
+//! subscription shares comes from the core's `str0m::rtp::Recycler`, and each copy is
 //! encrypted into a pooled datagram buffer the driver hands back after sending
 //! (`dataplane/tests/allocations.rs` holds all three at zero).
 
@@ -38,7 +38,6 @@ pub mod packet;
 pub mod padding;
 pub mod peer;
 pub mod protection;
-pub mod recycle;
 pub mod rewrite;
 pub mod sdp;
 pub mod setup;

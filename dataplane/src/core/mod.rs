@@ -34,7 +34,6 @@ use crate::layers::{Cap, LayerMeter, LayerSelector, Layers, KEYFRAME_RETRY, MAX_
 use crate::metrics::{CoreMetrics, DropReason};
 use crate::overload::Shedder;
 use crate::peer::{self, Setup};
-use crate::recycle::Recycler;
 use crate::rewrite::Rewriter;
 use crate::sdp;
 use crate::svc::{Structure, SvcFilter, SvcPacket};
@@ -46,7 +45,7 @@ use str0m::config::DtlsCert;
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequestKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionValues, Payload, RtpPacket, RtpWrite, Ssrc};
+use str0m::rtp::{ExtensionValues, Payload, Recycler, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, WriteNow};
 use switchyard_dataplane_api::{
     Binding, ErrorCode, LayerState, MediaKind, PeerCreate, PeerCreated, PeerOffer, RpcError,
@@ -580,6 +579,9 @@ pub struct Core {
 /// fanned out and queued to other cores).
 const RECYCLED_PACKETS: usize = 1024;
 
+/// How many of them past its cursor the core looks at for a free one before it allocates.
+const RECYCLE_PROBES: usize = 4;
+
 /// An active-speaker selection: its slot streams and who fills them.
 struct Selection {
     slots: Vec<Arc<str>>,
@@ -635,7 +637,7 @@ impl Core {
             next_binding: 0,
             deferred: Vec::new(),
             selections: HashMap::new(),
-            packets: Recycler::new(RECYCLED_PACKETS),
+            packets: Recycler::new(RECYCLED_PACKETS, RECYCLE_PROBES),
             loss: LossInjector {
                 percent: settings.test_loss_percent,
                 state: 0x9E37_79B9_7F4A_7C15 ^ u64::from(index),

@@ -803,7 +803,7 @@ pub mod rtp {
         Vp8PatchError,
     };
     pub use crate::rtp_::{RtpHeader, RtpHeaderTail, SeqNo, Ssrc, VideoOrientation};
-    pub use crate::payload::{MAX_SLOTS, Payload, SLOT_CAPACITY, reused_buffers};
+    pub use crate::payload::{MAX_SLOTS, Payload, Recycler, Refill, SLOT_CAPACITY, reused_buffers};
     pub use crate::streams::{
         RtpPacket, RtpWrite, StreamPaused, StreamRx, StreamTx, StreamTxQueueInfo,
     };

@@ -18,7 +18,7 @@
 //! the video ring holds about as many buffers as video payloads are alive.
 //!
 //! A clone dropped on another thread simply makes the buffer free again for the thread
-//! that owns the ring.
+//! that owns the ring. The ring itself is [`Recycler`], usable for any shared value.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -32,7 +32,7 @@ pub const SLOT_CAPACITY: usize = 1500;
 /// The most buffers one of a thread's two rings holds (at most 12 MiB of payloads each).
 pub const MAX_SLOTS: usize = 8192;
 
-/// How many slots past the cursor are looked at before the ring grows.
+/// How many slots past the cursor the payload rings look at before they grow.
 const PROBES: usize = 8;
 
 /// An RTP payload (no header), cheap to clone and read-only.
@@ -47,49 +47,114 @@ enum Inner {
     Reused(Arc<Vec<u8>>),
 }
 
-struct Ring {
-    slots: Vec<Arc<Vec<u8>>>,
+/// A ring of reusable `Arc<T>`s, at most `max` of them: the technique above, for any
+/// shared value (the dataplane shares its forwarded packets through one).
+///
+/// The ring keeps a reference to each `Arc` it handed out and refills one in place once
+/// every other reference is gone (`Arc::get_mut` proves that). Values are released
+/// roughly in the order they were made, so the ring looks `probes` slots past its cursor
+/// and grows only when those are all held; full, it looks further on the next time.
+#[derive(Debug)]
+pub struct Recycler<T> {
+    slots: Vec<Arc<T>>,
     next: usize,
+    max: usize,
+    probes: usize,
+}
+
+/// What a [`Recycler`] fills a slot from: a value replaces the slot's; a byte slice is
+/// copied into a reused `Vec` (keeping its capacity).
+pub trait Refill<T> {
+    /// Puts `self` into a slot that held an earlier value.
+    fn refill(self, slot: &mut T);
+    /// `self` as a new value.
+    fn fresh(self) -> T;
+}
+
+impl<T> Refill<T> for T {
+    fn refill(self, slot: &mut T) {
+        *slot = self;
+    }
+    fn fresh(self) -> T {
+        self
+    }
+}
+
+impl Refill<Vec<u8>> for &[u8] {
+    fn refill(self, slot: &mut Vec<u8>) {
+        slot.clear();
+        // A buffer grows to the largest payload it has held (once), not further.
+        slot.reserve_exact(self.len());
+        slot.extend_from_slice(self);
+    }
+    fn fresh(self) -> Vec<u8> {
+        self.to_vec()
+    }
+}
+
+impl<T> Recycler<T> {
+    /// An empty ring that grows to at most `max` values, looking `probes` slots past its
+    /// cursor for a free one.
+    pub const fn new(max: usize, probes: usize) -> Self {
+        Recycler {
+            slots: Vec::new(),
+            next: 0,
+            max,
+            probes,
+        }
+    }
+
+    /// `from`, shared, in a reused slot or a new one the ring keeps; handed back when the
+    /// ring is full and the slots looked at are all held.
+    pub fn pooled<F: Refill<T>>(&mut self, from: F) -> Result<Arc<T>, F> {
+        let n = self.slots.len();
+        for i in 0..self.probes.min(n) {
+            let at = (self.next + i) % n;
+            if let Some(v) = Arc::get_mut(&mut self.slots[at]) {
+                from.refill(v);
+                self.next = (at + 1) % n;
+                return Ok(self.slots[at].clone());
+            }
+        }
+        if n >= self.max {
+            if n > 0 {
+                // Full, and these held: look further on next time.
+                self.next = (self.next + self.probes) % n;
+            }
+            return Err(from);
+        }
+        let made = Arc::new(from.fresh());
+        // The new slot goes where the cursor is, so that it is looked at again after
+        // the slots that were filled before it.
+        let at = if n == 0 { 0 } else { self.next };
+        self.slots.insert(at, made.clone());
+        self.next = (at + 1) % (n + 1);
+        Ok(made)
+    }
+
+    /// `from`, shared: [`Recycler::pooled`], or allocated alone when that hands it back.
+    pub fn make<F: Refill<T>>(&mut self, from: F) -> Arc<T> {
+        self.pooled(from).unwrap_or_else(|f| Arc::new(f.fresh()))
+    }
+
+    /// How many values the ring holds.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the ring holds none.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
 }
 
 thread_local! {
     /// Video payloads, held as long as the retransmission caches keep them.
-    static RING: RefCell<Ring> = const { RefCell::new(Ring { slots: Vec::new(), next: 0 }) };
+    static RING: RefCell<Recycler<Vec<u8>>> = const { RefCell::new(Recycler::new(MAX_SLOTS, PROBES)) };
     /// Audio payloads, which nobody keeps: a ring of their own, so that the video ring
     /// does not hold a slot for each audio packet sent within a retransmission window.
-    static AUDIO_RING: RefCell<Ring> =
-        const { RefCell::new(Ring { slots: Vec::new(), next: 0 }) };
-}
-
-impl Ring {
-    /// A free slot filled with `data`, or `None` when every slot looked at is held and the
-    /// ring is full.
-    fn fill(&mut self, data: &[u8]) -> Option<Arc<Vec<u8>>> {
-        let n = self.slots.len();
-        for i in 0..PROBES.min(n) {
-            let at = (self.next + i) % n;
-            if let Some(buf) = Arc::get_mut(&mut self.slots[at]) {
-                buf.clear();
-                // A slot grows to the largest payload it has held (once), not further.
-                buf.reserve_exact(data.len());
-                buf.extend_from_slice(data);
-                self.next = (at + 1) % n;
-                return Some(self.slots[at].clone());
-            }
-        }
-        if n >= MAX_SLOTS {
-            // Full, and these held: look further on next time.
-            self.next = (self.next + PROBES) % n;
-            return None;
-        }
-        let slot = Arc::new(data.to_vec());
-        // The new slot goes where the cursor is, so that it is looked at again after
-        // the slots that were filled before it.
-        let at = if n == 0 { 0 } else { self.next };
-        self.slots.insert(at, slot.clone());
-        self.next = (at + 1) % (n + 1);
-        Some(slot)
-    }
+    static AUDIO_RING: RefCell<Recycler<Vec<u8>>> =
+        const { RefCell::new(Recycler::new(MAX_SLOTS, PROBES)) };
 }
 
 impl Payload {
@@ -104,10 +169,13 @@ impl Payload {
         Self::reused_in(&AUDIO_RING, data)
     }
 
-    fn reused_in(ring: &'static std::thread::LocalKey<RefCell<Ring>>, data: &[u8]) -> Payload {
+    fn reused_in(
+        ring: &'static std::thread::LocalKey<RefCell<Recycler<Vec<u8>>>>,
+        data: &[u8],
+    ) -> Payload {
         if data.len() <= SLOT_CAPACITY {
             let filled = ring
-                .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.fill(data)))
+                .try_with(|r| r.try_borrow_mut().ok().and_then(|mut r| r.pooled(data).ok()))
                 .ok()
                 .flatten();
             if let Some(buf) = filled {
@@ -139,7 +207,7 @@ pub fn reused_buffers() -> usize {
     [&RING, &AUDIO_RING]
         .iter()
         .map(|ring| {
-            ring.try_with(|r| r.try_borrow().map(|r| r.slots.len()).unwrap_or(0))
+            ring.try_with(|r| r.try_borrow().map(|r| r.len()).unwrap_or(0))
                 .unwrap_or(0)
         })
         .sum()
@@ -210,9 +278,6 @@ impl<const N: usize> From<&[u8; N]> for Payload {
 
 impl From<Payload> for Arc<[u8]> {
     fn from(p: Payload) -> Self {
-        match p.0 {
-            Inner::Shared(a) => a,
-            Inner::Reused(v) => Arc::from(v.as_slice()),
-        }
+        p.to_arc()
     }
 }
