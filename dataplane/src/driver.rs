@@ -320,7 +320,7 @@ pub async fn run(
                 let now = Instant::now();
                 ctx.core.borrow_mut().handle_timeout(now);
                 ctx.flush();
-                ctx.metrics.timer_work.record_n(now.elapsed(), 1);
+                ctx.metrics.timer_work.record(now.elapsed());
                 let window = now.saturating_duration_since(window_start);
                 if window >= LOAD_WINDOW {
                     let load = meter.sample(now);
