@@ -377,22 +377,31 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
         let name = "switchyard_dataplane_heap_bytes";
         let _ = writeln!(out, "# HELP {name} Heap bytes allocated and not freed by the whole process (requested sizes; resident memory adds the allocator's rounding and free pages).\n# TYPE {name} gauge\n{name} {bytes}");
     }
-    let name = "switchyard_dataplane_forward_latency_seconds";
-    let _ = writeln!(out, "# HELP {name} Per forwarded copy, time from the datagram's arrival (kernel receive timestamp) to the copy being handed to the kernel; the copies of one received datagram in {} are counted.\n# TYPE {name} histogram", crate::driver::LATENCY_SAMPLE_EVERY);
-    for (i, m) in cores.iter().enumerate() {
-        m.forward_latency.render(&mut out, name, i);
-    }
-    let name = "switchyard_dataplane_timer_work_seconds";
-    let _ = writeln!(out, "# HELP {name} How long each wake of the core's timer kept the core busy with the peers' timeouts (RTCP, ICE, retransmission timers) and sending what they produced; forwarding on that core waits meanwhile.\n# TYPE {name} histogram");
-    for (i, m) in cores.iter().enumerate() {
-        m.timer_work.render(&mut out, name, i);
-    }
-    let name = "switchyard_dataplane_bandwidth_estimate_bps";
-    let _ = writeln!(out, "# HELP {name} Bandwidth estimates towards clients with bandwidth adaptation, in bits per second, each counted as it comes.\n# TYPE {name} histogram");
-    for (i, m) in cores.iter().enumerate() {
-        m.bandwidth_estimate.render(&mut out, name, i);
-    }
+    let forward_help = format!("Per forwarded copy, time from the datagram's arrival (kernel receive timestamp) to the copy being handed to the kernel; the copies of one received datagram in {} are counted", crate::driver::LATENCY_SAMPLE_EVERY);
+    render_histograms(
+        &mut out,
+        cores,
+        "switchyard_dataplane_forward_latency_seconds",
+        &forward_help,
+        |m| &m.forward_latency,
+    );
+    render_histograms(&mut out, cores, "switchyard_dataplane_timer_work_seconds", "How long each wake of the core's timer kept the core busy with the peers' timeouts (RTCP, ICE, retransmission timers) and sending what they produced; forwarding on that core waits meanwhile", |m| &m.timer_work);
+    render_histograms(&mut out, cores, "switchyard_dataplane_bandwidth_estimate_bps", "Bandwidth estimates towards clients with bandwidth adaptation, in bits per second, each counted as it comes", |m| &m.bandwidth_estimate);
     out
+}
+
+/// One histogram family: its help and type lines, then every core's series.
+fn render_histograms<B: Buckets>(
+    out: &mut String,
+    cores: &[Arc<CoreMetrics>],
+    name: &str,
+    help: &str,
+    get: impl Fn(&CoreMetrics) -> &Histogram<B>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} histogram");
+    for (i, m) in cores.iter().enumerate() {
+        get(m).render(out, name, i);
+    }
 }
 
 #[cfg(test)]
