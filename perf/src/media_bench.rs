@@ -1,7 +1,7 @@
 //! `media-bench`: the same WebRTC load against Switchyard and Janus, side by side.
 //!
 //! Makes a network namespace joined to this one by a veth pair (Janus offers no loopback
-//! ICE candidates), starts each server inside it pinned to the same CPUs with `taskset`,
+//! ICE candidates), starts each server inside it pinned to the same CPUs,
 //! runs `switchyard-loadgen` from this namespace on other CPUs with the servers' pids to
 //! sample, and prints for both: forwarded packets per server CPU-second, Mbit/s per
 //! server core, added latency p50/p99/p99.9, loss, RSS per subscriber, time to first
@@ -41,15 +41,29 @@ struct Args {
     /// Janus's plugins and transports (Debian's path).
     #[arg(long, default_value = "/usr/lib/x86_64-linux-gnu/janus")]
     janus_lib: PathBuf,
-    /// The CPUs both servers run on (taskset list).
+    /// The CPUs both servers run on (a list such as 0-3,8).
     #[arg(long)]
     server_cpus: Option<String>,
     /// The CPUs the load generator runs on.
     #[arg(long)]
     loadgen_cpus: Option<String>,
-    /// Only this scenario (by name).
+    /// Only this scenario (by name); with `--load`, the custom load's name.
     #[arg(long)]
     scenario: Option<String>,
+    /// A load of your own instead of the built-in scenarios: the load generator's options
+    /// in one string (e.g. "--rooms 4 --subscribers 100 --bitrate 600 --duration 10").
+    #[arg(long, allow_hyphen_values = true)]
+    load: Option<String>,
+    /// Scaling across cores: for each count in this list (e.g. 1,2,4,8) Switchyard runs on
+    /// that many of `--server-cpus` with `--load` (required) multiplied by it (its
+    /// `--rooms`), and a table of throughput against the 1-core figure is printed.
+    #[arg(long, value_delimiter = ',')]
+    scaling: Vec<usize>,
+    /// Run in this network namespace on the loopback interface instead of making a
+    /// namespace and a veth pair (no root or iproute2 needed; Switchyard only: Janus
+    /// offers no loopback candidates).
+    #[arg(long)]
+    loopback: bool,
     /// Only this server: switchyard or janus.
     #[arg(long)]
     only: Option<String>,
@@ -71,8 +85,8 @@ struct Args {
 /// One load, run against each server.
 #[derive(Debug, Clone)]
 struct Scenario {
-    name: &'static str,
-    about: &'static str,
+    name: String,
+    about: String,
     loadgen: Vec<String>,
 }
 
@@ -81,60 +95,62 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     if quick {
         vec![
             Scenario {
-                name: "quick-1x40",
-                about: "1 publisher (VP8 1 Mbit/s 30 fps + opus) → 40 subscribers, 8 s",
+                name: "quick-1x40".into(),
+                about: "1 publisher (VP8 1 Mbit/s 30 fps + opus) → 40 subscribers, 8 s".into(),
                 loadgen: a("--rooms 1 --publishers 1 --subscribers 40 --bitrate 1000 --duration 8 --settle 2"),
             },
             Scenario {
-                name: "quick-4x1x8",
-                about: "4 rooms × 1 publisher (VP8 600 kbit/s) × 8 subscribers, 8 s",
+                name: "quick-4x1x8".into(),
+                about: "4 rooms × 1 publisher (VP8 600 kbit/s) × 8 subscribers, 8 s".into(),
                 loadgen: a("--rooms 4 --publishers 1 --subscribers 8 --bitrate 600 --duration 8 --settle 2"),
             },
         ]
     } else {
         vec![
             Scenario {
-                name: "1x200",
-                about: "1 publisher (VP8 2.5 Mbit/s 30 fps + opus) → 200 subscribers, 20 s",
+                name: "1x200".into(),
+                about: "1 publisher (VP8 2.5 Mbit/s 30 fps + opus) → 200 subscribers, 20 s".into(),
                 loadgen: a("--rooms 1 --publishers 1 --subscribers 200 --bitrate 2500 --duration 20 --join-rate 40"),
             },
             Scenario {
-                name: "1x200-simulcast",
-                about: "1 publisher sending simulcast (VP8 312 kbit/s, 833 kbit/s, 2.5 Mbit/s + opus) → 200 subscribers, each on one layer (the top: no bandwidth adaptation), 20 s",
+                name: "1x200-simulcast".into(),
+                about: "1 publisher sending simulcast (VP8 312 kbit/s, 833 kbit/s, 2.5 Mbit/s + opus) → 200 subscribers, each on one layer (the top: no bandwidth adaptation), 20 s".into(),
                 loadgen: a("--rooms 1 --publishers 1 --subscribers 200 --bitrate 2500 --simulcast --duration 20 --join-rate 40"),
             },
             Scenario {
-                name: "1x200-simulcast-bwe",
-                about: "as 1x200-simulcast, in a room with enableBandwidthAdaptation (Switchyard estimates each subscriber's bandwidth from its transport-wide feedback and fits its layer)",
+                name: "1x200-simulcast-bwe".into(),
+                about: "as 1x200-simulcast, in a room with enableBandwidthAdaptation (Switchyard estimates each subscriber's bandwidth from its transport-wide feedback and fits its layer)".into(),
                 loadgen: a("--rooms 1 --publishers 1 --subscribers 200 --bitrate 2500 --simulcast --bandwidth-adaptation --duration 20 --join-rate 40"),
             },
             Scenario {
-                name: "20x1x10",
-                about: "20 rooms × 1 publisher (VP8 1 Mbit/s) × 10 subscribers, 20 s",
+                name: "20x1x10".into(),
+                about: "20 rooms × 1 publisher (VP8 1 Mbit/s) × 10 subscribers, 20 s".into(),
                 loadgen: a("--rooms 20 --publishers 1 --subscribers 10 --bitrate 1000 --duration 20 --join-rate 40"),
             },
             Scenario {
-                name: "1x100-h264",
-                about: "1 publisher (H.264 1 Mbit/s 30 fps + opus) → 100 subscribers, 15 s",
+                name: "1x100-h264".into(),
+                about: "1 publisher (H.264 1 Mbit/s 30 fps + opus) → 100 subscribers, 15 s".into(),
                 loadgen: a("--rooms 1 --publishers 1 --subscribers 100 --video h264 --bitrate 1000 --duration 15"),
             },
             Scenario {
-                name: "ramp-600k",
-                about: "ramp: 1 publisher (VP8 600 kbit/s) + 50 subscribers every 5 s until loss > 1 % or p99 > 50 ms (max 1000)",
+                name: "ramp-600k".into(),
+                about: "ramp: 1 publisher (VP8 600 kbit/s) + 50 subscribers every 5 s until loss > 1 % or p99 > 50 ms (max 1000)".into(),
                 loadgen: a("--scenario ramp --rooms 1 --publishers 1 --subscribers 50 --ramp-step 50 --ramp-interval 5 --bitrate 600 --max-subscribers 1000 --join-rate 100"),
             },
             Scenario {
-                name: "overload-2500k",
-                about: "past the knee: 1 publisher (VP8 2.5 Mbit/s) + 50 subscribers every 5 s from 100 to 400, not stopping at loss or latency",
+                name: "overload-2500k".into(),
+                about: "past the knee: 1 publisher (VP8 2.5 Mbit/s) + 50 subscribers every 5 s from 100 to 400, not stopping at loss or latency".into(),
                 loadgen: a("--scenario ramp --rooms 1 --publishers 1 --subscribers 100 --ramp-step 50 --ramp-interval 5 --bitrate 2500 --max-subscribers 400 --join-rate 100 --loss-limit 0.95 --latency-limit-ms 60000"),
             },
         ]
     }
 }
 
-/// The network namespace and its veth pair; removed on drop.
+/// Where the servers run: a network namespace and its veth pair (removed on drop), or,
+/// with `--loopback`, this namespace's loopback interface.
 struct Netns {
-    name: String,
+    /// The namespace's name; `None` on loopback.
+    name: Option<String>,
     inner_if: String,
     host_ip: String,
     inner_ip: String,
@@ -156,6 +172,15 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
 }
 
 impl Netns {
+    fn loopback() -> Netns {
+        Netns {
+            name: None,
+            inner_if: "lo".into(),
+            host_ip: "127.0.0.1".into(),
+            inner_ip: "127.0.0.1".into(),
+        }
+    }
+
     fn create() -> anyhow::Result<Netns> {
         // Namespaces left by runs that were killed.
         if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
@@ -170,14 +195,15 @@ impl Netns {
         }
         let pid = std::process::id();
         let net = 20 + pid % 200;
+        let name = format!("sy-perf-{pid}");
         let ns = Netns {
-            name: format!("sy-perf-{pid}"),
+            name: Some(name.clone()),
             inner_if: format!("syn{pid}"),
             host_ip: format!("10.213.{net}.1"),
             inner_ip: format!("10.213.{net}.2"),
         };
         let host_if = format!("syh{pid}");
-        ip(&["netns", "add", &ns.name])?;
+        ip(&["netns", "add", &name])?;
         ip(&[
             "link",
             "add",
@@ -188,7 +214,7 @@ impl Netns {
             "name",
             &ns.inner_if,
         ])?;
-        ip(&["link", "set", &ns.inner_if, "netns", &ns.name])?;
+        ip(&["link", "set", &ns.inner_if, "netns", &name])?;
         ip(&[
             "addr",
             "add",
@@ -198,7 +224,7 @@ impl Netns {
         ])?;
         ip(&["link", "set", &host_if, "up"])?;
         let exec = |a: &[&str]| {
-            let mut v = vec!["netns", "exec", &ns.name, "ip"];
+            let mut v = vec!["netns", "exec", &name, "ip"];
             v.extend_from_slice(a);
             ip(&v)
         };
@@ -214,19 +240,33 @@ impl Netns {
         Ok(ns)
     }
 
-    /// A command run inside the namespace on `cpus`.
-    fn command(&self, cpus: &str, program: &Path) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, "taskset", "-c", cpus])
-            .arg(program);
-        c
+    /// A command run inside the namespace (start it with [`spawn_on`]).
+    fn command(&self, program: &Path) -> Command {
+        match &self.name {
+            Some(name) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", name]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// How the run is placed, for the report.
+    fn describe(&self) -> String {
+        match &self.name {
+            Some(name) => format!("namespace {name} ({} ↔ {})", self.host_ip, self.inner_ip),
+            None => format!("loopback ({})", self.inner_ip),
+        }
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace deletes the veth pair with it.
-        let _ = ip(&["netns", "del", &self.name]);
+        if let Some(name) = &self.name {
+            let _ = ip(&["netns", "del", name]);
+        }
     }
 }
 
@@ -259,12 +299,7 @@ impl Drop for Server {
 fn wait_http(url: &str, children: &mut [Child], log: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let ok = Command::new("curl")
-            .args(["-sf", "-o", "/dev/null", "--max-time", "1", url])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
+        if http_ok(url) {
             return Ok(());
         }
         for c in children.iter_mut() {
@@ -280,6 +315,53 @@ fn wait_http(url: &str, children: &mut [Child], log: &Path) -> anyhow::Result<()
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Starts `c` on `cpus` (a list such as "0-3,8"): this thread's CPU affinity is set to
+/// them for the spawn, which the child inherits, and then put back.
+fn spawn_on(c: &mut Command, cpus: &str) -> anyhow::Result<Child> {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let me = Pid::from_raw(0);
+    let mut set = CpuSet::new();
+    let list = switchyard_dataplane::setup::parse_cpu_list(cpus);
+    if list.is_empty() {
+        bail!("no CPUs in the list {cpus:?}");
+    }
+    for cpu in list {
+        set.set(cpu)
+            .with_context(|| format!("CPU {cpu} in {cpus:?}"))?;
+    }
+    let before = sched_getaffinity(me).context("reading this thread's CPU affinity")?;
+    sched_setaffinity(me, &set).with_context(|| format!("pinning to CPUs {cpus}"))?;
+    let child = c.spawn();
+    sched_setaffinity(me, &before).context("restoring this thread's CPU affinity")?;
+    Ok(child?)
+}
+
+/// Whether a GET of `url` (`http://host:port/path`) answers 2xx within a second.
+fn http_ok(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let Ok(addr) = host.parse::<std::net::SocketAddr>() else {
+        return false;
+    };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        if path.is_empty() { "/" } else { path }
+    );
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head[9] == b'2'
 }
 
 fn tail(path: &Path) -> String {
@@ -335,13 +417,9 @@ metrics_address = "{ip}:7001"
     let mut tries = 0;
     let (dlog, dp) = loop {
         let (dlog, out, err) = log_file(dir.path(), "dataplane")?;
-        let mut dp = ns
-            .command(cpus, &args.dataplane)
-            .arg("--config")
-            .arg(&cfg)
-            .stdout(out)
-            .stderr(err)
-            .spawn()
+        let mut c = ns.command(&args.dataplane);
+        c.arg("--config").arg(&cfg).stdout(out).stderr(err);
+        let mut dp = spawn_on(&mut c, cpus)
             .with_context(|| format!("starting {}", args.dataplane.display()))?;
         std::thread::sleep(Duration::from_millis(300));
         let exited = matches!(dp.try_wait(), Ok(Some(_)));
@@ -366,14 +444,10 @@ metrics_address = "{ip}:7001"
         _dir: dir,
     };
     let (clog, out, err) = log_file(&dir_path, "control")?;
-    let control = ns
-        .command(cpus, &args.control)
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .with_context(|| format!("starting {}", args.control.display()))?;
+    let mut c = ns.command(&args.control);
+    c.arg("--config").arg(&cfg).stdout(out).stderr(err);
+    let control =
+        spawn_on(&mut c, cpus).with_context(|| format!("starting {}", args.control.display()))?;
     server.children.push(control);
     let healthz = format!("{}/healthz", server.url);
     wait_http(&healthz, &mut server.children, &clog)?;
@@ -460,22 +534,20 @@ events: {{
     )?;
     std::fs::write(conf.join("janus.plugin.videoroom.jcfg"), "general: {\n}\n")?;
     let (log, out, err) = log_file(conf, "janus")?;
-    let child = ns
-        .command(cpus, &args.janus)
-        .arg("-F")
+    let mut c = ns.command(&args.janus);
+    c.arg("-F")
         .arg(conf)
         .arg("-C")
         .arg(conf.join("janus.jcfg"))
         .arg("-o")
         .stdout(out)
-        .stderr(err)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting {} (Debian's janus; scripts/setup.sh installs it)",
-                args.janus.display()
-            )
-        })?;
+        .stderr(err);
+    let child = spawn_on(&mut c, cpus).with_context(|| {
+        format!(
+            "starting {} (Debian's janus; scripts/setup.sh installs it)",
+            args.janus.display()
+        )
+    })?;
     // Owned by a Server from here: an early return kills the process.
     let url = format!("http://{}:8088/janus", ns.inner_ip);
     let mut server = Server {
@@ -498,10 +570,8 @@ fn run_loadgen(
     dir: &Path,
 ) -> anyhow::Result<Value> {
     let report = dir.join(format!("{}-{}.json", sc.name, server.name));
-    let mut c = Command::new("taskset");
-    c.args(["-c", cpus])
-        .arg(&args.loadgen)
-        .args(["--target", server.name, "--url", &server.url, "--quiet"])
+    let mut c = Command::new(&args.loadgen);
+    c.args(["--target", server.name, "--url", &server.url, "--quiet"])
         .args(&sc.loadgen)
         .arg("--report")
         .arg(&report);
@@ -518,8 +588,8 @@ fn run_loadgen(
         c.arg("--plot")
             .arg(p.join(format!("{}-{}", sc.name, server.name)));
     }
-    let status = c
-        .status()
+    let status = spawn_on(&mut c, cpus)
+        .and_then(|mut child| Ok(child.wait()?))
         .with_context(|| format!("running {}", args.loadgen.display()))?;
     if !status.success() {
         bail!(
@@ -597,6 +667,7 @@ const ROWS: &[(&str, &[&str], f64, usize)] = &[
         4,
     ),
     ("loss (%)", &["loss"], 100.0, 3),
+    ("delivered (%)", &["delivered"], 100.0, 2),
     ("jitter p50 (ms)", &["jitter_p50_us"], 0.001, 2),
     (
         "time to first keyframe p50 (ms)",
@@ -668,6 +739,137 @@ fn print_table(sc: &Scenario, results: &[(String, Value)]) {
     }
 }
 
+/// The scenario `--load` describes, named by `--scenario` ("custom" when not given).
+fn custom_scenario(args: &Args, load: &str) -> Scenario {
+    Scenario {
+        name: args.scenario.clone().unwrap_or_else(|| "custom".into()),
+        about: format!("custom load: {load}"),
+        loadgen: load.split_whitespace().map(str::to_string).collect(),
+    }
+}
+
+/// `--scaling`: Switchyard on 1, 2, 4… of the server CPUs, each time with the per-core load
+/// `--load` times the core count (its rooms multiplied), and a table of throughput and
+/// efficiency against the first count's.
+fn scaling(
+    args: &Args,
+    ns: &Netns,
+    server_cpus: &str,
+    loadgen_cpus: &str,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let Some(load) = &args.load else {
+        bail!("--scaling needs --load: the load per core (its --rooms is multiplied by the core count)");
+    };
+    let cpus = switchyard_dataplane::setup::parse_cpu_list(server_cpus);
+    let most = args.scaling.iter().copied().max().unwrap_or(1);
+    if cpus.len() < most || args.scaling.contains(&0) {
+        bail!(
+            "--scaling up to {most} cores needs that many --server-cpus, and no count of 0 ({server_cpus} has {})",
+            cpus.len()
+        );
+    }
+    let per_core = custom_scenario(args, load);
+    let rooms_at = per_core.loadgen.iter().position(|a| a == "--rooms");
+    let rooms_per_core: usize = match rooms_at {
+        Some(i) => per_core
+            .loadgen
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .context("--load's --rooms needs a number")?,
+        None => 1,
+    };
+    let mut rows: Vec<(usize, Value)> = Vec::new();
+    for &n in &args.scaling {
+        let mut sc = per_core.clone();
+        sc.name = format!("{}-{n}core", per_core.name);
+        let rooms = (rooms_per_core * n).to_string();
+        match rooms_at {
+            Some(i) => sc.loadgen[i + 1] = rooms,
+            None => sc.loadgen.extend(["--rooms".to_string(), rooms]),
+        }
+        let list = cpus[..n]
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        println!("\n{n} core(s) on CPU {list}: {}", sc.loadgen.join(" "));
+        let server = start_switchyard(args, ns, &list)?;
+        let r = run_loadgen(args, &server, &sc, loadgen_cpus, dir)?;
+        drop(server);
+        rows.push((n, r));
+    }
+    println!(
+        "\nscaling — {} per core; server CPUs {server_cpus}, load generator on {loadgen_cpus}, {}",
+        load,
+        ns.describe()
+    );
+    println!(
+        "  {:>5} {:>11} {:>12} {:>9} {:>10} {:>13} {:>8} {:>11} {:>9} {:>10} {:>10} {:>8} {:>10}",
+        "cores",
+        "subscribers",
+        "fwd pkt/s",
+        "Mbit/s",
+        "CPU cores",
+        "pkt per CPU-s",
+        "loss %",
+        "delivered %",
+        "p99 ms",
+        "own p99 µs",
+        "gen cores",
+        "× first",
+        "efficiency"
+    );
+    let first = rows.first().map(|(n, r)| {
+        (
+            *n as f64,
+            f(&r["window"], &["received_pps"]),
+            f(&r["window"], &["packets_per_server_cpu_s"]),
+        )
+    });
+    let mut out_rows = Vec::new();
+    for (n, r) in &rows {
+        let w = &r["window"];
+        let pps = f(w, &["received_pps"]);
+        let eff = f(w, &["packets_per_server_cpu_s"]);
+        let (x, e) = match first {
+            Some((n0, p0, e0)) if p0 > 0.0 && e0 > 0.0 => (pps / p0 * n0, eff / e0),
+            _ => (0.0, 0.0),
+        };
+        println!(
+            "  {:>5} {:>11.0} {:>12.0} {:>9.1} {:>10.3} {:>13.0} {:>8.3} {:>11.2} {:>9.2} {:>10.0} {:>10.2} {:>7.2}x {:>10.2}",
+            n,
+            f(w, &["subscribers"]),
+            pps,
+            f(w, &["received_mbit_s"]),
+            f(w, &["server_cores"]),
+            eff,
+            f(w, &["loss"]) * 100.0,
+            f(w, &["delivered"]) * 100.0,
+            f(w, &["latency", "p99_us"]) / 1000.0,
+            f(w, &["server_latency", "p99_us"]),
+            f(w, &["loadgen_cores"]),
+            x,
+            e
+        );
+        out_rows.push(
+            json!({ "cores": n, "throughput_vs_first": x, "efficiency_vs_first": e, "window": w }),
+        );
+    }
+    println!("  (× first: forwarded packets/s over the first row's, per its core count; efficiency: packets per CPU-second over the first row's)");
+    let doc = json!({
+        "machine": switchyard_perf::cpu_model(),
+        "cpus": switchyard_perf::available_cores(),
+        "server_cpus": server_cpus,
+        "loadgen_cpus": loadgen_cpus,
+        "placement": ns.describe(),
+        "load_per_core": load,
+        "rows": out_rows,
+    });
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&doc)?)?;
+    Ok(())
+}
+
 fn cpu_lists() -> (String, String) {
     let n = switchyard_perf::available_cores();
     match n {
@@ -679,13 +881,17 @@ fn cpu_lists() -> (String, String) {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if not_root() {
-        bail!("media-bench makes a network namespace and a veth pair: run it as root");
+    if !args.loopback && not_root() {
+        bail!("media-bench makes a network namespace and a veth pair: run it as root (or pass --loopback)");
     }
     let (def_server, def_gen) = cpu_lists();
     let server_cpus = args.server_cpus.clone().unwrap_or(def_server);
     let loadgen_cpus = args.loadgen_cpus.clone().unwrap_or(def_gen);
-    let ns = Netns::create()?;
+    let ns = if args.loopback {
+        Netns::loopback()
+    } else {
+        Netns::create()?
+    };
     let out_dir = args
         .out
         .parent()
@@ -693,17 +899,28 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&out_dir)?;
     println!(
-        "media-bench: servers on CPU {server_cpus}, load generator on CPU {loadgen_cpus}; namespace {} ({} ↔ {})",
-        ns.name, ns.host_ip, ns.inner_ip
+        "media-bench: servers on CPU {server_cpus}, load generator on CPU {loadgen_cpus}; {}",
+        ns.describe()
     );
+    if !args.scaling.is_empty() {
+        return scaling(&args, &ns, &server_cpus, &loadgen_cpus, &out_dir);
+    }
+    let list = match &args.load {
+        Some(load) => vec![custom_scenario(&args, load)],
+        None => scenarios(args.quick),
+    };
     let mut all = Vec::new();
-    for sc in scenarios(args.quick) {
-        if args.scenario.as_deref().is_some_and(|s| s != sc.name) {
+    for sc in list {
+        if args.load.is_none() && args.scenario.as_deref().is_some_and(|s| s != sc.name) {
             continue;
         }
         let mut results: Vec<(String, Value)> = Vec::new();
         for which in ["switchyard", "janus"] {
             if args.only.as_deref().is_some_and(|o| o != which) {
+                continue;
+            }
+            if which == "janus" && args.loopback {
+                println!("  (Janus skipped: it offers no loopback candidates)");
                 continue;
             }
             let server = if which == "switchyard" {
@@ -725,6 +942,7 @@ fn main() -> anyhow::Result<()> {
     let machine = switchyard_perf::cpu_model();
     let doc = json!({
         "machine": machine,
+        "placement": ns.describe(),
         "server_cpus": server_cpus,
         "loadgen_cpus": loadgen_cpus,
         "quick": args.quick,

@@ -128,7 +128,8 @@ struct Args {
     /// Ramp: stop at this many subscribers in all.
     #[arg(long, default_value_t = 2000)]
     max_subscribers: usize,
-    /// Ramp: the loss that ends it.
+    /// Ramp: the loss that ends it (also the share of packets not delivered, which counts
+    /// streams a server stopped forwarding).
     #[arg(long, default_value_t = 0.01)]
     loss_limit: f64,
     /// Ramp: the p99 latency (ms) that ends it.
@@ -233,11 +234,26 @@ fn main() -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    raise_open_files();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, run(args))
+}
+
+/// Every session has a UDP socket of its own, so thousands of sessions need more open
+/// files than the usual soft limit of 1,024: lift it to the hard limit (which stays the
+/// operator's to set).
+fn raise_open_files() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                eprintln!("switchyard-loadgen: could not raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
 }
 
 /// The run's bookkeeping on the main thread.
@@ -517,8 +533,15 @@ impl Run {
             }
             _ => None,
         };
+        let delivered = (!self.args.simulcast && window.sent_packets > 0 && window.publishers > 0)
+            .then(|| {
+                let expected = window.sent_packets as f64 * window.subscribers as f64
+                    / window.publishers as f64;
+                window.received_packets as f64 / expected
+            });
         (
             Window {
+                delivered,
                 server_latency,
                 handoffs_per_forwarded,
                 heap_per_subscriber_kib,
@@ -809,6 +832,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     Some(format!(
                         "loss {:.2}% > {:.2}% at {subs} subscribers",
                         w.loss * 100.0,
+                        run.args.loss_limit * 100.0
+                    ))
+                } else if let Some(short) = w
+                    .delivered
+                    .map(|d| 1.0 - d)
+                    .filter(|short| *short > run.args.loss_limit)
+                {
+                    Some(format!(
+                        "{:.2}% of the packets not delivered (shed or lost) > {:.2}% at {subs} subscribers",
+                        short * 100.0,
                         run.args.loss_limit * 100.0
                     ))
                 } else if p99_ms > run.args.latency_limit_ms {

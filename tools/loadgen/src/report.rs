@@ -77,8 +77,15 @@ pub struct Window {
     pub received_pps: f64,
     /// Received UDP payload, Mbit/s.
     pub received_mbit_s: f64,
-    /// Fraction of expected packets missing.
+    /// Fraction of expected packets missing: gaps in the sequence numbers each
+    /// subscriber received.
     pub loss: f64,
+    /// What subscribers received over what the publishers sent times their subscribers:
+    /// 1 when every subscriber got every packet. Unlike `loss` it also counts streams a
+    /// server stopped forwarding (shed under overload: no gap ever shows). Not measured
+    /// with simulcast (each subscriber gets one of three layers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<f64>,
     /// Added latency: send → server → receive, on one clock.
     pub latency: Latency,
     /// Jitter (RFC 3550) of the subscribers' streams when they ended, µs: the median (set
@@ -241,6 +248,7 @@ pub fn window(
         received_pps: ticks.received_packets as f64 / secs,
         received_mbit_s: mbit,
         loss: ticks.loss(),
+        delivered: None,
         latency: Latency::of(&ticks.latency),
         jitter_p50_us: 0.0,
         jitter_max_us: 0.0,
