@@ -8,8 +8,9 @@
 //!   past saturation);
 //! - [`core::Core`], one core's state machine: peers, routes, forwarding, all driven by
 //!   `handle_*` calls that take `now` and fill an outbox;
-//! - [`driver`], the thin glommio loop per core: its sockets, timer and channels, and
-//!   [`load`], its measure of how busy the core is;
+//! - [`driver`], the thin glommio loop per core: its sockets, timer and channels,
+//!   [`gso`], how a flush's datagrams are grouped into UDP GSO sends, and [`load`], its
+//!   measure of how busy the core is;
 //! - [`mgmt`], the management executor: control's RPC (`switchyard-dataplane-api`), the
 //!   publication registry, metrics over HTTP.
 //!
@@ -27,6 +28,7 @@
 pub mod core;
 pub mod demux;
 pub mod driver;
+pub mod gso;
 pub mod heap;
 pub mod keyframe;
 pub mod layers;

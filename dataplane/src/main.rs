@@ -175,9 +175,10 @@ fn run(config: Config, check_only: bool) -> anyhow::Result<()> {
             from_cores: from_iter.next().context("core channel")?,
         };
         let pinned = *cpu;
+        let gso = config.dataplane.udp_gso;
         let handle = LocalExecutorBuilder::new(Placement::Fixed(pinned))
             .name(&format!("core-{i}"))
-            .spawn(move || driver::run(pinned, core, sockets, links, metrics))
+            .spawn(move || driver::run(pinned, core, sockets, links, metrics, gso))
             .map_err(|e| anyhow::anyhow!("starting core {i} on CPU {cpu}: {e}"))?;
         handles.push(handle);
         tracing::info!(core = i, cpu, ports = ?pairs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), "core started");

@@ -73,6 +73,8 @@ pub struct CoreMetrics {
     pub packets_out: AtomicU64,
     /// Bytes sent.
     pub bytes_out: AtomicU64,
+    /// Messages handed to the kernel: a UDP GSO message carries several datagrams.
+    pub send_messages: AtomicU64,
     /// RTP packets forwarded to subscriptions (one per subscription).
     pub rtp_forwarded: AtomicU64,
     /// Of those, copies that went through str0m's send queue and pacer (bandwidth
@@ -254,7 +256,7 @@ type Field = fn(&CoreMetrics) -> &AtomicU64;
 /// Prometheus text for every core.
 pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, Field); 15] = [
+    let counters: [(&str, &str, Field); 16] = [
         (
             "switchyard_dataplane_packets_in_total",
             "Datagrams received",
@@ -273,6 +275,11 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
         ("switchyard_dataplane_bytes_out_total", "Bytes sent", |m| {
             &m.bytes_out
         }),
+        (
+            "switchyard_dataplane_send_messages_total",
+            "Messages handed to the kernel (a UDP GSO message carries several of the datagrams sent)",
+            |m| &m.send_messages,
+        ),
         (
             "switchyard_dataplane_rtp_forwarded_total",
             "RTP packets forwarded to subscriptions",

@@ -59,6 +59,9 @@ struct Args {
     /// `--rooms`), and a table of throughput against the 1-core figure is printed.
     #[arg(long, value_delimiter = ',')]
     scaling: Vec<usize>,
+    /// Switchyard without UDP GSO (`dataplane.udp_gso = false`), to measure what it saves.
+    #[arg(long)]
+    no_udp_gso: bool,
     /// Run in this network namespace on the loopback interface instead of making a
     /// namespace and a veth pair (no root or iproute2 needed; Switchyard only: Janus
     /// offers no loopback candidates).
@@ -401,10 +404,15 @@ maxport = 40063
 cores = "all"
 rpc_address = "127.0.0.1:7000"
 metrics_address = "{ip}:7001"
-{history}"#,
+{gso}{history}"#,
             data = dir.path().join("data").display(),
             ip = ns.inner_ip,
             ifname = ns.inner_if,
+            gso = if args.no_udp_gso {
+                "udp_gso = false\n"
+            } else {
+                ""
+            },
             history = args
                 .retransmit_history_ms
                 .map(|ms| format!("retransmit_history_ms = {ms}\n"))
@@ -666,6 +674,7 @@ const ROWS: &[(&str, &[&str], f64, usize)] = &[
         1.0,
         4,
     ),
+    ("datagrams per send (GSO)", &["datagrams_per_send"], 1.0, 2),
     ("loss (%)", &["loss"], 100.0, 3),
     ("delivered (%)", &["delivered"], 100.0, 2),
     ("jitter p50 (ms)", &["jitter_p50_us"], 0.001, 2),

@@ -372,6 +372,10 @@ pub struct DataplaneConfig {
     /// How long a video subscription keeps what it sent to answer NACKs with RTX, in
     /// milliseconds (0: NACKs go unanswered). Memory per subscriber grows with it.
     pub retransmit_history_ms: u64,
+    /// Send the packets a flush holds for one subscriber (a video frame's burst) as one UDP
+    /// GSO message, segmented by the kernel or the NIC. Turn it off only for a NIC driver
+    /// that mishandles it; a core also stops using it by itself if the kernel refuses it.
+    pub udp_gso: bool,
     /// For tests only: drop this percentage of incoming media packets, as a lossy
     /// network would (0 in production).
     pub test_ingress_loss_percent: f64,
@@ -386,6 +390,7 @@ impl Default for DataplaneConfig {
             socket_buffer_bytes: 4 * 1024 * 1024,
             max_peers_per_core: 5000,
             retransmit_history_ms: 1000,
+            udp_gso: true,
             test_ingress_loss_percent: 0.0,
         }
     }

@@ -515,17 +515,19 @@ impl Run {
             u1.cpu_s - u0.cpu_s,
             rss,
         );
-        let (server_latency, handoffs_per_forwarded) = match (h0, h1) {
+        let (server_latency, handoffs_per_forwarded, datagrams_per_send) = match (h0, h1) {
             (Some(a), Some(b)) => {
                 let forwarded = b.forwarded - a.forwarded;
+                let messages = b.send_messages - a.send_messages;
                 (
                     report::histogram_latency(&switchyard_perf::histogram_delta(
                         &a.latency, &b.latency,
                     )),
                     (forwarded > 0.0).then(|| (b.handed_off - a.handed_off) / forwarded),
+                    (messages > 0.0).then(|| (b.packets_out - a.packets_out) / messages),
                 )
             }
-            _ => (None, None),
+            _ => (None, None, None),
         };
         let heap_per_subscriber_kib = match heap {
             (Some(before), Some(after)) if window.subscribers > 0 => {
@@ -544,6 +546,7 @@ impl Run {
                 delivered,
                 server_latency,
                 handoffs_per_forwarded,
+                datagrams_per_send,
                 heap_per_subscriber_kib,
                 ..window
             },
@@ -565,6 +568,8 @@ impl Run {
                 latency: switchyard_perf::prometheus_histogram(&t, report::FORWARD_LATENCY),
                 forwarded: switchyard_perf::prometheus_sum(&t, report::FORWARDED),
                 handed_off: switchyard_perf::prometheus_sum(&t, report::HANDED_OFF),
+                packets_out: switchyard_perf::prometheus_sum(&t, report::PACKETS_OUT),
+                send_messages: switchyard_perf::prometheus_sum(&t, report::SEND_MESSAGES),
             }),
             None => {
                 self.errors

@@ -128,6 +128,10 @@ pub struct Window {
     /// `--server-metrics`): 0 when every subscriber sits on its publisher's core.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handoffs_per_forwarded: Option<f64>,
+    /// Datagrams the dataplane sent per message it handed to the kernel (with
+    /// `--server-metrics`): above 1 when UDP GSO carried several in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datagrams_per_send: Option<f64>,
 }
 
 /// The dataplane's added-latency histogram.
@@ -138,6 +142,10 @@ pub const FORWARDED: &str = "switchyard_dataplane_rtp_forwarded_total";
 pub const HEAP: &str = "switchyard_dataplane_heap_bytes";
 /// The dataplane's count of packets handed to another core.
 pub const HANDED_OFF: &str = "switchyard_dataplane_handed_off_total";
+/// The dataplane's count of datagrams sent.
+pub const PACKETS_OUT: &str = "switchyard_dataplane_packets_out_total";
+/// The dataplane's count of messages handed to the kernel (a GSO message holds several).
+pub const SEND_MESSAGES: &str = "switchyard_dataplane_send_messages_total";
 
 /// One reading of the dataplane's metrics.
 #[derive(Debug, Clone)]
@@ -148,6 +156,10 @@ pub struct ServerReading {
     pub forwarded: f64,
     /// Packets handed to another core, every core.
     pub handed_off: f64,
+    /// Datagrams sent, every core.
+    pub packets_out: f64,
+    /// Messages handed to the kernel, every core.
+    pub send_messages: f64,
 }
 
 /// Percentiles (µs) of a cumulative histogram in seconds; `None` if it is empty.
@@ -277,6 +289,7 @@ pub fn window(
         },
         server_latency: None,
         handoffs_per_forwarded: None,
+        datagrams_per_send: None,
         heap_per_subscriber_kib: None,
     }
 }
