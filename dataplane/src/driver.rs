@@ -345,7 +345,9 @@ impl Ctx {
                     }
                     next += k;
                 }
-                Err(e) if call.gso.is_some() && gso_refused(e) => {
+                // Only a message that is segmented says the kernel refuses GSO itself; an
+                // error on a lone datagram is that datagram's (dropped below).
+                Err(e) if msgs[next].segments() > 1 && gso_refused(e) => {
                     tracing::warn!(error = %e, "the kernel refused UDP GSO: this core sends one datagram at a time from now on");
                     self.gso.set(false);
                     let rest = msgs[next..]

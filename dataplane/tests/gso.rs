@@ -11,6 +11,8 @@ struct D {
     len: usize,
     /// Which packet of the burst it is a copy of.
     packet: usize,
+    /// Its peer is paced.
+    paced: bool,
 }
 
 impl Outgoing for D {
@@ -22,6 +24,9 @@ impl Outgoing for D {
     }
     fn bytes(&self) -> usize {
         self.len
+    }
+    fn alone(&self) -> bool {
+        self.paced
     }
 }
 
@@ -43,6 +48,7 @@ fn fan_out(sizes: &[usize], subscribers: u16) -> Vec<D> {
                 to: sub(s),
                 len,
                 packet,
+                paced: false,
             });
         }
     }
@@ -61,6 +67,10 @@ fn check_rules(plan: &Plan, d: &[D], per_call: usize) {
     for m in &plan.messages {
         let seg: Vec<&D> = plan.order[m.start..m.end].iter().map(|&i| &d[i]).collect();
         assert!(m.segments() <= MAX_SEGMENTS);
+        assert!(
+            m.segments() == 1 || plan.order[m.start..m.end].iter().all(|&i| !d[i].paced),
+            "a paced datagram goes alone"
+        );
         assert_eq!(m.segment, seg[0].len);
         for (k, x) in seg.iter().enumerate() {
             assert_eq!(
@@ -186,6 +196,7 @@ fn mixed_sizes_and_addresses_keep_every_rule() {
             to: sub((x % 37) as u16),
             len: [120, 700, 1000, 1200, 1200, 1200][(x >> 8) as usize % 6],
             packet,
+            paced: x.is_multiple_of(5),
         });
     }
     let mut plan = Plan::default();
@@ -193,4 +204,19 @@ fn mixed_sizes_and_addresses_keep_every_rule() {
         plan.make(&d, per_call, true);
         check_rules(&plan, &d, per_call);
     }
+}
+
+#[test]
+fn a_paced_subscribers_packets_go_one_by_one() {
+    let mut d = fan_out(&[1200, 1200, 1200], 4);
+    // Subscriber 2 has bandwidth adaptation: str0m paces its packets.
+    for x in d.iter_mut().filter(|x| x.to == sub(2)) {
+        x.paced = true;
+    }
+    let mut plan = Plan::default();
+    plan.make(&d, 64, true);
+    check_rules(&plan, &d, 64);
+    let segments: Vec<usize> = plan.messages.iter().map(|m| m.segments()).collect();
+    assert_eq!(segments.iter().filter(|&&n| n == 3).count(), 3);
+    assert_eq!(segments.iter().filter(|&&n| n == 1).count(), 3);
 }

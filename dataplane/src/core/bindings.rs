@@ -478,6 +478,7 @@ impl Core {
                     from: t.source,
                     to: t.destination,
                     data: t.contents.into(),
+                    paced: peer.bwe,
                 }),
                 Output::Timeout(_) => break,
                 Output::Event(_) => {}

@@ -572,8 +572,14 @@ impl Core {
         }
         // Encrypted at once where str0m can (no pacer in the way); else queued, and the
         // peer drained as after any write.
-        let Some(mut queued) = send_now(&mut peer.rtc, &mut self.out.transmits, ssrc, write, now)
-        else {
+        let Some(mut queued) = send_now(
+            &mut peer.rtc,
+            peer.bwe,
+            &mut self.out.transmits,
+            ssrc,
+            write,
+            now,
+        ) else {
             self.metrics.dropped(DropReason::NotRoutable);
             return;
         };
@@ -586,7 +592,14 @@ impl Core {
                 f.newest = Some(seq);
                 let write = RtpWrite::new(f.red, seq.into(), rw.ts, pkt.arrival, f.empty.clone())
                     .ulpfec(f.ulpfec);
-                let sent = send_now(&mut peer.rtc, &mut self.out.transmits, ssrc, write, now);
+                let sent = send_now(
+                    &mut peer.rtc,
+                    peer.bwe,
+                    &mut self.out.transmits,
+                    ssrc,
+                    write,
+                    now,
+                );
                 queued |= sent == Some(true);
                 CoreMetrics::add(&self.metrics.fec_sent, 1);
             }
@@ -676,6 +689,7 @@ impl Core {
 /// `None` when there is no such stream.
 fn send_now(
     rtc: &mut Rtc,
+    paced: bool,
     transmits: &mut Vec<Datagram>,
     ssrc: Ssrc,
     write: RtpWrite,
@@ -687,6 +701,7 @@ fn send_now(
                 from: t.source,
                 to: t.destination,
                 data: t.contents.into(),
+                paced,
             });
             Some(false)
         }

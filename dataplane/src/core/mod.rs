@@ -334,6 +334,9 @@ pub struct Datagram {
     pub to: SocketAddr,
     /// The bytes.
     pub data: Vec<u8>,
+    /// Its peer's packets are paced (bandwidth adaptation: str0m spreads them at the
+    /// estimate), so the driver sends it alone rather than in a GSO burst.
+    pub paced: bool,
 }
 
 /// What a core wants done after an input.
@@ -1023,6 +1026,7 @@ impl Core {
                         from: t.source,
                         to: t.destination,
                         data: t.contents.into(),
+                        paced: peer.bwe,
                     });
                 }
                 Ok(Output::Timeout(t)) => {
