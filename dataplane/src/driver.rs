@@ -5,8 +5,9 @@
 //! never held across an await): one receive loop per media socket, one timer loop, one
 //! loop per other core's hand-off channel, and the command loop. When a receive completes,
 //! whatever else the socket already holds (up to 32 datagrams, one `recvmmsg`) is handled
-//! too, and then the outbox is flushed at once: [`crate::gso`] groups the datagrams per
-//! subscriber — a frame's burst becomes one UDP GSO message — and they go out with
+//! too, and then the outbox is flushed at once: with `dataplane.udp_gso` [`crate::gso`]
+//! groups the datagrams per subscriber — a frame's burst becomes one UDP GSO message — and
+//! they go out with
 //! non-blocking `sendmmsg`s of up to 64 messages on the same socket (a message the full
 //! socket buffer refuses is dropped and counted), hand-offs go into bounded channels
 //! (a full one drops and counts — a slow core never blocks this one), events go to the

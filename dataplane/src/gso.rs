@@ -1,4 +1,6 @@
-//! Planning a flush's datagrams into `sendmmsg` calls with UDP GSO (sans-IO).
+//! Planning a flush's datagrams into `sendmmsg` calls with UDP GSO (sans-IO), when
+//! `dataplane.udp_gso` is on (off by default: shaping, policing or filtering inside the
+//! host sees a GSO burst as one packet, and drops it whole).
 //!
 //! Fan-out sends each packet to many addresses, so one packet's copies cannot share a
 //! send. But the driver now handles every datagram already waiting in a socket before it

@@ -59,9 +59,9 @@ struct Args {
     /// `--rooms`), and a table of throughput against the 1-core figure is printed.
     #[arg(long, value_delimiter = ',')]
     scaling: Vec<usize>,
-    /// Switchyard without UDP GSO (`dataplane.udp_gso = false`), to measure what it saves.
+    /// Switchyard with UDP GSO (`dataplane.udp_gso = true`; off by default).
     #[arg(long)]
-    no_udp_gso: bool,
+    udp_gso: bool,
     /// Run in this network namespace on the loopback interface instead of making a
     /// namespace and a veth pair (no root or iproute2 needed; Switchyard only: Janus
     /// offers no loopback candidates).
@@ -408,11 +408,7 @@ metrics_address = "{ip}:7001"
             data = dir.path().join("data").display(),
             ip = ns.inner_ip,
             ifname = ns.inner_if,
-            gso = if args.no_udp_gso {
-                "udp_gso = false\n"
-            } else {
-                ""
-            },
+            gso = if args.udp_gso { "udp_gso = true\n" } else { "" },
             history = args
                 .retransmit_history_ms
                 .map(|ms| format!("retransmit_history_ms = {ms}\n"))
