@@ -142,8 +142,8 @@ impl Drain {
     }
 
     /// Reads, without waiting, up to [`RECV_BATCH`] datagrams the socket already holds and
-    /// hands each to `each`; returns how many.
-    fn drain(&mut self, fd: std::os::fd::RawFd, mut each: impl FnMut(SocketAddr, &[u8])) -> usize {
+    /// hands each to `each`.
+    fn drain(&mut self, fd: std::os::fd::RawFd, mut each: impl FnMut(SocketAddr, &[u8])) {
         let mut got: [(usize, Option<SocketAddr>); RECV_BATCH] = [(0, None); RECV_BATCH];
         let count = {
             let mut chunks = self.bufs.chunks_mut(RECV_SLOT);
@@ -174,7 +174,6 @@ impl Drain {
                 each(*from, data);
             }
         }
-        count
     }
 }
 
@@ -298,35 +297,23 @@ impl Ctx {
         let n = msgs.len();
         let mut next = 0;
         while next < n {
-            let sent = match call.gso {
-                Some(size) => {
-                    let size = u16::try_from(size).unwrap_or(u16::MAX);
-                    let cmsgs = [ControlMessage::UdpGsoSegments(&size)];
-                    let mut headers = sender.segmented.borrow_mut();
-                    sendmmsg(
-                        fd,
-                        &mut headers,
-                        &slices[next..n],
-                        &addrs[next..n],
-                        cmsgs,
-                        MsgFlags::empty(),
-                    )
-                    .map(Iterator::count)
-                }
-                None => {
-                    let cmsgs: [ControlMessage; 0] = [];
-                    let mut headers = sender.plain.borrow_mut();
-                    sendmmsg(
-                        fd,
-                        &mut headers,
-                        &slices[next..n],
-                        &addrs[next..n],
-                        cmsgs,
-                        MsgFlags::empty(),
-                    )
-                    .map(Iterator::count)
-                }
+            // The segment size rides in each header's control message; calls without one
+            // use headers that have no room for it.
+            let size = call.gso.map(|s| u16::try_from(s).unwrap_or(u16::MAX));
+            let gso = size.as_ref().map(ControlMessage::UdpGsoSegments);
+            let (headers, cmsgs) = match &gso {
+                Some(c) => (&sender.segmented, std::slice::from_ref(c)),
+                None => (&sender.plain, &[][..]),
             };
+            let sent = sendmmsg(
+                fd,
+                &mut headers.borrow_mut(),
+                &slices[next..n],
+                &addrs[next..n],
+                cmsgs,
+                MsgFlags::empty(),
+            )
+            .map(Iterator::count);
             match sent {
                 Ok(k) if k > 0 => {
                     let done = &msgs[next..next + k];
