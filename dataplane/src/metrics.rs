@@ -116,6 +116,9 @@ pub struct CoreMetrics {
     pub timer_work: LatencyHistogram,
     /// Simulcast layer switches of subscriptions (the first picture is not one).
     pub layer_switches: AtomicU64,
+    /// Padding trials ended because the subscriber's round trip showed the padding had
+    /// built a queue at the path's bottleneck (see `padding.rs`).
+    pub padding_queue_stops: AtomicU64,
     /// Each bandwidth estimate of a peer with bandwidth adaptation, as it comes.
     pub bandwidth_estimate: Histogram<BitsPerSecond>,
 }
@@ -256,7 +259,7 @@ type Field = fn(&CoreMetrics) -> &AtomicU64;
 /// Prometheus text for every core.
 pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, Field); 16] = [
+    let counters: [(&str, &str, Field); 17] = [
         (
             "switchyard_dataplane_packets_in_total",
             "Datagrams received",
@@ -334,6 +337,11 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             "switchyard_dataplane_layer_switches_total",
             "Simulcast layer switches of subscriptions",
             |m| &m.layer_switches,
+        ),
+        (
+            "switchyard_dataplane_padding_queue_stops_total",
+            "Padding towards a subscriber's next layer stopped because its round trip showed a queue building at its path's bottleneck",
+            |m| &m.padding_queue_stops,
         ),
     ];
     for (name, help, get) in counters {

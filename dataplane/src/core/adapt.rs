@@ -15,6 +15,7 @@
 //! growing while ([`crate::padding`]): kept full, it queued every keyframe.
 
 use super::*;
+use crate::padding::Change;
 use str0m::bwe::Bitrate;
 
 /// What each audio subscription is assumed to take of an estimate (opus at its usual
@@ -90,6 +91,22 @@ impl Core {
         peer.estimate = Some(bps);
         self.metrics.bandwidth_estimate.record(bps);
         self.share_estimate(key, bps, now);
+    }
+
+    /// Peer `key` reported a round trip: the first starts the padding, one showing a queue
+    /// stops it (see [`crate::padding`]).
+    pub(super) fn on_round_trip(&mut self, key: PeerKey, rtt: Duration, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&key).filter(|p| p.bwe) else {
+            return;
+        };
+        let Some(change) = peer.padding.on_round_trip(now, rtt) else {
+            return;
+        };
+        if change == Change::Stops {
+            tracing::debug!(peer = %peer.id, rtt_ms = rtt.as_millis() as u64, "padding stopped: its path queues");
+            CoreMetrics::add(&self.metrics.padding_queue_stops, 1);
+        }
+        self.update_desired(key, now);
     }
 
     /// Shares `bps` towards peer `key` among its video subscriptions.

@@ -444,6 +444,17 @@ struct SubBinding {
     rids: Vec<Rid>,
 }
 
+/// What a peer's stats last said of one mid (see `Peer::nacks_seen`).
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    /// NACKs received from the peer for what it receives on the mid, in all.
+    nacks_out: u64,
+    /// NACKs sent to the peer for what it sends on the mid, in all.
+    nacks_in: u64,
+    /// The highest sequence number of the newest receiver report.
+    report: Option<u64>,
+}
+
 struct Peer {
     id: String,
     rtc: Rtc,
@@ -455,8 +466,10 @@ struct Peer {
     close_when_empty: bool,
     pubs: Vec<PubBinding>,
     subs: Vec<SubBinding>,
-    /// Cumulative NACK counts per mid, to turn str0m's totals into deltas.
-    nacks_seen: HashMap<Mid, (u64, u64)>,
+    /// Cumulative NACK counts per mid, to turn str0m's totals into deltas, and the
+    /// newest receiver report read (its highest sequence number: the stats repeat a
+    /// report until the next one comes).
+    nacks_seen: HashMap<Mid, Seen>,
     /// Bandwidth adaptation is on (str0m's estimator runs for this peer).
     bwe: bool,
     /// The latest bandwidth estimate towards the client, bits per second.
@@ -1106,7 +1119,19 @@ impl Core {
                 tracing::trace!(core = self.index, peer = key, bps, "bandwidth estimate");
                 self.on_estimate(key, bps, now);
             }
-            Event::MediaEgressStats(s) => self.count_nacks(key, s.mid, s.nacks, true),
+            Event::MediaEgressStats(s) => {
+                self.count_nacks(key, s.mid, s.nacks, true);
+                let report = s.remote.as_ref().map(|r| *r.maximum_sequence_number);
+                let fresh = self.peers.get_mut(&key).is_some_and(|p| {
+                    let seen = p.nacks_seen.entry(s.mid).or_default();
+                    let fresh = report.is_some() && seen.report != report;
+                    seen.report = report;
+                    fresh
+                });
+                if let Some(rtt) = s.rtt.filter(|_| fresh) {
+                    self.on_round_trip(key, rtt, now);
+                }
+            }
             Event::MediaIngressStats(s) => self.count_nacks(key, s.mid, s.nacks, false),
             _ => {}
         }
@@ -1117,7 +1142,11 @@ impl Core {
             return;
         };
         let seen = peer.nacks_seen.entry(mid).or_default();
-        let last = if egress { &mut seen.0 } else { &mut seen.1 };
+        let last = if egress {
+            &mut seen.nacks_out
+        } else {
+            &mut seen.nacks_in
+        };
         let delta = total.saturating_sub(*last);
         *last = total;
         let counter = if egress {
