@@ -508,6 +508,10 @@ export function netns() {
       const m = sh("nft", "list", "table", "inet", table).match(/counter packets (\d+)/);
       return m ? Number(m[1]) : 0;
     },
+    /** The throttle's counters in one line (sent, dropped, backlog), for a test's log. */
+    shaperStats() {
+      try { return sh("tc", "-s", "qdisc", "show", "dev", host).replace(/\s+/g, " ").trim(); } catch (e) { return String(e); }
+    },
     /** Raises the throttle's rate in place (what is queued stays queued). */
     widen(kbit) { return this.throttle(kbit, 400, "change"); },
     unthrottle() { try { sh("tc", "qdisc", "del", "dev", host, "root"); } catch {} },
