@@ -181,11 +181,7 @@ impl Padding {
                 Some(Change::Starts)
             }
             State::Trying { best, .. } if rtt.saturating_sub(base) >= QUEUE_LIMIT => {
-                self.state = State::Resting {
-                    until: now + self.rest,
-                    stalled: best,
-                };
-                self.rest = (self.rest * 2).min(LONGEST_REST);
+                self.rest_after_failure(now, best);
                 Some(Change::Stops)
             }
             _ => None,
@@ -231,11 +227,7 @@ impl Padding {
                 best,
                 ..
             } if now.saturating_duration_since(since) >= length => {
-                self.state = State::Resting {
-                    until: now + self.rest,
-                    stalled: best.max(estimate),
-                };
-                self.rest = (self.rest * 2).min(LONGEST_REST);
+                self.rest_after_failure(now, best.max(estimate));
                 self.target = target;
                 0
             }
@@ -247,6 +239,16 @@ impl Padding {
             }
             State::Resting { .. } | State::Waiting { .. } => 0,
         }
+    }
+
+    /// A trial failed (its estimate stalled at `stalled`, or it built a queue): the path
+    /// rests for the current back-off, which doubles for next time.
+    fn rest_after_failure(&mut self, now: Instant, stalled: u64) {
+        self.state = State::Resting {
+            until: now + self.rest,
+            stalled,
+        };
+        self.rest = (self.rest * 2).min(LONGEST_REST);
     }
 
     /// Whether the path rests (no padding) now.
